@@ -1,0 +1,1 @@
+"""Data: sources of raw text examples, the vocabulary and in-graph tokenizer, tf.data pipelines."""

@@ -1,0 +1,91 @@
+"""Vocabulary: tokens <-> ids, built from a corpus, saved as one token per line (`vocab.txt`).
+
+Ids 0-3 are reserved: padding, unknown, begin and end of sequence. Tokens are split by the
+in-graph `textseq.data.tokenizer.split_tokens`, so the vocabulary sees exactly what training,
+prediction and the export see.
+
+>>> vocab = Vocabulary.build([["a", "b", "a"]], level="char")
+>>> vocab.tokens
+['<pad>', '<unk>', '<s>', '</s>', 'a', 'b']
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from textseq.errors import UserError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+RESERVED = ("<pad>", "<unk>", "<s>", "</s>")
+
+# Tokens may be any character (a space, a newline for character-level text), so the file escapes
+# the few that would break "one token per line".
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    tokens: list[str]
+    level: str = "word"
+    lowercase: bool = False
+
+    def __post_init__(self):
+        if tuple(self.tokens[:4]) != RESERVED:
+            raise ValueError(f"a vocabulary starts with {RESERVED}; got {self.tokens[:4]}")
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def build(cls, token_lists: Iterable[Iterable[str]], level: str, lowercase: bool = False,
+              max_size: int | None = None, min_count: int = 1) -> "Vocabulary":
+        """Most frequent tokens first (ties alphabetical), after the reserved ones."""
+        counts = collections.Counter()
+        for tokens in token_lists:
+            counts.update(tokens)
+        for token in RESERVED:
+            counts.pop(token, None)
+        ranked = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
+        if max_size is not None:
+            ranked = ranked[: max_size - len(RESERVED)]
+        return cls(list(RESERVED) + ranked, level, lowercase)
+
+    def save(self, path: str | Path) -> None:
+        header = f"# textseq vocabulary: level={self.level} lowercase={str(self.lowercase).lower()}\n"
+        body = "".join(_escape(t) + "\n" for t in self.tokens)
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(header + body, encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path}: vocabulary file missing; the run directory is incomplete, train it again")
+        lines = path.read_text(encoding="utf-8").split("\n")
+        if not lines[0].startswith("# textseq vocabulary:") or lines[-1] != "":
+            raise UserError(f"{path}:1: not a textseq vocabulary file (expected a '# textseq vocabulary:' header)")
+        fields = dict(item.split("=", 1) for item in lines[0].split(":", 1)[1].split())
+        return cls([_unescape(t) for t in lines[1:-1]], fields["level"], fields["lowercase"] == "true")
+
+
+def _escape(token: str) -> str:
+    return "".join(_ESCAPES.get(ch, ch) for ch in token)
+
+
+def _unescape(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        pair = text[i:i + 2]
+        if pair in _UNESCAPES:
+            out.append(_UNESCAPES[pair])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)

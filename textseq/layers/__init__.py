@@ -1,0 +1,5 @@
+"""Keras layers of textseq."""
+
+from textseq.layers.attention import BahdanauAttention
+
+__all__ = ["BahdanauAttention"]

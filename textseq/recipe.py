@@ -1,0 +1,271 @@
+"""Recipes: typed, frozen dataclasses loaded from YAML, with `--set a.b=c` overrides.
+
+Every default lives in the dataclasses below, next to a one-line explanation; nothing else in the
+package invents a default. Validation names the key path, the file and line, what was received and
+what is allowed, and suggests the nearest key for a typo.
+
+>>> recipe = load_recipe("recipes/dates.yaml", overrides=["model.cell=gru"])
+>>> recipe.model.cell
+'gru'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from textseq.errors import UserError
+
+
+def _opt(default: Any, help: str, **checks: Any) -> Any:
+    """A recipe field: its default, its help line, and checks such as `min=1` or `below=1`."""
+    return field(default=default, metadata={"help": help, **checks})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["dates"] = _opt("dates", "where examples come from; `dates` is built in and offline")
+    train_examples: int = _opt(50_000, "dates: number of generated training pairs", min=1)
+    validation_examples: int = _opt(1_000, "dates: held-out pairs, each a distinct date", min=1)
+    test_examples: int = _opt(2_000, "dates: test pairs, each a distinct date", min=1)
+    seed: int = _opt(0, "seed of the data generator and of the train/validation/test split")
+    max_source_length: int = _opt(128, "source tokens kept; longer inputs are truncated", min=1)
+    max_target_length: int = _opt(128, "target tokens kept in training; longer ones are truncated", min=1)
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    level: Literal["char", "word"] = _opt("word", "token unit: characters, or whitespace-separated words")
+    lowercase: bool = _opt(False, "lower-case text before splitting it into tokens")
+    max_size: Optional[int] = _opt(None, "keep at most this many tokens (reserved ones included)", min=5)
+    min_count: int = _opt(1, "drop tokens seen fewer times in the training data", min=1)
+    shared: bool = _opt(True, "one vocabulary (vocab.txt) for source and target, or one each")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: Literal["lstm", "gru"] = _opt("lstm", "recurrent cell of encoder and decoder")
+    embedding_dim: int = _opt(128, "size of the token embeddings", min=1)
+    units: int = _opt(256, "recurrent units; with a bidirectional encoder, half per direction", min=1)
+    layers: int = _opt(1, "stacked recurrent layers in the encoder and in the decoder", min=1)
+    bidirectional: bool = _opt(True, "read the source in both directions")
+    dropout: float = _opt(0.0, "dropout between layers (never recurrent: keeps the fused kernels)", min=0.0, below=1.0)
+    attention_units: int = _opt(256, "size of the additive attention's hidden layer", min=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _opt(10, "passes over the training data", min=1)
+    batch_size: int = _opt(64, "examples per batch", min=1)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = _opt("adam", "optimizer")
+    learning_rate: float = _opt(1e-3, "learning rate", above=0.0)
+    clipnorm: Optional[float] = _opt(1.0, "clip each gradient to this norm; null disables", above=0.0)
+    early_stopping_patience: int = _opt(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0)
+    seed: int = _opt(0, "seed of weights initialisation, dropout and shuffling")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    max_output_length: int = _opt(64, "longest output that translate, evaluate and the export decode", min=1)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    task: Literal["translate"] = _opt("translate", "translate: source text -> target text")
+    data: DataConfig = field(default_factory=DataConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Reads a YAML recipe, applies `key.path=value` overrides, and validates the result."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such recipe file; recipes/ has ready ones, e.g. recipes/dates.yaml")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give the path of a recipe .yaml file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+        lines = _key_lines(yaml.compose(text))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(f"{where}: YAML syntax error: {problem}; fix the line or quote the value") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}:1: a recipe is a mapping of sections (data, vocab, model, train, export); got {type(raw).__name__}")
+    return recipe_from_dict(raw, overrides, source=str(path), lines=lines)
+
+
+def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "recipe", lines: dict | None = None) -> Recipe:
+    """Builds a validated Recipe from plain data (what `yaml.safe_load` gives) and overrides."""
+    raw = _deep_copy(raw)
+    for item in overrides:
+        _apply_override(raw, item)
+    return _build(Recipe, raw, (), _Where(source, lines or {}, overrides))
+
+
+def recipe_differences(old: Recipe, new: Recipe) -> list[str]:
+    """The dotted keys whose values differ between two recipes."""
+    return sorted(k for k, v in _flatten(new.to_dict()).items() if _flatten(old.to_dict()).get(k) != v)
+
+
+# --- loading and validation --------------------------------------------------------------------
+
+
+@dataclass
+class _Where:
+    source: str
+    lines: dict
+    overrides: list
+
+    def __call__(self, path: tuple) -> str:
+        dotted = ".".join(path)
+        for item in self.overrides:
+            if item.split("=", 1)[0].strip() == dotted:
+                return f"--set {item}: "
+        line = self.lines.get(path)
+        return f"{self.source}:{line}: " if line else f"{self.source}: "
+
+
+def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict:
+    """Maps each key path to the 1-based line where it is written."""
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = prefix + (str(key.value),)
+            lines[path] = key.start_mark.line + 1
+            lines.update(_key_lines(value, path))
+    return lines
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    if "=" not in item:
+        raise UserError(f"--set {item}: expected KEY=VALUE, e.g. --set model.units=128")
+    key, value = (part.strip() for part in item.split("=", 1))
+    parts = key.split(".")
+    target = raw
+    for part in parts[:-1]:
+        if not isinstance(target.get(part, {}), dict):
+            raise UserError(f"--set {item}: {part} is not a section")
+        target = target.setdefault(part, {})
+    try:
+        target[parts[-1]] = yaml.safe_load(value) if value else None
+    except yaml.YAMLError:
+        target[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, path: tuple, where: _Where) -> Any:
+    dotted = ".".join(path) or "the recipe"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where(path)}{dotted} must be a mapping of keys; got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            name = ".".join(path + (str(key),))
+            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {'.'.join(path + (near[0],))}?" if near else f"; known keys: {', '.join(fields)}"
+            raise UserError(f"{where(path + (str(key),))}unknown key {name}{hint}")
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, raw[name] if raw[name] is not None else {}, path + (name,), where)
+        else:
+            values[name] = _check_value(raw[name], hint, f.metadata, path + (name,), where)
+    recipe = cls(**values)
+    _check_together(recipe, path, where)
+    return recipe
+
+
+def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where) -> Any:
+    dotted = ".".join(path)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    if optional:
+        if value is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise UserError(f"{where(path)}{dotted} must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+    expected = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[hint]
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise UserError(f"{where(path)}{dotted} must be {expected}; got {value!r}")
+    for check, bound in checks.items():
+        bad = {
+            "min": lambda: value < bound,
+            "above": lambda: value <= bound,
+            "below": lambda: value >= bound,
+        }.get(check, lambda: False)()
+        if bad:
+            rule = {"min": f"at least {bound}", "above": f"greater than {bound}", "below": f"less than {bound}"}[check]
+            raise UserError(f"{where(path)}{dotted} must be {rule}; got {value!r}")
+    return value
+
+
+def _check_together(config: Any, path: tuple, where: _Where) -> None:
+    """Rules that involve more than one key."""
+    if isinstance(config, ModelConfig) and config.bidirectional and config.units % 2:
+        key = path + ("units",)
+        raise UserError(
+            f"{where(key)}{'.'.join(key)} must be even with a bidirectional encoder "
+            f"(half the units read each direction); got {config.units}"
+        )
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def describe_defaults() -> str:
+    """Every recipe key with its default and help line, for `--help` and the README."""
+    rows = []
+    for section in dataclasses.fields(Recipe):
+        hint = typing.get_type_hints(Recipe)[section.name]
+        if not dataclasses.is_dataclass(hint):
+            rows.append(f"{section.name}: {section.default!r}  # {section.metadata['help']}")
+            continue
+        rows.append(f"{section.name}:")
+        for f in dataclasses.fields(hint):
+            default = "null" if f.default is None else yaml.safe_dump(f.default).strip().removesuffix("...").strip()
+            rows.append(f"  {f.name}: {default}  # {f.metadata['help']}")
+    return "\n".join(rows)

@@ -1,0 +1,115 @@
+"""The run directory: one training run's recipe, vocabulary, checkpoints, weights and logs.
+
+    runs/dates/
+      run.json            textseq version and creation time
+      recipe.yaml         the resolved recipe (the single source of truth for this run)
+      vocab.txt           or source.vocab.txt + target.vocab.txt when `vocab.shared` is false
+      checkpoints/        model + optimizer after each epoch, and state.json (last epoch, best)
+      model.weights.h5    the weights with the best validation loss (what predict/evaluate use)
+      metrics.csv         one row per epoch
+      logs/               TensorBoard event files
+
+>>> run = Run("runs/dates")  # doctest: +SKIP
+>>> run.recipe().model.cell
+'lstm'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+from textseq import __version__
+from textseq.data.vocab import Vocabulary
+from textseq.errors import UserError
+from textseq.recipe import Recipe, load_recipe, recipe_differences
+
+# Keys that may change between a run and its continuation: more epochs extend training.
+RESUMABLE_CHANGES = {"train.epochs"}
+
+
+class Run:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.info_file = self.path / "run.json"
+        self.recipe_file = self.path / "recipe.yaml"
+        self.checkpoints = self.path / "checkpoints"
+        self.state_file = self.checkpoints / "state.json"
+        self.weights_file = self.path / "model.weights.h5"
+        self.metrics_file = self.path / "metrics.csv"
+        self.logs = self.path / "logs"
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Run":
+        """An existing run, ready for predict/evaluate; a clear error if it is not one."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise UserError(f"{run.path}: no such run directory; train one with `textseq train RECIPE --out {run.path}`")
+        if not run.recipe_file.exists() or not run.info_file.exists():
+            raise UserError(f"{run.path}: not a textseq run directory (no recipe.yaml or run.json)")
+        if not run.weights_file.exists():
+            raise UserError(f"{run.weights_file}: missing; the run has not finished an epoch yet, "
+                            f"resume it with `textseq train {run.recipe_file}`")
+        return run
+
+    @classmethod
+    def prepare(cls, path: str | Path, recipe: Recipe, overwrite: bool = False) -> tuple["Run", bool]:
+        """Creates a new run, or returns `(run, True)` for a run of the same recipe to resume."""
+        run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise UserError(f"{run.path}: exists and is not a directory; choose another --out")
+        if run.recipe_file.exists() and not overwrite:
+            changed = set(recipe_differences(run.recipe(), recipe))
+            if changed - RESUMABLE_CHANGES:
+                raise UserError(
+                    f"{run.path}: holds a run of a different recipe ({', '.join(sorted(changed))} differ); "
+                    "choose another --out, or pass --overwrite to replace that run")
+            run._write_recipe(recipe)
+            return run, True
+        if run.path.exists() and any(run.path.iterdir()):
+            if not run.info_file.exists():
+                raise UserError(f"{run.path}: exists and is not a textseq run directory; choose another --out")
+            shutil.rmtree(run.path)  # an explicit --overwrite of an earlier run
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_atomically(run.info_file, json.dumps(
+            {"textseq_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat()}, indent=2))
+        run._write_recipe(recipe)
+        return run, False
+
+    def recipe(self) -> Recipe:
+        return load_recipe(self.recipe_file)
+
+    def _write_recipe(self, recipe: Recipe) -> None:
+        write_atomically(self.recipe_file, recipe.to_yaml())
+
+    def vocab_files(self, shared: bool) -> tuple[Path, Path]:
+        if shared:
+            return self.path / "vocab.txt", self.path / "vocab.txt"
+        return self.path / "source.vocab.txt", self.path / "target.vocab.txt"
+
+    def save_vocabularies(self, source: Vocabulary, target: Vocabulary, shared: bool) -> None:
+        source_file, target_file = self.vocab_files(shared)
+        source.save(source_file)
+        if not shared:
+            target.save(target_file)
+
+    def vocabularies(self, shared: bool) -> tuple[Vocabulary, Vocabulary]:
+        source_file, target_file = self.vocab_files(shared)
+        return Vocabulary.load(source_file), Vocabulary.load(target_file)
+
+    def state(self) -> dict | None:
+        """What the last finished epoch left: `{"epoch", "checkpoint", "best_val_loss", ...}`."""
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else None
+
+    def write_state(self, state: dict) -> None:
+        write_atomically(self.state_file, json.dumps(state, indent=2))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes a file so that a crash leaves either the old or the new content, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,152 @@
+"""Training from a recipe: data, vocabulary, model and optimizer, then `fit` with checkpoints and resume.
+
+>>> summary = train(load_recipe("recipes/dates.yaml"), "runs/dates")  # doctest: +SKIP
+>>> summary["epochs_done"], summary["best_val_loss"]  # doctest: +SKIP
+(12, 0.0031)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import keras
+
+from textseq.data.pipeline import translation_dataset
+from textseq.data.sources import load_pairs
+from textseq.data.tokenizer import Tokenizer, iter_tokens
+from textseq.data.vocab import Vocabulary
+from textseq.errors import UserError
+from textseq.metrics import TokenAccuracy, token_loss
+from textseq.models import Seq2Seq, build_seq2seq
+from textseq.recipe import Recipe, TrainConfig, VocabConfig
+from textseq.runs import Run
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose: int | str = "auto") -> dict:
+    """Trains (or resumes) the run in `run_dir` and returns a summary of what happened."""
+    started = time.monotonic()
+    run, resumed = Run.prepare(run_dir, recipe, overwrite)
+    keras.utils.set_random_seed(recipe.train.seed)
+
+    train_pairs = load_pairs(recipe.data, "train")
+    validation_pairs = load_pairs(recipe.data, "validation")
+    if resumed and run.vocab_files(recipe.vocab.shared)[0].exists():
+        source_vocab, target_vocab = run.vocabularies(recipe.vocab.shared)
+    else:
+        source_vocab, target_vocab = build_vocabularies(train_pairs, recipe.vocab)
+        run.save_vocabularies(source_vocab, target_vocab, recipe.vocab.shared)
+    source, target = Tokenizer(source_vocab), Tokenizer(target_vocab)
+
+    lengths = dict(max_source_length=recipe.data.max_source_length, max_target_length=recipe.data.max_target_length)
+    train_data = translation_dataset(train_pairs, source, target, recipe.train.batch_size,
+                                     shuffle_seed=recipe.train.seed, **lengths)
+    validation_data = translation_dataset(validation_pairs, source, target, recipe.train.batch_size, **lengths)
+
+    model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
+    model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(), metrics=[TokenAccuracy()])
+    model(next(iter(validation_data))[0])  # creates the weights, so a checkpoint can be loaded into them
+
+    checkpoint = EpochCheckpoint(run)
+    initial_epoch = checkpoint.restore(model)
+    log.info("%s run %s: %d parameters, vocabulary %d/%d, %d training pairs, epoch %d of %d",
+             "resuming" if initial_epoch else "starting", run.path, model.count_params(),
+             source_vocab.size, target_vocab.size, len(train_pairs), initial_epoch, recipe.train.epochs)
+
+    history = {}
+    if initial_epoch < recipe.train.epochs:
+        callbacks = [checkpoint, keras.callbacks.CSVLogger(str(run.metrics_file), append=True),
+                     keras.callbacks.TensorBoard(str(run.logs))]
+        if recipe.train.early_stopping_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
+        history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
+                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                            shuffle=False).history  # the dataset shuffles itself, by the seed
+
+    state = run.state() or {}
+    return {
+        "run": str(run.path),
+        "resumed_from_epoch": initial_epoch,
+        "epochs_done": state.get("epoch", initial_epoch),
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": state.get("best_epoch"),
+        "best_val_loss": state.get("best_val_loss"),
+        "last_metrics": {k: v[-1] for k, v in history.items()},
+        "parameters": model.count_params(),
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def build_vocabularies(pairs: list[tuple[str, str]], config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
+    """Source and target vocabularies from the training pairs (one, twice, when shared)."""
+    def build(texts):
+        return Vocabulary.build(iter_tokens(texts, config.level, config.lowercase), config.level,
+                                config.lowercase, config.max_size, config.min_count)
+
+    if config.shared:
+        vocab = build([text for pair in pairs for text in pair])
+        return vocab, vocab
+    return build([s for s, _ in pairs]), build([t for _, t in pairs])
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    return OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate, clipnorm=config.clipnorm)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: model + optimizer to `checkpoints/`, best weights to `model.weights.h5`.
+
+    Each file is written under a temporary name and renamed, and `state.json` (renamed last) names
+    the checkpoint to resume from, so a crash at any moment leaves the previous epoch usable.
+    """
+
+    keep = 2  # checkpoints kept on disk; older ones are deleted
+
+    def __init__(self, run: Run):
+        super().__init__()
+        self.run = run
+
+    def restore(self, model: Seq2Seq) -> int:
+        """Loads the last checkpoint into `model` and returns the number of finished epochs."""
+        state = self.run.state()
+        if state is None:
+            return 0
+        path = self.run.checkpoints / state["checkpoint"]
+        if not path.exists():
+            raise UserError(f"{path}: missing, but {self.run.state_file} names it; "
+                            "restore the file or train again with --overwrite")
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(path)
+        return state["epoch"]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None):
+        logs = logs or {}
+        self.run.checkpoints.mkdir(exist_ok=True)
+        state = self.run.state() or {"best_val_loss": None, "best_epoch": None}
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        save_weights_atomically(self.model, self.run.checkpoints / name)
+        val_loss = logs.get("val_loss", logs.get("loss"))
+        if val_loss is not None and math.isfinite(val_loss) and (
+                state["best_val_loss"] is None or val_loss < state["best_val_loss"]):
+            save_weights_atomically(self.model, self.run.weights_file)
+            state.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
+        self.run.write_state({**state, "epoch": epoch + 1, "checkpoint": name})
+        for old in sorted(self.run.checkpoints.glob("epoch-*.weights.h5"))[: -self.keep]:
+            old.unlink()
+
+
+def save_weights_atomically(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name("tmp-" + path.name)
+    model.save_weights(tmp)
+    tmp.replace(path)
