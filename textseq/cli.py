@@ -101,8 +101,8 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     click.echo(f"\nrun: {summary['run']}", err=True)
     if summary["epochs_run"] == 0:
         click.echo(f"already trained {summary['epochs_done']} epochs (train.epochs); raise it to train on", err=True)
-    for key in ("epochs_done", "epochs_run", "best_epoch", "best_val_loss", "parameters", "wall_seconds"):
-        click.echo(f"  {key:15} {summary[key]}", err=True)
+    for key in ("resumed_from_epoch", "epochs_done", "epochs_run", "best_epoch", "best_val_loss", "parameters", "wall_seconds"):
+        click.echo(f"  {key:18} {summary[key]}", err=True)
     click.echo(f"next: textseq evaluate {summary['run']} --split test", err=True)
 
 

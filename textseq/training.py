@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from textseq.data.pipeline import translation_dataset
 from textseq.data.sources import load_pairs
@@ -50,8 +52,9 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
     source, target = Tokenizer(source_vocab), Tokenizer(target_vocab)
 
     lengths = dict(max_source_length=recipe.data.max_source_length, max_target_length=recipe.data.max_target_length)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
     train_data = translation_dataset(train_pairs, source, target, recipe.train.batch_size,
-                                     shuffle_seed=recipe.train.seed, **lengths)
+                                     shuffle_seed=recipe.train.seed, epoch=epoch, **lengths)
     validation_data = translation_dataset(validation_pairs, source, target, recipe.train.batch_size, **lengths)
 
     model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
@@ -66,13 +69,17 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
 
     history = {}
     if initial_epoch < recipe.train.epochs:
-        callbacks = [checkpoint, keras.callbacks.CSVLogger(str(run.metrics_file), append=True),
+        callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e)),
+                     checkpoint, keras.callbacks.CSVLogger(str(run.metrics_file), append=True),
                      keras.callbacks.TensorBoard(str(run.logs))]
         if recipe.train.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
-        history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
-                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                            shuffle=False).history  # the dataset shuffles itself, by the seed
+        with warnings.catch_warnings():
+            # A bucketed dataset's length is unknown until its first pass; Keras warns then.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
+                                initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                                shuffle=False).history  # the dataset shuffles itself, by the seed
 
     state = run.state() or {}
     return {

@@ -1,4 +1,4 @@
-"""tf.data pipelines: encode once, cache, shuffle, bucket by length, pad, batch, prefetch.
+"""tf.data pipelines: encode once, shuffle per epoch, bucket by length, pad, batch, prefetch.
 
 A batch is `({"source": ids[B, S], "target_in": ids[B, T]}, target_out[B, T])`, padded with 0;
 `target_in` starts with BOS and `target_out` ends with EOS (teacher forcing).
@@ -17,25 +17,22 @@ from textseq.data.vocab import BOS, EOS
 
 
 def encode_pairs(pairs: list[tuple[str, str]], source: Tokenizer, target: Tokenizer,
-                 max_source_length: int, max_target_length: int) -> tf.data.Dataset:
-    """Unbatched (source_ids, target_in, target_out) examples, truncated to the maximum lengths."""
-    sources = tf.constant([s for s, _ in pairs] or [""], tf.string)[: len(pairs)]
-    targets = tf.constant([t for _, t in pairs] or [""], tf.string)[: len(pairs)]
+                 max_source_length: int, max_target_length: int) -> tuple[tf.RaggedTensor, ...]:
+    """All pairs encoded at once: ragged (source_ids, target_in, target_out), truncated to the maximum lengths."""
+    src_ids = source.encode(tf.constant([s for s, _ in pairs], tf.string))[:, :max_source_length]
+    tgt_ids = target.encode(tf.constant([t for _, t in pairs], tf.string))[:, : max_target_length - 1]
+    bos = tf.fill([len(pairs), 1], BOS)
+    eos = tf.fill([len(pairs), 1], EOS)
+    return src_ids, tf.concat([bos, tgt_ids], axis=1), tf.concat([tgt_ids, eos], axis=1)
 
-    def encode(src, tgt):
-        src_ids = source.encode(src)[:, :max_source_length]
-        tgt_ids = target.encode(tgt)[:, : max_target_length - 1]
-        rows = tgt_ids.nrows()
-        bos = tf.fill([rows, 1], BOS)
-        eos = tf.fill([rows, 1], EOS)
-        return src_ids, tf.concat([bos, tgt_ids], axis=1), tf.concat([tgt_ids, eos], axis=1)
 
-    return (tf.data.Dataset.from_tensor_slices((sources, targets))
-            .batch(4096)
-            .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-            .unbatch()
-            # Unbatched ragged rows are rank-0 ragged specs; one map makes them plain tensors.
-            .map(lambda s, t_in, t_out: (s, t_in, t_out)))
+def epoch_order(count: int, seed: int, epoch: tf.Variable) -> tf.data.Dataset:
+    """Indices 0..count-1 in an order fixed by (seed, epoch): a resumed run replays the same epochs."""
+    def permutation(_):
+        keys = tf.random.stateless_uniform([count], seed=tf.stack([tf.constant(seed, tf.int64), epoch.read_value()]))
+        return tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
+
+    return tf.data.Dataset.from_tensors(0).flat_map(permutation)
 
 
 def length_buckets(max_length: int, growth: float = 1.1) -> list[int]:
@@ -49,15 +46,27 @@ def length_buckets(max_length: int, growth: float = 1.1) -> list[int]:
 
 def translation_dataset(pairs: list[tuple[str, str]], source: Tokenizer, target: Tokenizer,
                         batch_size: int, max_source_length: int, max_target_length: int,
-                        shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Batches for training (`shuffle_seed` set: shuffled, bucketed) or evaluation (stored order)."""
-    examples = encode_pairs(pairs, source, target, max_source_length, max_target_length).cache()
-    if shuffle_seed is not None:
-        examples = examples.shuffle(max(len(pairs), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
+                        shuffle_seed: int | None = None, epoch: tf.Variable | None = None) -> tf.data.Dataset:
+    """Batches for training (`shuffle_seed` set: shuffled per epoch, bucketed) or evaluation (stored order).
+
+    When shuffling, the order of an epoch is a function of `shuffle_seed` and the value of
+    `epoch` when iteration starts; the training loop sets it at the beginning of every epoch.
+    """
+    src_ids, target_in, target_out = encode_pairs(pairs, source, target, max_source_length, max_target_length)
+    if shuffle_seed is None:
+        order = tf.data.Dataset.range(len(pairs))
+    else:
+        order = epoch_order(len(pairs), shuffle_seed, epoch if epoch is not None else tf.Variable(0, dtype=tf.int64))
+    examples = (order.batch(1024)  # gathering rows in blocks is ~5x faster than one at a time
+                .map(lambda i: (tf.gather(src_ids, i), tf.gather(target_in, i), tf.gather(target_out, i)))
+                .unbatch()
+                # Unbatched ragged rows are rank-0 ragged specs; one map makes them plain tensors.
+                .map(lambda s, t_in, t_out: (s, t_in, t_out)))
+    if shuffle_seed is None:
+        batches = examples.padded_batch(batch_size)
+    else:
         bounds = length_buckets(max(max_source_length, max_target_length))
         batches = examples.bucket_by_sequence_length(
             lambda s, t_in, t_out: tf.maximum(tf.shape(s)[0], tf.shape(t_in)[0]),
             bucket_boundaries=bounds, bucket_batch_sizes=[batch_size] * (len(bounds) + 1))
-    else:
-        batches = examples.padded_batch(batch_size)
     return batches.map(lambda s, t_in, t_out: ({"source": s, "target_in": t_in}, t_out)).prefetch(tf.data.AUTOTUNE)

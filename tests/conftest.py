@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny dates recipe and one tiny trained run for the whole session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough to train an epoch in seconds on 2 cores; the full recipe is a benchmark, not a test.
+TINY = {
+    "data": {"train_examples": 400, "validation_examples": 64, "test_examples": 64, "max_source_length": 40,
+             "max_target_length": 12},
+    "vocab": {"level": "char"},
+    "model": {"embedding_dim": 8, "units": 16, "attention_units": 8},
+    "train": {"epochs": 1, "batch_size": 32, "learning_rate": 0.01},
+    "export": {"max_output_length": 12},
+}
+
+
+@pytest.fixture
+def tiny_recipe_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny dates run trained for 2 epochs, shared by the tests that only read it."""
+    from textseq.recipe import recipe_from_dict
+    from textseq.training import train
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)
+    return run

@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from textseq.cli import cli
+from textseq.evaluation import evaluate
+from textseq.inference import Translator
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_recipe_errors_exit_2_with_one_message_and_no_traceback(tiny_recipe_file):
+    result = invoke("train", tiny_recipe_file, "--set", "model.cell=lstn")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: --set model.cell=lstn: model.cell must be one of lstm, gru; got 'lstn'"
+    assert "Traceback" not in result.output
+
+    tiny_recipe_file.write_text(tiny_recipe_file.read_text().replace("units: 16", "unit: 16"))
+    result = invoke("check", tiny_recipe_file)
+    assert result.exit_code == 2
+    assert f"{tiny_recipe_file}:" in result.stderr and "unknown key model.unit; did you mean model.units?" in result.stderr
+
+
+def test_errors_in_a_real_process_have_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batch_size: 0\n")
+    process = subprocess.run([sys.executable, "-m", "textseq", "train", str(bad)], capture_output=True, text=True)
+    assert process.returncode == 2
+    assert process.stderr.strip() == f"Error: {bad}:2: train.batch_size must be at least 1; got 0"
+    assert process.stdout == ""
+
+
+def test_translate_and_evaluate_json(trained_run):
+    result = invoke("translate", trained_run, "3rd of March 1998", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload == {"source": "3rd of March 1998",
+                       "translation": Translator.from_run(trained_run).translate(["3rd of March 1998"])[0]}
+
+    result = invoke("evaluate", trained_run, "--split", "test", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert {"loss", "token_accuracy", "exact_match", "examples"} <= metrics.keys()
+    assert metrics["examples"] == 64 and metrics["tokens"] == 64 * 11
+    assert json.loads((trained_run / "eval-test.json").read_text()) == metrics
+    assert metrics == evaluate(trained_run, "test")
+
+
+def test_using_a_missing_run_is_a_user_error(tmp_path):
+    result = invoke("translate", tmp_path / "nothing", "x")
+    assert result.exit_code == 2 and "no such run directory" in result.stderr
+
+
+def test_train_then_rerun_resumes(tiny_recipe_file, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", tiny_recipe_file, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "best_val_loss" in result.stderr
+    result = invoke("train", tiny_recipe_file, "--out", out, "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert "resumed_from_epoch 1" in result.stderr and "epochs_run         1" in result.stderr
+
+
+def test_check_summarises_without_training(tiny_recipe_file):
+    result = invoke("check", tiny_recipe_file, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["train_examples"] == 400 and summary["parameters"] > 0 and summary["longest_target_tokens"] == 10
+
+
+def test_every_verb_has_help_with_an_example():
+    for verb in ("train", "check", "translate", "evaluate"):
+        result = invoke(verb, "--help")
+        assert result.exit_code == 0 and "textseq " + verb in result.output

@@ -1,0 +1,92 @@
+import pytest
+
+from textseq.errors import UserError
+from textseq.recipe import ModelConfig, Recipe, load_recipe, recipe_differences, recipe_from_dict
+
+from conftest import ROOT
+
+
+def write(tmp_path, text):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_shipped_recipe_load():
+    assert recipe_from_dict({}) == Recipe()
+    recipe = load_recipe(ROOT / "recipes" / "dates.yaml")
+    assert recipe.vocab.level == "char" and recipe.data.source == "dates"
+
+
+def test_bad_enum_names_key_value_and_choices(tmp_path):
+    path = write(tmp_path, "model:\n  units: 64\n  cell: lstn\n")
+    with pytest.raises(UserError) as error:
+        load_recipe(path)
+    assert str(error.value) == f"{path}:3: model.cell must be one of lstm, gru; got 'lstn'"
+
+
+def test_unknown_key_suggests_the_nearest(tmp_path):
+    path = write(tmp_path, "train:\n  epochs: 2\n  bach_size: 8\n")
+    with pytest.raises(UserError, match=r"r.yaml:3: unknown key train.bach_size; did you mean train.batch_size\?"):
+        load_recipe(path)
+
+
+def test_unknown_section_suggests_the_nearest():
+    with pytest.raises(UserError, match="unknown key modle; did you mean model"):
+        recipe_from_dict({"modle": {}})
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.units=0", "model.units must be at least 1; got 0"),
+    ("model.units=many", "model.units must be an integer; got 'many'"),
+    ("model.dropout=1.0", "model.dropout must be less than 1.0; got 1.0"),
+    ("train.batch_size=0", "train.batch_size must be at least 1; got 0"),
+    ("train.learning_rate=0", "train.learning_rate must be greater than 0.0; got 0.0"),
+    ("model.bidirectional=maybe", "model.bidirectional must be true or false; got 'maybe'"),
+    ("model.units=7", "model.units must be even with a bidirectional encoder"),
+])
+def test_bad_values_name_the_override(override, message):
+    with pytest.raises(UserError) as error:
+        recipe_from_dict({}, [override])
+    assert str(error.value).startswith(f"--set {override}: {message}")
+
+
+def test_overrides_apply_with_yaml_types():
+    recipe = recipe_from_dict({"model": {"units": 32}}, ["model.units=128", "train.clipnorm=null",
+                                                         "train.learning_rate=0.5", "model.cell=gru"])
+    assert (recipe.model.units, recipe.train.clipnorm, recipe.train.learning_rate, recipe.model.cell) == (
+        128, None, 0.5, "gru")
+
+
+def test_override_without_equals_is_explained():
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        recipe_from_dict({}, ["model.units"])
+
+
+def test_yaml_syntax_error_gives_line_and_column(tmp_path):
+    path = write(tmp_path, "model:\n  units: [1, 2\n")
+    with pytest.raises(UserError, match=r"r.yaml:\d+:\d+: YAML syntax error"):
+        load_recipe(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(UserError, match="no such recipe file"):
+        load_recipe(tmp_path / "nope.yaml")
+    with pytest.raises(UserError, match="is a directory"):
+        load_recipe(tmp_path)
+
+
+def test_resolved_recipe_round_trips_through_yaml(tmp_path):
+    recipe = recipe_from_dict({}, ["model.cell=gru", "train.clipnorm=null"])
+    path = write(tmp_path, recipe.to_yaml())
+    assert load_recipe(path) == recipe
+
+
+def test_differences_list_changed_keys():
+    assert recipe_differences(Recipe(), recipe_from_dict({}, ["model.units=64", "train.epochs=3"])) == [
+        "model.units", "train.epochs"]
+
+
+def test_model_config_is_frozen():
+    with pytest.raises(Exception):
+        ModelConfig().units = 3

@@ -1,0 +1,73 @@
+import csv
+
+import h5py
+import numpy as np
+import pytest
+
+from textseq.errors import UserError
+from textseq.recipe import recipe_from_dict
+from textseq.runs import Run
+from textseq.training import train
+
+from conftest import TINY
+
+
+def h5_arrays(path):
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def test_run_directory_layout(trained_run):
+    for name in ("run.json", "recipe.yaml", "vocab.txt", "model.weights.h5", "metrics.csv", "checkpoints/state.json"):
+        assert (trained_run / name).exists(), name
+    assert list((trained_run / "logs").rglob("events.out.tfevents.*")), "TensorBoard logs"
+    assert Run(trained_run).recipe() == recipe_from_dict(TINY, ["train.epochs=2"])
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    straight = tmp_path / "straight"
+    train(recipe_from_dict(TINY, ["train.epochs=2"]), straight, verbose=0)
+
+    resumed = tmp_path / "resumed"
+    first = train(recipe_from_dict(TINY, ["train.epochs=1"]), resumed, verbose=0)
+    second = train(recipe_from_dict(TINY, ["train.epochs=2"]), resumed, verbose=0)
+    assert (first["epochs_run"], second["resumed_from_epoch"], second["epochs_run"]) == (1, 1, 1)
+
+    with open(resumed / "metrics.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]  # no epoch twice
+    # Same weights and optimizer state (Adam moments, iteration count) as an uninterrupted run:
+    # the checkpoint restored the optimizer and the data order of epoch 2 did not depend on the restart.
+    expected = h5_arrays(straight / "checkpoints" / "epoch-0002.weights.h5")
+    actual = h5_arrays(resumed / "checkpoints" / "epoch-0002.weights.h5")
+    assert expected.keys() == actual.keys() and any("optimizer" in k for k in expected)
+    for key in expected:
+        np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+    again = train(recipe_from_dict(TINY, ["train.epochs=2"]), resumed, verbose=0)
+    assert again["epochs_run"] == 0 and again["epochs_done"] == 2
+
+
+def test_a_different_recipe_refuses_unless_overwrite(trained_run, tmp_path):
+    run = tmp_path / "run"
+    train(recipe_from_dict(TINY), run, verbose=0)
+    with pytest.raises(UserError, match=r"different recipe \(model.cell differ\).*--overwrite"):
+        train(recipe_from_dict(TINY, ["model.cell=gru"]), run, verbose=0)
+    summary = train(recipe_from_dict(TINY, ["model.cell=gru"]), run, overwrite=True, verbose=0)
+    assert summary["resumed_from_epoch"] == 0 and Run(run).recipe().model.cell == "gru"
+
+
+def test_refuses_a_directory_that_is_not_a_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not a textseq run directory"):
+        train(recipe_from_dict(TINY), tmp_path, overwrite=True, verbose=0)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_early_stopping_and_checkpoint_rotation(tmp_path):
+    summary = train(recipe_from_dict(TINY, ["train.epochs=4", "train.early_stopping_patience=1",
+                                            "train.learning_rate=0.5", "train.optimizer=sgd"]), tmp_path / "r",
+                    verbose=0)
+    assert summary["epochs_done"] <= 4
+    assert len(list((tmp_path / "r" / "checkpoints").glob("epoch-*.weights.h5"))) <= 2

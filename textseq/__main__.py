@@ -1,0 +1,5 @@
+"""`python -m textseq` is the `textseq` command."""
+
+from textseq.cli import main
+
+main()
