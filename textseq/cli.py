@@ -168,7 +168,8 @@ def evaluate(run: Path, split: str, as_json: bool):
         echo_json(metrics)
         return
     for key, value in metrics.items():
-        click.echo(f"{key:16} {value:.4f}" if isinstance(value, float) else f"{key:16} {value}")
+        shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
+        click.echo(f"{key:16} {shown}")
 
 
 def main():

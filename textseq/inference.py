@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from textseq.data.tokenizer import Tokenizer
@@ -18,15 +16,6 @@ from textseq.decoding import greedy_search
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.recipe import Recipe
 from textseq.runs import Run
-
-
-@dataclass
-class Translation:
-    source: str
-    translation: str
-    source_tokens: list[str]
-    output_tokens: list[str]
-    attention: np.ndarray  # [output tokens, source tokens]
 
 
 class Translator:
@@ -59,13 +48,3 @@ class Translator:
             tokens, _ = self._search(self.encode(texts[start:start + batch_size]))
             out.extend(t.decode("utf-8") for t in self.target.decode(tokens).numpy())
         return out
-
-    def explain(self, text: str) -> Translation:
-        """One translation with its tokens and attention weights (for plots and the demo)."""
-        ids = self.encode([text])
-        tokens, weights = self._search(ids)
-        output_tokens = [t.decode("utf-8") for t in self.target.tokens_of(tokens)[0].numpy()]
-        source_tokens = [t.decode("utf-8") for t in self.source.tokens_of(ids)[0].numpy()]
-        steps = len(output_tokens) + 1  # the EOS step attends too
-        return Translation(text, self.target.decode(tokens).numpy()[0].decode("utf-8"), source_tokens,
-                           output_tokens, weights.numpy()[0, :steps, : len(source_tokens)])

@@ -54,12 +54,6 @@ class Tokenizer(tf.Module):
         tokens = tf.gather(self.tokens, tf.ragged.boolean_mask(ids, keep))
         return tf.strings.reduce_join(tokens, axis=-1, separator="" if self.level == "char" else " ")
 
-    def tokens_of(self, ids: tf.Tensor) -> tf.RaggedTensor:
-        """Ids [batch, time] -> the token strings, up to and without EOS (for plots and demos)."""
-        ids = tf.convert_to_tensor(ids)
-        before_eos = tf.cumsum(tf.cast(tf.equal(ids, EOS), tf.int32), axis=-1) == 0
-        return tf.gather(self.tokens, tf.ragged.boolean_mask(ids, before_eos & tf.not_equal(ids, PAD)))
-
 
 def iter_tokens(texts: list[str], level: str, lowercase: bool, batch_size: int = 4096):
     """Yields the token list of every text, split by `split_tokens` (for building a vocabulary)."""
