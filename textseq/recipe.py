@@ -69,6 +69,12 @@ class TrainConfig:
     clipnorm: Optional[float] = _opt(1.0, "clip each gradient to this norm; null disables", above=0.0)
     early_stopping_patience: int = _opt(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0)
     seed: int = _opt(0, "seed of weights initialisation, dropout and shuffling")
+    strategy: Literal["auto", "default", "mirrored", "tpu"] = _opt(
+        "auto", "auto: a TPU if found, mirrored over 2+ GPUs, else one device")
+    devices: Optional[str] = _opt(None, "mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1 or /cpu:0,/cpu:1")
+    tpu: Optional[str] = _opt(None, "tpu: the TPU's name or grpc:// address; empty on a TPU VM")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = _opt(
+        "float32", "mixed_float16 on GPUs, mixed_bfloat16 on TPUs and CPUs with bf16; logits stay float32")
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,10 @@ def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where
 
 def _check_together(config: Any, path: tuple, where: _Where) -> None:
     """Rules that involve more than one key."""
+    if isinstance(config, TrainConfig) and config.devices and config.strategy != "mirrored":
+        key = path + ("devices",)
+        raise UserError(f"{where(key)}{'.'.join(key)} applies to train.strategy: mirrored; "
+                        f"got strategy {config.strategy!r}. Set train.strategy=mirrored or remove train.devices")
     if isinstance(config, ModelConfig) and config.bidirectional and config.units % 2:
         key = path + ("units",)
         raise UserError(

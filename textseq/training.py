@@ -20,6 +20,7 @@ from textseq.data.pipeline import translation_dataset
 from textseq.data.sources import load_pairs
 from textseq.data.tokenizer import Tokenizer, iter_tokens
 from textseq.data.vocab import Vocabulary
+from textseq.distribute import describe, make_strategy, precision
 from textseq.errors import UserError
 from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import Seq2Seq, build_seq2seq
@@ -40,6 +41,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
     """Trains (or resumes) the run in `run_dir` and returns a summary of what happened."""
     started = time.monotonic()
     run, resumed = Run.prepare(run_dir, recipe, overwrite)
+    strategy = make_strategy(recipe.train)  # first: logical devices must be set before TensorFlow starts
     keras.utils.set_random_seed(recipe.train.seed)
 
     train_pairs = load_pairs(recipe.data, "train")
@@ -57,15 +59,16 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
                                      shuffle_seed=recipe.train.seed, epoch=epoch, **lengths)
     validation_data = translation_dataset(validation_pairs, source, target, recipe.train.batch_size, **lengths)
 
-    model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
-    model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(), metrics=[TokenAccuracy()])
-    model(next(iter(validation_data))[0])  # creates the weights, so a checkpoint can be loaded into them
-
-    checkpoint = EpochCheckpoint(run)
-    initial_epoch = checkpoint.restore(model)
-    log.info("%s run %s: %d parameters, vocabulary %d/%d, %d training pairs, epoch %d of %d",
-             "resuming" if initial_epoch else "starting", run.path, model.count_params(),
-             source_vocab.size, target_vocab.size, len(train_pairs), initial_epoch, recipe.train.epochs)
+    with strategy.scope(), precision(recipe.train.precision):
+        model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
+        model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(), metrics=[TokenAccuracy()])
+        model(next(iter(validation_data))[0])  # creates the weights, so a checkpoint can be loaded into them
+        checkpoint = EpochCheckpoint(run)
+        initial_epoch = checkpoint.restore(model)
+    log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %d training pairs, epoch %d of %d",
+             "resuming" if initial_epoch else "starting", run.path, describe(strategy), recipe.train.precision,
+             model.count_params(), source_vocab.size, target_vocab.size, len(train_pairs), initial_epoch,
+             recipe.train.epochs)
 
     history = {}
     if initial_epoch < recipe.train.epochs:
@@ -91,6 +94,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         "best_val_loss": state.get("best_val_loss"),
         "last_metrics": {k: v[-1] for k, v in history.items()},
         "parameters": model.count_params(),
+        "strategy": describe(strategy),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
 

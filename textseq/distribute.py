@@ -1,0 +1,98 @@
+"""The `tf.distribute` strategy and the precision policy a recipe asks for.
+
+`auto` picks a TPU when a TPU cluster resolver finds one, `mirrored` when more than one GPU is
+visible, and the default (one-device) strategy otherwise. `train.devices: /cpu:0,/cpu:1` splits the
+CPU into logical devices, so the mirrored path can be tried on any machine.
+
+>>> strategy = make_strategy(TrainConfig(strategy="auto"))  # doctest: +SKIP
+>>> describe(strategy)  # doctest: +SKIP
+'default strategy, 1 replica'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+
+import keras
+import tensorflow as tf
+
+from textseq.errors import UserError
+from textseq.recipe import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
+    """The strategy named by `train.strategy` (and `train.devices`), created on this process."""
+    devices = [d.strip() for d in config.devices.split(",")] if config.devices else None
+    if devices:
+        split_cpu(devices)
+    if config.strategy == "tpu":
+        return tpu_strategy(config.tpu)
+    if config.strategy == "auto":
+        if config.tpu or tpu_visible():
+            return tpu_strategy(config.tpu)
+        if len(tf.config.list_logical_devices("GPU")) > 1:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()
+    if config.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def split_cpu(devices: list[str]) -> None:
+    """Makes enough logical CPU devices for every `/cpu:N` named (before TensorFlow starts)."""
+    cpus = [d for d in devices if d.lower().startswith("/cpu:")]
+    if not cpus:
+        return
+    wanted = max(int(d.split(":")[1]) for d in cpus) + 1
+    physical = tf.config.list_physical_devices("CPU")[0]
+    try:  # listing logical devices would start TensorFlow, after which they cannot change
+        tf.config.set_logical_device_configuration(physical, [tf.config.LogicalDeviceConfiguration()] * wanted)
+    except RuntimeError:
+        if len(tf.config.list_logical_devices("CPU")) < wanted:
+            raise UserError(f"train.devices: {', '.join(devices)} needs {wanted} logical CPU devices, but "
+                            "TensorFlow already started in this process with fewer; train in a new process") from None
+
+
+def tpu_visible() -> bool:
+    """A TPU VM's accelerator device files, or a TPU named in TPU_NAME, without any network lookup."""
+    return bool(glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*") or os.environ.get("TPU_NAME"))
+
+
+def tpu_strategy(tpu: str | None) -> tf.distribute.TPUStrategy:
+    """Connects to the TPU named by `train.tpu` (or the local TPU VM) and initialises it."""
+    if not tpu and not tpu_visible():
+        raise UserError(
+            "train.strategy: tpu found no TPU: looked for a TPU VM's devices (/dev/accel*, /dev/vfio/N) and for "
+            "the TPU_NAME variable. Run on a Cloud TPU VM, or set train.tpu to the TPU's name or grpc:// address")
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as error:
+        raise UserError(
+            f"train.strategy: tpu found no TPU ({'at ' + tpu if tpu else 'on this machine'}: {error}); "
+            "run on a Cloud TPU VM, or set train.tpu to the TPU's name or grpc:// address") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+    replicas = strategy.num_replicas_in_sync
+    names = {"_DefaultDistributionStrategy": "default", "MirroredStrategy": "mirrored", "TPUStrategy": "tpu"}
+    name = names.get(type(strategy).__name__, type(strategy).__name__)
+    return f"{name} strategy, {replicas} replica{'s' if replicas != 1 else ''}"
+
+
+@contextlib.contextmanager
+def precision(policy: str):
+    """Layers created inside use `policy` (e.g. mixed_bfloat16); the global policy is restored after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
