@@ -70,6 +70,7 @@ def test_check_summarises_without_training(tiny_recipe_file):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["train_examples"] == 400 and summary["parameters"] > 0 and summary["longest_target_tokens"] == 10
+    assert (summary["strategy"], summary["precision"]) == ("auto", "float32")
 
 
 def test_every_verb_has_help_with_an_example():

@@ -33,4 +33,6 @@ def check(recipe: Recipe) -> dict:
         "longest_target_tokens": longest["target"],
         "truncated_sources": longest["source"] > recipe.data.max_source_length,
         "parameters": model.count_params(),
+        "strategy": recipe.train.strategy,
+        "precision": recipe.train.precision,
     }

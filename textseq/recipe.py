@@ -130,7 +130,8 @@ def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "recipe
 
 def recipe_differences(old: Recipe, new: Recipe) -> list[str]:
     """The dotted keys whose values differ between two recipes."""
-    return sorted(k for k, v in _flatten(new.to_dict()).items() if _flatten(old.to_dict()).get(k) != v)
+    before = _flatten(old.to_dict())
+    return sorted(k for k, v in _flatten(new.to_dict()).items() if before.get(k) != v)
 
 
 # --- loading and validation --------------------------------------------------------------------
