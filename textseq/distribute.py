@@ -1,7 +1,7 @@
 """The `tf.distribute` strategy and the precision policy a recipe asks for.
 
-`auto` picks a TPU when a TPU cluster resolver finds one, `mirrored` when more than one GPU is
-visible, and the default (one-device) strategy otherwise. `train.devices: /cpu:0,/cpu:1` splits the
+`auto` picks a TPU when this is a TPU VM or one is named (never by a network lookup), `mirrored`
+when more than one GPU is visible, and the default (one-device) strategy otherwise. `train.devices: /cpu:0,/cpu:1` splits the
 CPU into logical devices, so the mirrored path can be tried on any machine.
 
 >>> strategy = make_strategy(TrainConfig(strategy="auto"))  # doctest: +SKIP
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import logging
 import os
 
 import keras
@@ -22,7 +21,7 @@ import tensorflow as tf
 from textseq.errors import UserError
 from textseq.recipe import TrainConfig
 
-log = logging.getLogger(__name__)
+TPU_HINT = "run on a Cloud TPU VM, or set train.tpu to the TPU's name or grpc:// address"
 
 
 def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
@@ -68,15 +67,15 @@ def tpu_strategy(tpu: str | None) -> tf.distribute.TPUStrategy:
     if not tpu and not tpu_visible():
         raise UserError(
             "train.strategy: tpu found no TPU: looked for a TPU VM's devices (/dev/accel*, /dev/vfio/N) and for "
-            "the TPU_NAME variable. Run on a Cloud TPU VM, or set train.tpu to the TPU's name or grpc:// address")
+            f"the TPU_NAME variable; {TPU_HINT}")
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as error:
         raise UserError(
-            f"train.strategy: tpu found no TPU ({'at ' + tpu if tpu else 'on this machine'}: {error}); "
-            "run on a Cloud TPU VM, or set train.tpu to the TPU's name or grpc:// address") from None
+            f"train.strategy: tpu found no TPU ({'at ' + tpu if tpu else 'on this machine'}: {error}); {TPU_HINT}"
+        ) from None
     return tf.distribute.TPUStrategy(resolver)
 
 

@@ -42,6 +42,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
     started = time.monotonic()
     run, resumed = Run.prepare(run_dir, recipe, overwrite)
     strategy = make_strategy(recipe.train)  # first: logical devices must be set before TensorFlow starts
+    strategy_name = describe(strategy)
     keras.utils.set_random_seed(recipe.train.seed)
 
     train_pairs = load_pairs(recipe.data, "train")
@@ -66,7 +67,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         checkpoint = EpochCheckpoint(run)
         initial_epoch = checkpoint.restore(model)
     log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %d training pairs, epoch %d of %d",
-             "resuming" if initial_epoch else "starting", run.path, describe(strategy), recipe.train.precision,
+             "resuming" if initial_epoch else "starting", run.path, strategy_name, recipe.train.precision,
              model.count_params(), source_vocab.size, target_vocab.size, len(train_pairs), initial_epoch,
              recipe.train.epochs)
 
@@ -94,7 +95,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         "best_val_loss": state.get("best_val_loss"),
         "last_metrics": {k: v[-1] for k, v in history.items()},
         "parameters": model.count_params(),
-        "strategy": describe(strategy),
+        "strategy": strategy_name,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
 
