@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from textseq.data.pipeline import length_buckets, translation_dataset
+from textseq.data.pipeline import translation_dataset
 from textseq.data.synthetic import dates_examples
 from textseq.data.tokenizer import Tokenizer, iter_tokens
 from textseq.data.vocab import BOS, EOS, Vocabulary
@@ -37,18 +37,26 @@ def test_truncation_to_maximum_lengths():
         assert inputs["source"].shape[1] <= 5 and target_out.shape[1] <= 4
 
 
+def source_rows(data):
+    return [tuple(x for x in row if x) for inputs, _ in data for row in inputs["source"].numpy().tolist()]
+
+
 def test_epoch_order_depends_on_epoch_and_repeats():
     epoch = tf.Variable(0, dtype=tf.int64)
     data = translation_dataset(PAIRS, TOKENIZER, TOKENIZER, 32, 40, 12, shuffle_seed=1, epoch=epoch)
-
-    def order():
-        return [tuple(row) for inputs, _ in data for row in inputs["source"].numpy().tolist()]
-
-    first, again = order(), order()
+    first, again = source_rows(data), source_rows(data)
     epoch.assign(1)
-    second = order()
+    second = source_rows(data)
     assert first == again and first != second
-    assert sorted(map(lambda r: tuple(x for x in r if x), first)) == sorted(map(lambda r: tuple(x for x in r if x), second))
+
+
+def test_training_epoch_has_full_batches_of_distinct_examples():
+    data = translation_dataset(PAIRS, TOKENIZER, TOKENIZER, 32, 40, 12, shuffle_seed=0)
+    sizes = [int(target_out.shape[0]) for _, target_out in data]
+    assert sizes == [32] * (len(PAIRS) // 32) and data.cardinality() == len(sizes)
+    rows = [tuple(r) for inputs, _ in data for r in inputs["target_in"].numpy().tolist()]
+    sources = source_rows(data)
+    assert len(set(zip(sources, rows))) == len(rows)  # no example twice in an epoch
 
 
 def padding_ratio(data):
@@ -59,13 +67,36 @@ def padding_ratio(data):
     return total / real
 
 
-def test_bucketing_keeps_padding_low():
-    bucketed = padding_ratio(translation_dataset(PAIRS, TOKENIZER, TOKENIZER, 32, 40, 12, shuffle_seed=0,
-                                                 epoch=tf.Variable(0, dtype=tf.int64)))
-    unbucketed = padding_ratio(batches())  # the generator's order is random
-    assert bucketed < 1.15 and unbucketed > 1.3, (bucketed, unbucketed)
+def test_length_sorting_keeps_padding_low():
+    sorted_pools = padding_ratio(translation_dataset(PAIRS, TOKENIZER, TOKENIZER, 32, 40, 12, shuffle_seed=0))
+    stored = padding_ratio(batches())  # the generator's order is random
+    assert sorted_pools < 1.15 and stored > 1.3, (sorted_pools, stored)
 
 
-def test_length_buckets_grow():
-    bounds = length_buckets(64)
-    assert bounds[0] == 2 and bounds[-1] <= 64 and all(b > a for a, b in zip(bounds, bounds[1:]))
+def pieces(pipelines, shuffle_seed=None, count=len(PAIRS)):
+    """What each of `pipelines` workers (one replica each) gets of a global batch of 32."""
+    return [list(translation_dataset(PAIRS[:count], TOKENIZER, TOKENIZER, 32, 40, 12, shuffle_seed=shuffle_seed,
+                                     input_context=tf.distribute.InputContext(pipelines, k, pipelines)))
+            for k in range(pipelines)]
+
+
+def test_workers_split_every_global_batch_between_them():
+    (single,), (first, second) = pieces(1, shuffle_seed=3), pieces(2, shuffle_seed=3)
+    assert len(first) == len(second) == len(single)
+    for whole, half_a, half_b in zip(single, first, second):
+        assert half_a[1].shape[0] == half_b[1].shape[0] == 16
+        assert source_rows([whole]) == source_rows([half_a]) + source_rows([half_b])
+
+
+def test_distributed_evaluation_pads_the_last_batch_with_examples_that_count_for_nothing():
+    first, second = pieces(2, count=70)  # 3 global batches of 32: 96 slots for 70 pairs
+    assert len(first) == len(second) == 3
+    targets = [t.numpy() for part in (first, second) for _, t in part]
+    assert sum(int((t != 0).any(axis=1).sum()) for t in targets) == 70
+    assert all(t.shape[0] == 16 for t in targets)
+
+
+def test_static_shapes_pad_to_the_maximum_lengths():
+    for inputs, target_out in translation_dataset(PAIRS, TOKENIZER, TOKENIZER, 32, 40, 12, shuffle_seed=0,
+                                                  static_shapes=True).take(3):
+        assert inputs["source"].shape[1] == 40 and target_out.shape[1] == inputs["target_in"].shape[1] == 12
