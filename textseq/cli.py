@@ -101,9 +101,13 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     click.echo(f"\nrun: {summary['run']}", err=True)
     if summary["epochs_run"] == 0:
         click.echo(f"already trained {summary['epochs_done']} epochs (train.epochs); raise it to train on", err=True)
-    for key in ("resumed_from_epoch", "epochs_done", "epochs_run", "best_epoch", "best_val_loss", "parameters", "wall_seconds"):
+    for key in ("strategy", "resumed_from_epoch", "epochs_done", "epochs_run", "best_epoch", "best_val_loss",
+                "parameters", "wall_seconds"):
         click.echo(f"  {key:18} {summary[key]}", err=True)
-    click.echo(f"next: textseq evaluate {summary['run']} --split test", err=True)
+    if summary["chief"]:
+        click.echo(f"next: textseq evaluate {summary['run']} --split test", err=True)
+    else:
+        click.echo("this worker wrote nothing: the chief's run directory holds the checkpoints and logs", err=True)
 
 
 train.help = inspect.cleandoc(train.help) + "\n\n\b\n" + "\n".join("  " + line for line in describe_defaults().splitlines())
@@ -127,7 +131,10 @@ def check(recipe: Path, overrides: tuple[str, ...], as_json: bool):
         return
     click.echo(f"{recipe}: ok")
     for key, value in summary.items():
-        click.echo(f"  {key:22} {value}")
+        if key != "warnings":
+            click.echo(f"  {key:22} {value}")
+    for warning in summary["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command()

@@ -1,8 +1,10 @@
 """The `tf.distribute` strategy and the precision policy a recipe asks for.
 
 `auto` picks a TPU when this is a TPU VM or one is named (never by a network lookup), `mirrored`
-when more than one GPU is visible, and the default (one-device) strategy otherwise. `train.devices: /cpu:0,/cpu:1` splits the
-CPU into logical devices, so the mirrored path can be tried on any machine.
+when more than one GPU is visible, and the default (one-device) strategy otherwise.
+`train.devices: /cpu:0,/cpu:1` splits the CPU into logical devices, so the mirrored path can be
+tried on any machine. `multi_worker` reads the cluster from `TF_CONFIG`; its chief (worker 0, or
+the task of type `chief`) is the only process that writes the run directory.
 
 >>> strategy = make_strategy(TrainConfig(strategy="auto"))  # doctest: +SKIP
 >>> describe(strategy)  # doctest: +SKIP
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 
 import keras
@@ -22,6 +25,8 @@ from textseq.errors import UserError
 from textseq.recipe import TrainConfig
 
 TPU_HINT = "run on a Cloud TPU VM, or set train.tpu to the TPU's name or grpc:// address"
+TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}\'')
 
 
 def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
@@ -39,6 +44,9 @@ def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     if config.strategy == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
+    if config.strategy == "multi_worker":
+        check_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
@@ -79,11 +87,73 @@ def tpu_strategy(tpu: str | None) -> tf.distribute.TPUStrategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
+def check_tf_config() -> dict:
+    """The parsed `TF_CONFIG`, or one clear error that shows what it should look like."""
+    how = f"set it on every machine, each with its own task index, e.g. {TF_CONFIG_EXAMPLE}"
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise UserError(f"train.strategy: multi_worker reads the cluster from the TF_CONFIG environment variable, "
+                        f"which is not set; {how}")
+    try:
+        config = json.loads(text)
+        task_type, index = config["task"]["type"], int(config["task"]["index"])
+        tasks = config["cluster"][task_type]
+        tasks[index]
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise UserError(f"TF_CONFIG: {text!r} does not name this task in its cluster ({type(error).__name__}: "
+                        f"{error}); {how}") from None
+    return config
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True in the one process that writes the run: the only process, the `chief` task, or worker 0."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def workers(strategy: tf.distribute.Strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    return sum(len(tasks) for job, tasks in resolver.cluster_spec().as_dict().items() if job in ("chief", "worker"))
+
+
+def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: list) -> None:
+    """Gives every worker the chief's values (after the chief alone restored a checkpoint).
+
+    Each value is summed over the replicas with every replica but the chief's contributing zero,
+    one collective per variable, in the same order on every worker.
+    """
+    if workers(strategy) == 1:
+        return
+
+    def chief_only(value):
+        keep = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+        return tf.where(keep, value, tf.zeros_like(value))
+
+    @tf.function
+    def broadcast():
+        for variable in variables:
+            value = tf.convert_to_tensor(variable)
+            variable.assign(strategy.reduce("SUM", strategy.run(chief_only, args=(value,)), axis=None))
+
+    broadcast()
+
+
 def describe(strategy: tf.distribute.Strategy) -> str:
     replicas = strategy.num_replicas_in_sync
-    names = {"_DefaultDistributionStrategy": "default", "MirroredStrategy": "mirrored", "TPUStrategy": "tpu"}
+    names = {"_DefaultDistributionStrategy": "default", "MirroredStrategy": "mirrored", "TPUStrategy": "tpu",
+             "CollectiveAllReduceStrategy": "multi_worker"}
     name = names.get(type(strategy).__name__, type(strategy).__name__)
-    return f"{name} strategy, {replicas} replica{'s' if replicas != 1 else ''}"
+    text = f"{name} strategy, {replicas} replica{'s' if replicas != 1 else ''}"
+    if workers(strategy) > 1:
+        role = "chief" if is_chief(strategy) else f"{strategy.cluster_resolver.task_type} {strategy.cluster_resolver.task_id}"
+        text += f" on {workers(strategy)} workers (this one: {role})"
+    return text
 
 
 @contextlib.contextmanager

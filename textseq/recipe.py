@@ -56,21 +56,23 @@ class ModelConfig:
     units: int = _opt(256, "recurrent units; with a bidirectional encoder, half per direction", min=1)
     layers: int = _opt(1, "stacked recurrent layers in the encoder and in the decoder", min=1)
     bidirectional: bool = _opt(True, "read the source in both directions")
-    dropout: float = _opt(0.0, "dropout between layers (never recurrent: keeps the fused kernels)", min=0.0, below=1.0)
+    dropout: float = _opt(0.0, "dropout on embeddings, between layers and before the output", min=0.0, below=1.0)
+    recurrent_dropout: float = _opt(0.0, "dropout on the recurrent state; > 0 leaves the fused (cuDNN) kernels",
+                                    min=0.0, below=1.0)
     attention_units: int = _opt(256, "size of the additive attention's hidden layer", min=1)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _opt(10, "passes over the training data", min=1)
-    batch_size: int = _opt(64, "examples per batch", min=1)
+    batch_size: int = _opt(64, "examples per batch: the global batch, split evenly across replicas", min=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = _opt("adam", "optimizer")
     learning_rate: float = _opt(1e-3, "learning rate", above=0.0)
     clipnorm: Optional[float] = _opt(1.0, "clip each gradient to this norm; null disables", above=0.0)
     early_stopping_patience: int = _opt(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0)
     seed: int = _opt(0, "seed of weights initialisation, dropout and shuffling")
-    strategy: Literal["auto", "default", "mirrored", "tpu"] = _opt(
-        "auto", "auto: a TPU if found, mirrored over 2+ GPUs, else one device")
+    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = _opt(
+        "auto", "auto: a TPU if found, mirrored over 2+ GPUs, else one device; multi_worker: the cluster in TF_CONFIG")
     devices: Optional[str] = _opt(None, "mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1 or /cpu:0,/cpu:1")
     tpu: Optional[str] = _opt(None, "tpu: the TPU's name or grpc:// address; empty on a TPU VM")
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = _opt(

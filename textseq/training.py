@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from pathlib import Path
 
 import keras
@@ -20,10 +19,11 @@ from textseq.data.pipeline import translation_dataset
 from textseq.data.sources import load_pairs
 from textseq.data.tokenizer import Tokenizer, iter_tokens
 from textseq.data.vocab import Vocabulary
-from textseq.distribute import describe, make_strategy, precision
+from textseq.distribute import broadcast_from_chief, describe, is_chief, make_strategy, precision, workers
 from textseq.errors import UserError
 from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import Seq2Seq, build_seq2seq
+from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import Recipe, TrainConfig, VocabConfig
 from textseq.runs import Run
 
@@ -38,34 +38,63 @@ OPTIMIZERS = {
 
 
 def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose: int | str = "auto") -> dict:
-    """Trains (or resumes) the run in `run_dir` and returns a summary of what happened."""
+    """Trains (or resumes) the run in `run_dir` and returns a summary of what happened.
+
+    Under `multi_worker` every worker calls this with the same recipe and run directory; only the
+    chief reads and writes the run (checkpoints, logs, vocabulary), and the other workers receive
+    its restored weights and optimizer state before the first step.
+    """
     started = time.monotonic()
-    run, resumed = Run.prepare(run_dir, recipe, overwrite)
     strategy = make_strategy(recipe.train)  # first: logical devices must be set before TensorFlow starts
-    strategy_name = describe(strategy)
+    strategy_name, chief = describe(strategy), is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if recipe.train.batch_size % replicas:
+        raise UserError(f"train.batch_size: {recipe.train.batch_size} is the global batch, split evenly across the "
+                        f"{replicas} replicas of the {strategy_name}; use a multiple of {replicas}, e.g. "
+                        f"{recipe.train.batch_size // replicas * replicas or replicas}")
+    run, resumed = Run.prepare(run_dir, recipe, overwrite) if chief else (Run(run_dir), False)
+    for warning in fast_path_warnings(recipe.model):
+        log.warning("warning: %s", warning)
     keras.utils.set_random_seed(recipe.train.seed)
 
     train_pairs = load_pairs(recipe.data, "train")
     validation_pairs = load_pairs(recipe.data, "validation")
+    if len(train_pairs) < recipe.train.batch_size:
+        raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {len(train_pairs)} training "
+                        "pairs; use a smaller batch or more data")
     if resumed and run.vocab_files(recipe.vocab.shared)[0].exists():
         source_vocab, target_vocab = run.vocabularies(recipe.vocab.shared)
     else:
         source_vocab, target_vocab = build_vocabularies(train_pairs, recipe.vocab)
-        run.save_vocabularies(source_vocab, target_vocab, recipe.vocab.shared)
+        if chief:
+            run.save_vocabularies(source_vocab, target_vocab, recipe.vocab.shared)
     source, target = Tokenizer(source_vocab), Tokenizer(target_vocab)
 
-    lengths = dict(max_source_length=recipe.data.max_source_length, max_target_length=recipe.data.max_target_length)
+    options = dict(max_source_length=recipe.data.max_source_length, max_target_length=recipe.data.max_target_length,
+                   static_shapes=isinstance(strategy, tf.distribute.TPUStrategy))
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
-    train_data = translation_dataset(train_pairs, source, target, recipe.train.batch_size,
-                                     shuffle_seed=recipe.train.seed, epoch=epoch, **lengths)
-    validation_data = translation_dataset(validation_pairs, source, target, recipe.train.batch_size, **lengths)
+    train_data = distribute(strategy, lambda context: translation_dataset(
+        train_pairs, source, target, recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch,
+        input_context=context, **options))
+    validation_data = distribute(strategy, lambda context: translation_dataset(
+        validation_pairs, source, target, recipe.train.batch_size, input_context=context, **options))
 
     with strategy.scope(), precision(recipe.train.precision):
         model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
         model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(), metrics=[TokenAccuracy()])
-        model(next(iter(validation_data))[0])  # creates the weights, so a checkpoint can be loaded into them
-        checkpoint = EpochCheckpoint(run)
-        initial_epoch = checkpoint.restore(model)
+        first_batch = next(iter(translation_dataset(validation_pairs[:1], source, target, 1, **options)))
+        model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
+        model.optimizer.build(model.trainable_variables)
+        if workers(strategy) > 1:
+            work_around_keras_multi_worker(model, first_batch)
+        done = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Outside the scope: loading creates temporary variables, which under multi_worker would be
+    # collective ops that only the chief runs.
+    checkpoint = EpochCheckpoint(run)
+    if chief:
+        done.assign(checkpoint.restore(model))
+    broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
+    initial_epoch = int(done.numpy())
     log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %d training pairs, epoch %d of %d",
              "resuming" if initial_epoch else "starting", run.path, strategy_name, recipe.train.precision,
              model.count_params(), source_vocab.size, target_vocab.size, len(train_pairs), initial_epoch,
@@ -73,31 +102,53 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
 
     history = {}
     if initial_epoch < recipe.train.epochs:
-        callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e)),
-                     checkpoint, keras.callbacks.CSVLogger(str(run.metrics_file), append=True),
-                     keras.callbacks.TensorBoard(str(run.logs))]
-        if recipe.train.early_stopping_patience:
+        callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e))]
+        if chief:
+            callbacks += [checkpoint, keras.callbacks.CSVLogger(str(run.metrics_file), append=True),
+                          keras.callbacks.TensorBoard(str(run.logs))]
+        if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
             callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
-        with warnings.catch_warnings():
-            # A bucketed dataset's length is unknown until its first pass; Keras warns then.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
-                                initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                                shuffle=False).history  # the dataset shuffles itself, by the seed
+        history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
+                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose if chief else 0,
+                            shuffle=False).history  # the dataset shuffles itself, by the seed
 
-    state = run.state() or {}
+    state = (run.state() if chief else None) or {}
     return {
         "run": str(run.path),
         "resumed_from_epoch": initial_epoch,
-        "epochs_done": state.get("epoch", initial_epoch),
+        "epochs_done": state.get("epoch", initial_epoch + len(history.get("loss", []))),
         "epochs_run": len(history.get("loss", [])),
         "best_epoch": state.get("best_epoch"),
         "best_val_loss": state.get("best_val_loss"),
         "last_metrics": {k: v[-1] for k, v in history.items()},
         "parameters": model.count_params(),
         "strategy": strategy_name,
+        "chief": chief,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
+
+
+def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
+    """Two Keras 3 gaps under MultiWorkerMirroredStrategy (keras-team/keras#20329, #20585), closed here.
+
+    1. `fit` builds the compiled loss and metrics from its first distributed batch, which it first
+       reduces across replicas, and that fails for dict inputs: build them from one plain batch now,
+       so that step has nothing left to do.
+    2. Each step's logs are reduced with `strategy.reduce("MEAN", value, axis=0)`, which fails for
+       scalars: hand them over as one-element vectors, which that reduction turns back into scalars.
+    """
+    model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        setattr(model, name, lambda data, step=step: {k: tf.reshape(v, [1]) for k, v in step(data).items()})
+
+
+def distribute(strategy: tf.distribute.Strategy, make_dataset) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+    """`make_dataset(input_context)` as this strategy's replicas need it (the plain dataset on one device)."""
+    if strategy is tf.distribute.get_strategy():
+        return make_dataset(None)
+    return strategy.distribute_datasets_from_function(make_dataset)
 
 
 def build_vocabularies(pairs: list[tuple[str, str]], config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
@@ -138,7 +189,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if not path.exists():
             raise UserError(f"{path}: missing, but {self.run.state_file} names it; "
                             "restore the file or train again with --overwrite")
-        model.optimizer.build(model.trainable_variables)
         model.load_weights(path)
         return state["epoch"]
 

@@ -6,6 +6,7 @@ import pytest
 
 from textseq.layers.attention import BahdanauAttention
 from textseq.models import Decoder, Encoder, Seq2Seq, build_seq2seq
+from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import ModelConfig
 
 SOURCE = np.array([[4, 5, 6, 7, 0], [8, 9, 0, 0, 0]], dtype="int32")
@@ -82,3 +83,35 @@ def test_constructor_errors_name_the_argument():
         Decoder(10, 4, 6, attention=BahdanauAttention(3), dropout=1.0)
     with pytest.raises(ValueError, match="must agree on units"):
         Seq2Seq(Encoder(12, 4, 6), Decoder(10, 4, 8, attention=BahdanauAttention(3)))
+
+
+def recurrent_layers(model):
+    found = []
+    for layer in model._flatten_layers():
+        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+            found.append(layer)
+    return found
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_layers_meet_the_fused_kernel_conditions(cell):
+    # The conditions Keras checks before it runs cuDNN (keras.src.backend.tensorflow.rnn.cudnn_ok).
+    model = build_seq2seq(ModelConfig(cell=cell, units=8, embedding_dim=4, attention_units=4, layers=2), 12, 12)
+    layers = recurrent_layers(model)
+    assert len(layers) == 2 * 2 + 2  # bidirectional encoder: two per layer
+    for layer in layers:
+        assert layer.cell.activation is keras.activations.tanh
+        assert layer.cell.recurrent_activation is keras.activations.sigmoid
+        assert layer.cell.use_bias and not layer.unroll and layer.recurrent_dropout == 0
+        assert layer.use_cudnn == "auto" and (cell == "lstm" or layer.cell.reset_after)
+    assert fast_path_warnings(ModelConfig(cell=cell)) == []
+
+
+def test_recurrent_dropout_reaches_every_layer_and_is_warned_about():
+    config = ModelConfig(units=8, embedding_dim=4, attention_units=4, recurrent_dropout=0.25)
+    model = build_seq2seq(config, 12, 12)
+    assert [layer.recurrent_dropout for layer in recurrent_layers(model)] == [0.25] * 3
+    (warning,) = fast_path_warnings(config)
+    assert warning.startswith("model.recurrent_dropout: 0.25 takes every LSTM layer off the fused (cuDNN) kernel")
+    clone = Seq2Seq.from_config(model.get_config())
+    assert clone.encoder.recurrent_dropout == clone.decoder.recurrent_dropout == 0.25

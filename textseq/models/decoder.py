@@ -26,7 +26,8 @@ class Decoder(keras.layers.Layer):
         attention: a `BahdanauAttention` layer (or its serialized config).
         cell: "lstm" or "gru".
         num_layers: stacked recurrent layers, each started from the encoder layer's final state.
-        dropout: dropout on embeddings, between layers and before the output, never recurrent.
+        dropout: dropout on embeddings, between layers and before the output.
+        recurrent_dropout: dropout on the recurrent state (leaves the fused kernels; see recurrent.py).
 
     Call arguments:
         token_ids: int `[batch, steps]`, the target shifted right (BOS first), right-padded with 0.
@@ -46,20 +47,21 @@ class Decoder(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, units: int, attention, cell: str = "lstm",
-                 num_layers: int = 1, dropout: float = 0.0, **kwargs):
+                 num_layers: int = 1, dropout: float = 0.0, recurrent_dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, units=units, num_layers=num_layers)
-        check_dropout(dropout)
+        check_dropout(dropout=dropout, recurrent_dropout=recurrent_dropout)
         if isinstance(attention, dict):
             attention = keras.saving.deserialize_keras_object(attention)
         if not isinstance(attention, BahdanauAttention):
             raise ValueError(f"attention must be a BahdanauAttention layer. Received: attention={attention!r}")
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
-        self.cell, self.num_layers, self.dropout = cell, num_layers, dropout
+        self.cell, self.num_layers, self.dropout, self.recurrent_dropout = cell, num_layers, dropout, recurrent_dropout
 
         # Masks come from the ids (id 0 is padding) and are passed explicitly to every layer.
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
-        self.rnns = [recurrent_layer(cell, units, name=f"{cell}_{i}") for i in range(num_layers)]
+        self.rnns = [recurrent_layer(cell, units, name=f"{cell}_{i}", recurrent_dropout=recurrent_dropout)
+                     for i in range(num_layers)]
         self.attention = attention
         self.combine = keras.layers.Dense(units, activation="tanh", name="combine")
         # Logits stay float32 under mixed precision, so the softmax and the loss do too.
@@ -112,5 +114,5 @@ class Decoder(keras.layers.Layer):
             **super().get_config(),
             "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim, "units": self.units,
             "attention": keras.saving.serialize_keras_object(self.attention), "cell": self.cell,
-            "num_layers": self.num_layers, "dropout": self.dropout,
+            "num_layers": self.num_layers, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import ops
 
@@ -20,7 +22,8 @@ class Encoder(keras.layers.Layer):
         cell: "lstm" or "gru".
         num_layers: stacked recurrent layers.
         bidirectional: read the source in both directions (concatenating their outputs/states).
-        dropout: dropout on the embeddings and on every layer's output, never recurrent.
+        dropout: dropout on the embeddings and on every layer's output.
+        recurrent_dropout: dropout on the recurrent state (leaves the fused kernels; see recurrent.py).
 
     Call arguments:
         token_ids: int `[batch, steps]`, right-padded with 0.
@@ -37,27 +40,30 @@ class Encoder(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, units: int, cell: str = "lstm",
-                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, **kwargs):
+                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, units=units, num_layers=num_layers)
-        check_dropout(dropout)
+        check_dropout(dropout=dropout, recurrent_dropout=recurrent_dropout)
         if bidirectional and units % 2:
             raise ValueError(f"units must be even when bidirectional. Received: units={units}")
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.cell, self.num_layers, self.bidirectional, self.dropout = cell, num_layers, bidirectional, dropout
+        self.recurrent_dropout = recurrent_dropout
+        layer = functools.partial(recurrent_layer, cell, recurrent_dropout=recurrent_dropout)
 
         # Masks come from the ids (id 0 is padding) and are passed explicitly to every layer.
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         if bidirectional:
             self.rnns = [
                 keras.layers.Bidirectional(
-                    recurrent_layer(cell, units // 2, name=f"{cell}_{i}_forward"),
-                    backward_layer=recurrent_layer(cell, units // 2, name=f"{cell}_{i}_backward", go_backwards=True),
+                    layer(units // 2, name=f"{cell}_{i}_forward"),
+                    backward_layer=layer(units // 2, name=f"{cell}_{i}_backward", go_backwards=True),
                     merge_mode="concat", name=f"bidirectional_{i}")
                 for i in range(num_layers)
             ]
         else:
-            self.rnns = [recurrent_layer(cell, units, name=f"{cell}_{i}") for i in range(num_layers)]
+            self.rnns = [layer(units, name=f"{cell}_{i}") for i in range(num_layers)]
         self.drop = keras.layers.Dropout(dropout)
 
     def build(self, token_ids_shape):
@@ -86,5 +92,5 @@ class Encoder(keras.layers.Layer):
             **super().get_config(),
             "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim, "units": self.units,
             "cell": self.cell, "num_layers": self.num_layers, "bidirectional": self.bidirectional,
-            "dropout": self.dropout,
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
         }

@@ -1,8 +1,10 @@
 """The recurrent layers shared by encoder and decoder, built on the fused-kernel path.
 
-Keras picks the fused kernels (cuDNN on GPU) only for the default activations, no recurrent
-dropout, no unrolling, a bias, `reset_after=True` for GRU and right-padded masks; these
-constructors keep to that, so no recipe setting can leave the fast path.
+Keras runs an LSTM or GRU layer as one fused kernel (cuDNN on NVIDIA GPUs) only with the default
+activations (tanh, sigmoid), `recurrent_dropout=0`, no unrolling, a bias, `reset_after=True` for
+GRU, and masks that are right-padded (every sequence's real tokens first): otherwise it steps
+through time in Python-level ops, several times slower. These constructors keep all of that except
+`recurrent_dropout`, which a recipe may ask for; `fast_path_warnings` says when it does.
 """
 
 from __future__ import annotations
@@ -12,11 +14,22 @@ import keras
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
 
-def recurrent_layer(cell: str, units: int, name: str, go_backwards: bool = False) -> keras.layers.RNN:
+def recurrent_layer(cell: str, units: int, name: str, go_backwards: bool = False,
+                    recurrent_dropout: float = 0.0) -> keras.layers.RNN:
     """An LSTM or GRU layer that returns its whole output sequence and its final states."""
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}. Received: cell={cell!r}")
-    return CELLS[cell](units, return_sequences=True, return_state=True, go_backwards=go_backwards, name=name)
+    return CELLS[cell](units, return_sequences=True, return_state=True, go_backwards=go_backwards,
+                       recurrent_dropout=recurrent_dropout, name=name)
+
+
+def fast_path_warnings(model) -> list[str]:
+    """Why the recipe's `model` (a ModelConfig) keeps its recurrent layers off the fused kernels, if it does."""
+    if model.recurrent_dropout:
+        return [f"model.recurrent_dropout: {model.recurrent_dropout} takes every {model.cell.upper()} layer off the "
+                "fused (cuDNN) kernel, several times slower on GPUs; model.dropout regularises between layers "
+                "and keeps it"]
+    return []
 
 
 def check_positive(**values: int) -> None:
@@ -26,6 +39,7 @@ def check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
 
 
-def check_dropout(dropout: float) -> None:
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+def check_dropout(**values: float) -> None:
+    for name, value in values.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")

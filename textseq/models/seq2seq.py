@@ -84,8 +84,9 @@ def build_seq2seq(config: ModelConfig, source_vocab_size: int, target_vocab_size
     """The model a recipe's `model` section describes."""
     encoder = Encoder(source_vocab_size, config.embedding_dim, config.units, cell=config.cell,
                       num_layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
-                      name="encoder")
+                      recurrent_dropout=config.recurrent_dropout, name="encoder")
     decoder = Decoder(target_vocab_size, config.embedding_dim, config.units,
                       attention=BahdanauAttention(config.attention_units, name="attention"),
-                      cell=config.cell, num_layers=config.layers, dropout=config.dropout, name="decoder")
+                      cell=config.cell, num_layers=config.layers, dropout=config.dropout,
+                      recurrent_dropout=config.recurrent_dropout, name="decoder")
     return Seq2Seq(encoder, decoder, name="seq2seq")
