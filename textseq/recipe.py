@@ -31,13 +31,22 @@ def _opt(default: Any, help: str, **checks: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["dates"] = _opt("dates", "where examples come from; `dates` is built in and offline")
+    source: Literal["dates", "parallel"] = _opt(
+        "dates", "dates: generated, offline; parallel: aligned files PREFIX.SRC_LANG / PREFIX.TGT_LANG")
+    dir: Optional[str] = _opt(None, "parallel: directory of relative paths; default $TEXTSEQ_DATA or ~/.cache/textseq")
+    train: Optional[str] = _opt(None, "parallel: prefix of the training files, e.g. multi30k/tok/train.lc.norm.tok")
+    validation: Optional[str] = _opt(None, "parallel: prefix of the validation files")
+    test: Optional[str] = _opt(None, "parallel: prefix of the test files")
+    source_language: Optional[str] = _opt(None, "parallel: suffix of the source files, e.g. de")
+    target_language: Optional[str] = _opt(None, "parallel: suffix of the target files, e.g. en")
     train_examples: int = _opt(50_000, "dates: number of generated training pairs", min=1)
     validation_examples: int = _opt(1_000, "dates: held-out pairs, each a distinct date", min=1)
     test_examples: int = _opt(2_000, "dates: test pairs, each a distinct date", min=1)
     seed: int = _opt(0, "seed of the data generator and of the train/validation/test split")
     max_source_length: int = _opt(128, "source tokens kept; longer inputs are truncated", min=1)
     max_target_length: int = _opt(128, "target tokens kept in training; longer ones are truncated", min=1)
+    bleu_tokenize: Literal["13a", "none", "intl", "char", "zh", "ja-mecab", "flores200"] = _opt(
+        "13a", "sacrebleu tokenizer for BLEU in evaluate; none when the files are already tokenized (Multi30k tok/)")
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class TrainConfig:
     learning_rate: float = _opt(1e-3, "learning rate", above=0.0)
     clipnorm: Optional[float] = _opt(1.0, "clip each gradient to this norm; null disables", above=0.0)
     early_stopping_patience: int = _opt(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0)
+    reduce_lr_patience: int = _opt(0, "halve the learning rate after this many epochs without a better validation loss; 0 never", min=0)
+    label_smoothing: float = _opt(0.0, "share of each target's probability spread over the whole vocabulary in the training loss", min=0.0, below=1.0)
     seed: int = _opt(0, "seed of weights initialisation, dropout and shuffling")
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = _opt(
         "auto", "auto: a TPU if found, mirrored over 2+ GPUs, else one device; multi_worker: the cluster in TF_CONFIG")
@@ -82,6 +93,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ExportConfig:
     max_output_length: int = _opt(64, "longest output that translate, evaluate and the export decode", min=1)
+    beam_size: int = _opt(1, "hypotheses kept by beam search in translate, evaluate and the export; 1 is greedy", min=1)
+    alpha: float = _opt(0.0, "beam search length penalty (GNMT): 0 ranks by log-probability, higher favours longer outputs", min=0.0)
 
 
 @dataclass(frozen=True)
@@ -239,6 +252,12 @@ def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where
 
 def _check_together(config: Any, path: tuple, where: _Where) -> None:
     """Rules that involve more than one key."""
+    if isinstance(config, DataConfig) and config.source == "parallel":
+        for name in ("train", "validation", "test", "source_language", "target_language"):
+            if not getattr(config, name):
+                key = path + (name,)
+                raise UserError(f"{where(path)}{'.'.join(key)} is needed with data.source: parallel "
+                                "(files PREFIX.SOURCE_LANGUAGE and PREFIX.TARGET_LANGUAGE for train, validation, test)")
     if isinstance(config, TrainConfig) and config.devices and config.strategy != "mirrored":
         key = path + ("devices",)
         raise UserError(f"{where(key)}{'.'.join(key)} applies to train.strategy: mirrored; "
