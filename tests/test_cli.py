@@ -6,7 +6,9 @@ from click.testing import CliRunner
 
 from textseq.cli import cli
 from textseq.evaluation import evaluate
+from textseq.data.sources import load_pairs
 from textseq.inference import Translator
+from textseq.metrics import exact_match
 
 
 def invoke(*args):
@@ -35,19 +37,57 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path):
 
 
 def test_translate_and_evaluate_json(trained_run):
-    result = invoke("translate", trained_run, "3rd of March 1998", "--json")
+    translator = Translator.from_run(trained_run)
+    result = invoke("translate", trained_run, "3rd of March 1998", "--json", "--beam", "3", "--n-best", "2")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload == {"source": "3rd of March 1998",
-                       "translation": Translator.from_run(trained_run).translate(["3rd of March 1998"])[0]}
+    expected = translator.n_best(["3rd of March 1998"], translator.options(beam_size=3, n_best=2))[0]
+    assert payload == {"source": "3rd of March 1998", "translation": expected[0].text,
+                       "hypotheses": [{"text": h.text, "score": h.score} for h in expected]}
 
-    result = invoke("evaluate", trained_run, "--split", "test", "--json")
+    result = invoke("evaluate", trained_run, "--split", "test", "--json", "--beam", "2")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    assert {"loss", "token_accuracy", "exact_match", "examples"} <= metrics.keys()
+    assert {"loss", "token_accuracy", "exact_match", "examples", "bleu", "chrf"} <= metrics.keys()
     assert metrics["examples"] == 64 and metrics["tokens"] == 64 * 11
+    assert metrics["decoding"] == {"method": "beam", "max_length": 12, "beam_size": 2, "alpha": 0.0, "n_best": 1}
+    assert metrics["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
     assert json.loads((trained_run / "eval-test.json").read_text()) == metrics
-    assert metrics == evaluate(trained_run, "test")
+    assert metrics == evaluate(trained_run, "test", translator.options(beam_size=2))
+    hypotheses = (trained_run / "hyp-test.txt").read_text().splitlines()
+    assert len(hypotheses) == 64
+    assert metrics["exact_match"] == exact_match(hypotheses, [t for _, t in load_pairs(translator.recipe.data, "test")])
+
+
+def test_translate_files_keeps_order_and_matches_the_library(trained_run, tmp_path):
+    sources = ["3rd of March 1998", "", "12 Jan 2001", "Tue, 03.03.98", "ünïcödé 1999", "x" * 200]
+    (tmp_path / "src.txt").write_text("\n".join(sources) + "\n", encoding="utf-8")
+    result = invoke("translate", trained_run, "--input", tmp_path / "src.txt", "--output", tmp_path / "hyp.txt",
+                    "--beam", "3", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "wrote 6 translations" in result.stderr and "translating" in result.stderr  # the progress bar
+    translator = Translator.from_run(trained_run)
+    expected = translator.translate(sources, translator.options(beam_size=3))
+    assert (tmp_path / "hyp.txt").read_text(encoding="utf-8").splitlines() == expected
+
+    result = invoke("translate", trained_run, "3rd of March 1998", "--temperature", "0.9", "--seed", "4",
+                    "--n-best", "3")
+    assert result.exit_code == 0, result.output
+    block = result.stdout.splitlines()
+    assert len(block) == 4 and block[3] == ""  # three "SCORE<TAB>TEXT" lines, then a blank one
+    assert invoke("translate", trained_run, "3rd of March 1998", "--temperature", "0.9", "--seed", "4",
+                  "--n-best", "3").stdout == result.stdout
+
+
+def test_translate_input_mistakes_are_user_errors(trained_run, tmp_path):
+    result = invoke("translate", trained_run)
+    assert result.exit_code == 2 and "give either TEXT or --input FILE" in result.stderr
+    result = invoke("translate", trained_run, "--input", tmp_path / "missing.txt")
+    assert result.exit_code == 2 and "missing.txt: no such file" in result.stderr
+    result = invoke("translate", trained_run, "3rd of March 1998", "--beam", "2", "--n-best", "3")
+    assert result.exit_code == 2 and "n-best 3 is more than the beam size 2" in result.stderr
+    result = invoke("translate", trained_run, "x", "--beam", "2", "--temperature", "0.5")
+    assert result.exit_code == 2 and "exclude each other" in result.stderr
 
 
 def test_using_a_missing_run_is_a_user_error(tmp_path):

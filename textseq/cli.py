@@ -137,39 +137,117 @@ def check(recipe: Path, overrides: tuple[str, ...], as_json: bool):
         click.echo(f"warning: {warning}", err=True)
 
 
+def decoding_options(command):
+    """The decoding flags shared by translate, evaluate and attention (defaults: the recipe's export section)."""
+    flags = [
+        click.option("--beam", "beam_size", type=int, help="Beam size; 1 is greedy. [default: export.beam_size]"),
+        click.option("--alpha", type=float, help="Length penalty of beam search (GNMT); 0 ranks by log-probability. "
+                                                 "[default: export.alpha]"),
+        click.option("--max-length", type=int, help="Longest output in tokens. [default: export.max_output_length]"),
+        click.option("--temperature", type=float, help="Sample instead of searching, at this temperature."),
+        click.option("--top-k", type=int, help="Sample from the k most probable tokens only."),
+        click.option("--top-p", type=float, help="Sample from the smallest set of tokens whose probability reaches p."),
+        click.option("--seed", type=int, help="Seed of sampling: the same seed gives the same output."),
+    ]
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+def progress_bar(total: int, label: str):
+    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True)
+
+
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.argument("text")
-@click.option("--json", "as_json", is_flag=True, help='Print {"source": ..., "translation": ...}.')
-def translate(run: Path, text: str, as_json: bool):
-    """Translate TEXT with the trained RUN directory (greedy decoding).
+@click.argument("text", required=False)
+@click.option("--input", "-i", "input_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Translate this file, one source a line (- for stdin).")
+@click.option("--output", "-o", "output_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the translations here, one a line, in input order. [default: stdout]")
+@click.option("--n-best", type=int, default=1, show_default=True,
+              help="Hypotheses per source (beam search: at most --beam; sampling: that many samples).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Sources decoded together.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per source: source, translation, hypotheses.")
+@decoding_options
+def translate(run: Path, text: str | None, input_file: Path | None, output_file: Path | None, n_best: int,
+              batch_size: int, as_json: bool, **flags):
+    """Translate TEXT, or a file of sources, with the trained RUN directory.
+
+    Decodes with the recipe's export settings (beam size, length penalty) unless flags say otherwise.
+    With --n-best N, each hypothesis is printed as "SCORE<TAB>TEXT" and sources are separated by
+    an empty line.
 
     \b
-    Example:
+    Examples:
       textseq translate runs/dates "3rd of March 1998"
+      textseq translate runs/multi30k-de-en "ein mann fährt fahrrad ." --beam 5 --n-best 3
+      textseq translate runs/multi30k-de-en -i test.de -o hyp.en --beam 5 --alpha 0.6
+      textseq translate runs/dates "May 5th 2001" --temperature 0.8 --seed 1
     """
-    translator = library("textseq.inference").Translator.from_run(run)
-    (translation,) = translator.translate([text])
-    if as_json:
-        echo_json({"source": text, "translation": translation})
+    if (text is None) == (input_file is None):
+        raise InputError("give either TEXT or --input FILE (one source a line)")
+    if input_file is not None:
+        raw = sys.stdin.read() if str(input_file) == "-" else read_input(input_file)
+        sources = raw.splitlines()
     else:
-        click.echo(translation)
+        sources = [text]
+    translator = library("textseq.inference").Translator.from_run(run)
+    options = translator.options(n_best=n_best, **flags)
+    if input_file is not None and sources:
+        with progress_bar(len(sources), "translating") as bar:
+            results = translator.n_best(sources, options, batch_size, progress=bar.update)
+    else:
+        results = translator.n_best(sources, options, batch_size)
+    lines = []
+    for source, hypotheses in zip(sources, results):
+        if as_json:
+            lines.append(json.dumps({"source": source, "translation": hypotheses[0].text,
+                                     "hypotheses": [h._asdict() for h in hypotheses]}, ensure_ascii=False))
+        elif n_best > 1:
+            lines.extend([*(f"{h.score:.4f}\t{h.text}" for h in hypotheses), ""])
+        else:
+            lines.append(hypotheses[0].text)
+    if output_file is not None:
+        output_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        click.echo(f"wrote {len(sources)} translations to {output_file} ({json.dumps(options.describe())})", err=True)
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def read_input(path: Path) -> str:
+    from textseq.data.textfiles import read_text
+    try:
+        return read_text(path, "--input")
+    except FileNotFoundError:
+        raise InputError(f"--input {path}: no such file") from None
 
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Sources decoded together.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of metrics.")
-def evaluate(run: Path, split: str, as_json: bool):
-    """Score RUN on a data split: loss, perplexity, token accuracy, exact match.
+@decoding_options
+def evaluate(run: Path, split: str, batch_size: int, as_json: bool, **flags):
+    """Score RUN on a data split: loss, perplexity, token accuracy, then the decoded outputs'
+    exact match, BLEU and chrF (sacrebleu; its signatures are in the result).
 
-    The result is also written to RUN/eval-SPLIT.json.
+    The metrics are also written to RUN/eval-SPLIT.json and the outputs to RUN/hyp-SPLIT.txt.
 
     \b
-    Example:
+    Examples:
       textseq evaluate runs/dates --split test --json
+      textseq evaluate runs/multi30k-de-en --split test --beam 5 --alpha 0.6
     """
-    metrics = library("textseq.evaluation").evaluate(run, split)
+    evaluation = library("textseq.evaluation")
+    translator = library("textseq.inference").Translator.from_run(run)
+    options = translator.options(**flags)
+    examples = len(library("textseq.data.sources").load_pairs(translator.recipe.data, split))
+    with progress_bar(examples, f"decoding {split}") as bar:
+        metrics = evaluation.evaluate(run, split, options, batch_size, progress=bar.update,
+                                      hypotheses_file=run / f"hyp-{split}.txt")
     (run / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if as_json:
         echo_json(metrics)
@@ -177,6 +255,66 @@ def evaluate(run: Path, split: str, as_json: bool):
     for key, value in metrics.items():
         shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
         click.echo(f"{key:16} {shown}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("text")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default="attention.png",
+              show_default=True, help="Image file (png, svg or pdf, by its suffix).")
+@decoding_options
+def attention(run: Path, text: str, output: Path, **flags):
+    """Draw the attention weights of RUN translating TEXT as a heatmap: one row per produced
+    token, one column per source token.
+
+    \b
+    Example:
+      textseq attention runs/dates "3rd of March 1998" -o attention.png
+    """
+    translator = library("textseq.inference").Translator.from_run(run)
+    found = translator.attention(text, translator.options(**flags))
+    library("textseq.plots").attention_heatmap(found, output)
+    click.echo(" ".join(found.output_tokens))
+    click.echo(f"wrote {output}", err=True)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default="curves.png",
+              show_default=True, help="Image file (png, svg or pdf, by its suffix).")
+def plot(run: Path, output: Path):
+    """Plot RUN's training curves from its metrics.csv: loss, perplexity and token accuracy per
+    epoch, for training and validation.
+
+    \b
+    Example:
+      textseq plot runs/dates -o curves.png
+    """
+    library("textseq.plots").training_curves(run, output)
+    click.echo(f"wrote {output}", err=True)
+
+
+@cli.group()
+def data():
+    """Get the public corpora that the recipes use."""
+
+
+@data.command()
+@click.argument("name")
+@click.option("--from", "mirror", type=click.Path(path_type=Path),
+              help="Copy from this local mirror instead of downloading (same layout, same checksums).")
+def fetch(name: str, mirror: Path | None):
+    """Download corpus NAME (multi30k, tinyshakespeare) into $TEXTSEQ_DATA (default
+    ~/.cache/textseq) and check every file's sha256.
+
+    \b
+    Examples:
+      textseq data fetch multi30k
+      textseq data fetch multi30k --from /mnt/mirror/multi30k
+    """
+    from textseq.data.corpora import data_dir, fetch as fetch_corpus
+    paths = fetch_corpus(name, mirror, progress=lambda relative: click.echo(f"  {relative}", err=True))
+    click.echo(f"{name}: {len(paths)} files checked in {data_dir() / name}", err=True)
 
 
 def main():

@@ -1,38 +1,162 @@
-"""Decoding with the model's `encode` + `step`: greedy search, in backend-neutral Keras ops.
+"""Decoding with the model's `encode` + `step`: greedy search, beam search and sampling.
 
-Runs eagerly or inside a `tf.function` (and so inside an exported graph).
+Backend-neutral Keras ops, so it runs eagerly or inside a `tf.function` (and so inside an exported
+graph). Every search returns the same three tensors:
 
->>> tokens, weights = greedy_search(model, source_ids, max_length=12)  # doctest: +SKIP
->>> tokens.shape, weights.shape  # [batch, 12], [batch, 12, source_steps]
+- tokens `int32 [batch, n, max_length]`: EOS where a hypothesis ended, PAD after it;
+- scores `float32 [batch, n]`: the sum of the tokens' log-probabilities (divided by the length
+  penalty for beam search with `alpha` > 0), best first;
+- weights `float32 [batch, n, max_length, source_steps]`: the attention weights of each step.
+
+>>> tokens, scores, weights = beam_search(model, source_ids, max_length=12, beam_size=5)  # doctest: +SKIP
+>>> tokens.shape, scores.shape  # [batch, 1, 12], [batch, 1]
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
+import keras
 from keras import ops
 
 from textseq.data.vocab import BOS, EOS, PAD
 
+NEG = -1e9  # a log-probability no hypothesis can reach; finite, so that no inf - inf makes a NaN
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode: greedy (beam 1), beam search, or sampling (when `temperature` is set).
+
+    >>> DecodingOptions(beam_size=5, alpha=0.6).method
+    'beam'
+    """
+
+    max_length: int = 64
+    beam_size: int = 1
+    alpha: float = 0.0
+    n_best: int = 1
+    temperature: Optional[float] = None
+    top_k: Optional[int] = None
+    top_p: Optional[float] = None
+    seed: Optional[int] = None
+
+    def __post_init__(self):
+        problems = []
+        if self.max_length < 1:
+            problems.append(f"max_length must be at least 1, not {self.max_length}")
+        if self.beam_size < 1:
+            problems.append(f"beam size must be at least 1, not {self.beam_size}")
+        if self.alpha < 0:
+            problems.append(f"alpha (length penalty) must be 0 or more, not {self.alpha}")
+        if self.n_best < 1:
+            problems.append(f"n-best must be at least 1, not {self.n_best}")
+        if self.method == "beam" and self.n_best > self.beam_size:
+            problems.append(f"n-best {self.n_best} is more than the beam size {self.beam_size}")
+        if self.temperature is not None and self.temperature <= 0:
+            problems.append(f"temperature must be above 0, not {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            problems.append(f"top-k must be at least 1, not {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            problems.append(f"top-p must be in (0, 1], not {self.top_p}")
+        if self.method == "sample" and self.beam_size > 1:
+            problems.append("sampling (temperature, top-k, top-p) and beam search exclude each other; drop one")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def method(self) -> str:
+        if self.temperature is not None or self.top_k is not None or self.top_p is not None:
+            return "sample"
+        return "beam" if self.beam_size > 1 else "greedy"
+
+    def describe(self) -> dict:
+        """The settings that matter for `method`, JSON-ready."""
+        keys = {"greedy": ("max_length",), "beam": ("max_length", "beam_size", "alpha", "n_best"),
+                "sample": ("max_length", "temperature", "top_k", "top_p", "seed", "n_best")}[self.method]
+        return {"method": self.method, **{key: getattr(self, key) for key in keys}}
+
+
+def decode(model, source_ids, options: DecodingOptions):
+    """Decodes a batch of source ids the way `options` says; see the module docstring for the outputs."""
+    if options.method == "sample":
+        return sample(model, source_ids, options.max_length, temperature=options.temperature or 1.0,
+                      top_k=options.top_k, top_p=options.top_p, seed=options.seed, num_samples=options.n_best)
+    if options.method == "beam":
+        return beam_search(model, source_ids, options.max_length, options.beam_size, options.alpha, options.n_best)
+    return greedy_search(model, source_ids, options.max_length)
+
+
+def length_penalty(lengths, alpha: float):
+    """GNMT's length penalty (Wu et al. 2016): ((5 + length) / 6) ** alpha; 1 when alpha is 0.
+
+    >>> float(length_penalty(ops.convert_to_tensor(7.0), 1.0))
+    2.0
+    """
+    return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
+
 
 def greedy_search(model, source_ids, max_length: int):
-    """Picks the most probable token at every step until EOS or `max_length` tokens.
+    """Picks the most probable token at every step until EOS or `max_length` tokens."""
+    return _search(model, source_ids, max_length, pick=lambda log_probs, i: ops.argmax(log_probs, axis=-1))
 
-    Returns `(tokens, weights)`: int32 `[batch, max_length]` ending with EOS where the model ended
-    (PAD after it), and the attention weights `[batch, max_length, source_steps]` of each step.
+
+def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: int | None = None,
+           top_p: float | None = None, seed: int | None = None, num_samples: int = 1):
+    """Draws each token from the model's distribution, sharpened or flattened by `temperature`.
+
+    `top_k` keeps the k most probable tokens, `top_p` the smallest set whose probability reaches p
+    (nucleus sampling); both renormalise. The same `seed` gives the same samples. With
+    `num_samples` > 1 each source gets that many independent samples, best-scored first.
     """
+    batch = ops.shape(source_ids)[0]
+    repeated = ops.repeat(source_ids, num_samples, axis=0)
+    # All the uniform draws at once, from the seed: the same seed gives the same text in a graph too.
+    uniforms = keras.random.uniform((max_length, batch * num_samples), seed=seed)
+
+    def pick(log_probs, i):
+        sorted_log_probs, sorted_ids = ops.top_k(log_probs / temperature, ops.shape(log_probs)[-1])
+        probs = ops.softmax(sorted_log_probs, axis=-1)
+        keep = ops.ones_like(probs, dtype="bool")
+        if top_k is not None:
+            keep = ops.logical_and(keep, ops.arange(ops.shape(probs)[-1]) < top_k)
+        if top_p is not None:  # keep a token when the ones before it have not reached p yet
+            keep = ops.logical_and(keep, ops.cumsum(probs, axis=-1) - probs < top_p)
+        probs = ops.where(keep, probs, 0.0)
+        cdf = ops.cumsum(probs, axis=-1) / ops.sum(probs, axis=-1, keepdims=True)
+        u = ops.take(uniforms, i, axis=0)
+        position = ops.sum(ops.cast(cdf < ops.expand_dims(u, -1), "int32"), axis=-1)
+        position = ops.minimum(position, ops.sum(ops.cast(keep, "int32"), axis=-1) - 1)  # cdf may end below 1.0
+        return ops.squeeze(ops.take_along_axis(sorted_ids, ops.expand_dims(position, -1), axis=-1), -1)
+
+    tokens, scores, weights = _search(model, repeated, max_length, pick)
+    tokens, scores, weights = (ops.reshape(x, (batch, num_samples, *ops.shape(x)[2:]))
+                               for x in (tokens, scores, weights))
+    order = ops.argsort(-scores, axis=-1)
+    return (ops.take_along_axis(tokens, order[:, :, None], axis=1), ops.take_along_axis(scores, order, axis=1),
+            ops.take_along_axis(weights, order[:, :, None, None], axis=1))
+
+
+def _search(model, source_ids, max_length: int, pick):
+    """One hypothesis per source, extended by `pick(log_probs [batch, vocab], step) -> ids [batch]`."""
     memory, states = model.encode(source_ids)
     batch, source_steps = ops.shape(source_ids)[0], ops.shape(source_ids)[1]
     positions = ops.arange(max_length)
 
-    def unfinished(i, previous, states, finished, tokens, weights):
+    def unfinished(i, previous, states, finished, tokens, scores, weights):
         return ops.logical_and(i < max_length, ops.logical_not(ops.all(finished)))
 
-    def advance(i, previous, states, finished, tokens, weights):
+    def advance(i, previous, states, finished, tokens, scores, weights):
         logits, states, step_weights = model.step(previous, states, memory)
-        next_ids = ops.where(finished, PAD, ops.cast(ops.argmax(logits, axis=-1), "int32"))
-        at_i = ops.cast(ops.equal(positions, i), "int32")
-        tokens = tokens + ops.expand_dims(next_ids, 1) * at_i
+        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        next_ids = ops.where(finished, PAD, ops.cast(pick(log_probs, i), "int32"))
+        chosen = ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(next_ids, -1), axis=-1), -1)
+        scores = scores + ops.where(finished, 0.0, chosen)
+        at_i = ops.equal(positions, i)
+        tokens = tokens + ops.expand_dims(next_ids, 1) * ops.cast(at_i, "int32")
         weights = weights + ops.expand_dims(ops.cast(step_weights, "float32"), 1) * ops.cast(at_i, "float32")[:, None]
-        return i + 1, next_ids, states, ops.logical_or(finished, ops.equal(next_ids, EOS)), tokens, weights
+        return i + 1, next_ids, states, ops.logical_or(finished, ops.equal(next_ids, EOS)), tokens, scores, weights
 
     start = (
         ops.convert_to_tensor(0, "int32"),
@@ -40,7 +164,71 @@ def greedy_search(model, source_ids, max_length: int):
         states,
         ops.zeros((batch,), "bool"),
         ops.zeros((batch, max_length), "int32"),
+        ops.zeros((batch,), "float32"),
         ops.zeros((batch, max_length, source_steps), "float32"),
     )
-    _, _, _, _, tokens, weights = ops.while_loop(unfinished, advance, start)
-    return tokens, weights
+    _, _, _, _, tokens, scores, weights = ops.while_loop(unfinished, advance, start)
+    return tokens[:, None], scores[:, None], weights[:, None]
+
+
+def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float = 0.0, n_best: int = 1):
+    """Keeps the `beam_size` best hypotheses per source at every step; returns the `n_best` best.
+
+    Hypotheses are ranked by log-probability divided by `length_penalty(length, alpha)`. A hypothesis
+    that produced EOS stays in the beam, unchanged, until better ones push it out; the search stops
+    when every hypothesis of every source has ended, or after `max_length` tokens. With
+    `beam_size=1` it returns exactly what `greedy_search` does.
+    """
+    memory, states = model.encode(source_ids)
+    batch, source_steps = ops.shape(source_ids)[0], ops.shape(source_ids)[1]
+    memory, states = (keras.tree.map_structure(lambda x: ops.repeat(x, beam_size, axis=0), s) for s in (memory, states))
+    positions = ops.arange(max_length)
+    offsets = ops.expand_dims(ops.arange(batch) * beam_size, 1)  # row of each source's first hypothesis
+
+    def unfinished(i, previous, states, finished, lengths, tokens, scores, weights):
+        return ops.logical_and(i < max_length, ops.logical_not(ops.all(finished)))
+
+    def advance(i, previous, states, finished, lengths, tokens, scores, weights):
+        logits, states, step_weights = model.step(previous, states, memory)
+        vocab = ops.shape(logits)[-1]
+        log_probs = ops.reshape(ops.log_softmax(ops.cast(logits, "float32"), axis=-1), (batch, beam_size, vocab))
+        # An ended hypothesis has one continuation, PAD, which costs nothing.
+        pad_only = ops.where(ops.equal(ops.arange(vocab), PAD), 0.0, NEG)
+        log_probs = ops.where(ops.expand_dims(finished, -1), pad_only, log_probs)
+        candidates = ops.expand_dims(scores, -1) + log_probs
+        candidate_lengths = ops.where(finished, lengths, i + 1)
+        ranked = candidates / ops.expand_dims(length_penalty(candidate_lengths, alpha), -1)
+        _, best = ops.top_k(ops.reshape(ranked, (batch, beam_size * vocab)), beam_size)
+        parents, next_ids = best // vocab, ops.cast(best % vocab, "int32")
+        scores = ops.take_along_axis(ops.reshape(candidates, (batch, beam_size * vocab)), best, axis=1)
+
+        rows = ops.reshape(parents + offsets, (-1,))
+        states = keras.tree.map_structure(lambda x: ops.take(x, rows, axis=0), states)
+        was_finished = ops.take_along_axis(finished, parents, axis=1)
+        lengths = ops.where(was_finished, ops.take_along_axis(lengths, parents, axis=1), i + 1)
+        next_ids = ops.where(was_finished, PAD, next_ids)
+        at_i = ops.equal(positions, i)
+        tokens = ops.take_along_axis(tokens, parents[:, :, None], axis=1)
+        tokens = tokens + next_ids[:, :, None] * ops.cast(at_i, "int32")
+        step_weights = ops.take(ops.reshape(ops.cast(step_weights, "float32"), (batch * beam_size, -1)), rows, axis=0)
+        step_weights = ops.where(ops.reshape(was_finished, (-1, 1)), 0.0, step_weights)
+        weights = ops.take_along_axis(weights, parents[:, :, None, None], axis=1)
+        weights = weights + ops.reshape(step_weights, (batch, beam_size, 1, -1)) * ops.cast(at_i, "float32")[:, None]
+        finished = ops.logical_or(was_finished, ops.equal(next_ids, EOS))
+        return i + 1, ops.reshape(next_ids, (-1,)), states, finished, lengths, tokens, scores, weights
+
+    first_only = ops.where(ops.equal(ops.arange(beam_size), 0), 0.0, NEG)  # one start, not beam_size copies
+    start = (
+        ops.convert_to_tensor(0, "int32"),
+        ops.full((batch * beam_size,), BOS, "int32"),
+        states,
+        ops.zeros((batch, beam_size), "bool"),
+        ops.zeros((batch, beam_size), "int32"),
+        ops.zeros((batch, beam_size, max_length), "int32"),
+        ops.broadcast_to(first_only, (batch, beam_size)),
+        ops.zeros((batch, beam_size, max_length, source_steps), "float32"),
+    )
+    _, _, _, _, lengths, tokens, scores, weights = ops.while_loop(unfinished, advance, start)
+    ranked, order = ops.top_k(scores / length_penalty(lengths, alpha), n_best)
+    return (ops.take_along_axis(tokens, order[:, :, None], axis=1), ranked,
+            ops.take_along_axis(weights, order[:, :, None, None], axis=1))

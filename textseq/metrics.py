@@ -2,6 +2,8 @@
 
 >>> exact_match(["1998-03-03", "x"], ["1998-03-03", "y"])
 0.5
+>>> corpus_scores(["a man rides a horse ."], ["a man rides a horse ."], tokenize="none")["bleu"]
+100.0
 """
 
 from __future__ import annotations
@@ -12,9 +14,41 @@ from keras import ops
 from textseq.data.vocab import PAD
 
 
-def token_loss() -> keras.losses.Loss:
-    """Cross-entropy per target token from float32 logits, averaged over non-padding tokens."""
+def token_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
+    """Cross-entropy per target token from float32 logits, averaged over non-padding tokens.
+
+    With `label_smoothing` e, the target distribution is (1 - e) on the right token plus e spread
+    evenly over the vocabulary (Szegedy et al. 2016), as most NMT systems train.
+    """
+    if label_smoothing:
+        return SmoothedTokenLoss(label_smoothing)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD, name="loss")
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class SmoothedTokenLoss(keras.losses.Loss):
+    """Label-smoothed cross-entropy over non-padding tokens (one mean per batch).
+
+    >>> loss = SmoothedTokenLoss(0.1)
+    >>> round(float(loss(ops.array([[1, 0]]), ops.array([[[0., 9, 0], [5., 0, 0]]]))), 4)
+    0.6002
+    """
+
+    def __init__(self, label_smoothing: float, name: str = "loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1), -1)
+        uniform = -ops.mean(log_probs, axis=-1)
+        losses = (1.0 - self.label_smoothing) * nll + self.label_smoothing * uniform
+        real = ops.cast(ops.not_equal(y_true, PAD), "float32")
+        return ops.divide_no_nan(ops.sum(losses * real), ops.sum(real))
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 @keras.saving.register_keras_serializable(package="textseq")
@@ -52,3 +86,17 @@ def exact_match(hypotheses: list[str], references: list[str]) -> float:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     return sum(h == r for h, r in zip(hypotheses, references)) / max(len(references), 1)
+
+
+def corpus_scores(hypotheses: list[str], references: list[str], tokenize: str = "13a") -> dict:
+    """Corpus BLEU and chrF with sacrebleu, one reference per hypothesis, with their signatures.
+
+    `tokenize="none"` scores text that is already tokenized (as Multi30k papers do); "13a" is
+    sacrebleu's default for detokenized text.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu, chrf = BLEU(tokenize=tokenize), CHRF()
+    bleu_score, chrf_score = bleu.corpus_score(hypotheses, [references]), chrf.corpus_score(hypotheses, [references])
+    return {"bleu": round(bleu_score.score, 2), "chrf": round(chrf_score.score, 2),
+            "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}

@@ -81,7 +81,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
 
     with strategy.scope(), precision(recipe.train.precision):
         model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
-        model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(), metrics=[TokenAccuracy()])
+        model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(recipe.train.label_smoothing), metrics=[TokenAccuracy()])
         first_batch = next(iter(translation_dataset(validation_pairs[:1], source, target, 1, **options)))
         model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
         model.optimizer.build(model.trainable_variables)
@@ -108,6 +108,9 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
                           keras.callbacks.TensorBoard(str(run.logs))]
         if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
             callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
+        if recipe.train.reduce_lr_patience:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=recipe.train.reduce_lr_patience,
+                                                               verbose=1 if chief else 0))
         history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
                             initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose if chief else 0,
                             shuffle=False).history  # the dataset shuffles itself, by the seed
