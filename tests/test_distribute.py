@@ -94,5 +94,5 @@ def test_check_reads_the_cluster_without_contacting_it(monkeypatch):
 
 
 def test_a_global_batch_larger_than_the_data_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match=r"train.batch_size: 1000 is more than the 400 training pairs"):
+    with pytest.raises(UserError, match=r"train.batch_size: 1000 is more than the 400 training examples"):
         train(recipe_from_dict(TINY, ["train.batch_size=1000"]), tmp_path / "run", verbose=0)

@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 from textseq.data.sources import SPLITS, load_pairs
+from textseq.data.tasks import TaskData
+from textseq.data.vocab import UNK
 from textseq.distribute import check_tf_config
-from textseq.data.tokenizer import Tokenizer
 from textseq.models import build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import Recipe
-from textseq.training import build_vocabularies
 
 
 def check(recipe: Recipe) -> dict:
@@ -23,23 +23,25 @@ def check(recipe: Recipe) -> dict:
         tasks = tf_config["cluster"]
         cluster = {"workers": sum(len(tasks.get(job, [])) for job in ("chief", "worker")),
                    "task": f"{tf_config['task']['type']} {tf_config['task']['index']}"}
-    pairs = {split: load_pairs(recipe.data, split) for split in SPLITS}
-    source_vocab, target_vocab = build_vocabularies(pairs["train"], recipe.vocab)
-    source, target = Tokenizer(source_vocab), Tokenizer(target_vocab)
-    longest = {}
-    for side, tokenizer in (("source", source), ("target", target)):
-        texts = [pair[side == "target"] for pair in pairs["train"]]
-        longest[side] = int(tokenizer.encode(texts).row_lengths().numpy().max(initial=0))
-    model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
-    model({"source": source.encode(["a b"]).to_tensor(), "target_in": target.encode(["a b"]).to_tensor()})
+    data = TaskData.load(recipe, splits=SPLITS)
+    summary = {"task": recipe.task, **{f"{split}_{data.unit}": int(data.examples[split][0].nrows()) for split in SPLITS}}
+    if recipe.task == "language_model":
+        for split in SPLITS:
+            targets = data.examples[split][2].flat_values
+            summary[f"{split}_tokens"] = int(targets.shape[0])
+            summary[f"{split}_unknown_share"] = round(float((targets == UNK).numpy().mean()), 4)
+        summary["vocabulary"] = data.target.vocab_size
+    else:
+        pairs = load_pairs(recipe.data, "train")
+        longest = {side: int(tokenizer.encode([pair[i] for pair in pairs]).row_lengths().numpy().max(initial=0))
+                   for i, (side, tokenizer) in enumerate((("source", data.source), ("target", data.target)))}
+        summary.update(source_vocabulary=data.source.vocab_size, target_vocabulary=data.target.vocab_size,
+                       longest_source_tokens=longest["source"], longest_target_tokens=longest["target"],
+                       truncated_sources=longest["source"] > recipe.data.max_source_length)
+    model = build_seq2seq(recipe.model, data.source.vocab_size, data.target.vocab_size)
+    model({"source": data.train[0][:1].to_tensor(shape=[1, 2]), "target_in": data.train[1][:1].to_tensor(shape=[1, 2])})
     return {
-        "task": recipe.task,
-        **{f"{split}_examples": len(pairs[split]) for split in SPLITS},
-        "source_vocabulary": source_vocab.size,
-        "target_vocabulary": target_vocab.size,
-        "longest_source_tokens": longest["source"],
-        "longest_target_tokens": longest["target"],
-        "truncated_sources": longest["source"] > recipe.data.max_source_length,
+        **summary,
         "parameters": model.count_params(),
         "strategy": recipe.train.strategy,
         **cluster,

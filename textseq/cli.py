@@ -132,7 +132,7 @@ def check(recipe: Path, overrides: tuple[str, ...], as_json: bool):
     click.echo(f"{recipe}: ok")
     for key, value in summary.items():
         if key != "warnings":
-            click.echo(f"  {key:22} {value}")
+            click.echo(f"  {key:26} {value}")
     for warning in summary["warnings"]:
         click.echo(f"warning: {warning}", err=True)
 
@@ -231,10 +231,12 @@ def read_input(path: Path) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of metrics.")
 @decoding_options
 def evaluate(run: Path, split: str, batch_size: int, as_json: bool, **flags):
-    """Score RUN on a data split: loss, perplexity, token accuracy, then the decoded outputs'
-    exact match, BLEU and chrF (sacrebleu; its signatures are in the result).
+    """Score RUN on a data split: loss, perplexity, token accuracy; for translation runs also the
+    decoded outputs' exact match, BLEU and chrF (sacrebleu; its signatures are in the result).
 
-    The metrics are also written to RUN/eval-SPLIT.json and the outputs to RUN/hyp-SPLIT.txt.
+    A language model is scored on every token of the split's stream exactly once (line ends
+    counted), with top-1 and top-5 accuracy, and bits per character for character models.
+    The metrics are also written to RUN/eval-SPLIT.json and translations to RUN/hyp-SPLIT.txt.
 
     \b
     Examples:
@@ -242,12 +244,18 @@ def evaluate(run: Path, split: str, batch_size: int, as_json: bool, **flags):
       textseq evaluate runs/multi30k-de-en --split test --beam 5 --alpha 0.6
     """
     evaluation = library("textseq.evaluation")
-    translator = library("textseq.inference").Translator.from_run(run)
-    options = translator.options(**flags)
-    examples = len(library("textseq.data.sources").load_pairs(translator.recipe.data, split))
-    with progress_bar(examples, f"decoding {split}") as bar:
-        metrics = evaluation.evaluate(run, split, options, batch_size, progress=bar.update,
-                                      hypotheses_file=run / f"hyp-{split}.txt")
+    loaded = library("textseq.inference").load(run)
+    if loaded.task == "language_model":
+        if any(value is not None for value in flags.values()):
+            raise InputError("decoding flags (--beam, --temperature, ...) apply to translation runs; "
+                             "a language model is scored on every token of the split")
+        metrics = evaluation.evaluate(run, split, batch_size=batch_size)
+    else:
+        options = loaded.options(**flags)
+        examples = len(library("textseq.data.sources").load_pairs(loaded.recipe.data, split))
+        with progress_bar(examples, f"decoding {split}") as bar:
+            metrics = evaluation.evaluate(run, split, options, batch_size, progress=bar.update,
+                                          hypotheses_file=run / f"hyp-{split}.txt")
     (run / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if as_json:
         echo_json(metrics)
@@ -255,6 +263,114 @@ def evaluate(run: Path, split: str, batch_size: int, as_json: bool, **flags):
     for key, value in metrics.items():
         shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
         click.echo(f"{key:16} {shown}")
+
+
+VISIBLE = {"\n": "⏎", " ": "␣", "\t": "⇥", "</s>": "</s> (end of line)"}
+
+
+def bars(predictions) -> list[str]:
+    width = max(len(VISIBLE.get(p.token, p.token)) for p in predictions)
+    return [f"  {VISIBLE.get(p.token, p.token):{width}}  {p.probability:6.1%}  {'█' * max(1, round(p.probability * 40))}"
+            for p in predictions]
+
+
+def language_model(run: Path):
+    loaded = library("textseq.inference").load(run)
+    if loaded.task != "language_model":
+        raise InputError(f"{run} is a {loaded.task} run; use textseq translate for it")
+    return loaded
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("text")
+@click.option("--top-k", "k", type=int, default=5, show_default=True, help="How many next tokens to show.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"text": ..., "predictions": [{"token", "probability"}]}.')
+def predict(run: Path, text: str, k: int, as_json: bool):
+    """Show the most probable next words (or characters) after TEXT, with the language-model RUN.
+
+    Unknown words are read as <unk> and listed on stderr; an empty TEXT asks for the first token.
+
+    \b
+    Example:
+      textseq predict runs/multi30k-en-lm "a man is riding a"
+    """
+    model = language_model(run)
+    (predictions,) = model.predict([text], k)
+    unknown = model.unknown_words(text)
+    if as_json:
+        echo_json({"text": text, "unknown": unknown,
+                   "predictions": [{"token": p.token, "probability": p.probability} for p in predictions]})
+        return
+    if unknown:
+        click.echo(f"unknown to the model (read as <unk>): {', '.join(unknown)}", err=True)
+    if not text.strip():
+        click.echo("empty text: these are the tokens the model expects first", err=True)
+    for line in bars(predictions):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("text", default="")
+@click.option("--max-tokens", type=int, default=100, show_default=True, help="Tokens to add.")
+@click.option("--temperature", type=float, help="Sample at this temperature (else greedy).")
+@click.option("--top-k", type=int, help="Sample from the k most probable tokens only.")
+@click.option("--top-p", type=float, help="Sample from the smallest set of tokens whose probability reaches p.")
+@click.option("--seed", type=int, help="Seed of sampling: the same seed gives the same text.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"text": ..., "continuation": ...}.')
+def generate(run: Path, text: str, max_tokens: int, temperature, top_k, top_p, seed, as_json: bool):
+    """Continue TEXT with the language-model RUN: greedy, or sampled with --temperature/--top-k/--top-p.
+
+    \b
+    Examples:
+      textseq generate runs/tinyshakespeare "ROMEO:" --max-tokens 200 --temperature 0.8 --seed 1
+      textseq generate runs/multi30k-en-lm "two dogs" --max-tokens 12
+    """
+    model = language_model(run)
+    try:
+        continuation = model.generate(text, max_tokens, temperature, top_k, top_p, seed)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    if as_json:
+        echo_json({"text": text, "continuation": continuation})
+    else:
+        click.echo(text + ("" if model.target.level == "char" or not text else " ") + continuation)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--top-k", "k", type=int, default=5, show_default=True, help="How many next tokens to show.")
+def demo(run: Path, k: int):
+    """Type text and watch the language-model RUN's next-word predictions, with probability bars.
+
+    Each line you type is added to the text so far (words with a space; for a character model,
+    the line and a line end); the top next tokens are shown after it. An empty line or Ctrl-D ends.
+
+    \b
+    Example:
+      textseq demo runs/multi30k-en-lm
+    """
+    model = language_model(run)
+    char_level = model.target.level == "char"
+    text = ""
+    click.echo("Type some words and press Enter; an empty line or Ctrl-D ends.", err=True)
+    while True:
+        try:
+            line = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo("", err=True)
+            break
+        if not line.strip():
+            break
+        text = text + line + "\n" if char_level else f"{text} {line.strip()}".strip()
+        unknown = model.unknown_words(line)
+        if unknown:
+            click.echo(f"  unknown (read as <unk>): {', '.join(unknown)}")
+        click.echo(f"  after: {' '.join(model.tokens(text)[-12:]) if not char_level else text[-40:]!r}")
+        for bar in bars(model.predict([text], k)[0]):
+            click.echo(bar)
+    click.echo("bye", err=True)
 
 
 @cli.command()

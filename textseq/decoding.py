@@ -97,23 +97,31 @@ def length_penalty(lengths, alpha: float):
     return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
 
 
-def greedy_search(model, source_ids, max_length: int):
-    """Picks the most probable token at every step until EOS or `max_length` tokens."""
-    return _search(model, source_ids, max_length, pick=lambda log_probs, i: ops.argmax(log_probs, axis=-1))
+def greedy_search(model, source_ids, max_length: int, start_ids=None, stop_at_eos: bool = True):
+    """Picks the most probable token at every step until EOS or `max_length` tokens.
+
+    `start_ids` `[batch]` are the first decoder inputs (default BOS); a language model passes the
+    last token of its context, and `stop_at_eos=False`, as EOS only ends a line there.
+    """
+    return _search(model, source_ids, max_length, lambda log_probs, i: ops.argmax(log_probs, axis=-1),
+                   start_ids, stop_at_eos)
 
 
 def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: int | None = None,
-           top_p: float | None = None, seed: int | None = None, num_samples: int = 1):
+           top_p: float | None = None, seed: int | None = None, num_samples: int = 1, start_ids=None,
+           stop_at_eos: bool = True, uniforms=None):
     """Draws each token from the model's distribution, sharpened or flattened by `temperature`.
 
     `top_k` keeps the k most probable tokens, `top_p` the smallest set whose probability reaches p
     (nucleus sampling); both renormalise. The same `seed` gives the same samples. With
     `num_samples` > 1 each source gets that many independent samples, best-scored first.
+    `uniforms` `[max_length, batch * num_samples]` in [0, 1), when given, replace the draws from `seed`.
     """
     batch = ops.shape(source_ids)[0]
     repeated = ops.repeat(source_ids, num_samples, axis=0)
-    # All the uniform draws at once, from the seed: the same seed gives the same text in a graph too.
-    uniforms = keras.random.uniform((max_length, batch * num_samples), seed=seed)
+    if uniforms is None:
+        # All the uniform draws at once, from the seed: the same seed gives the same text in a graph too.
+        uniforms = keras.random.uniform((max_length, batch * num_samples), seed=seed)
 
     def pick(log_probs, i):
         sorted_log_probs, sorted_ids = ops.top_k(log_probs / temperature, ops.shape(log_probs)[-1])
@@ -130,7 +138,9 @@ def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: 
         position = ops.minimum(position, ops.sum(ops.cast(keep, "int32"), axis=-1) - 1)  # cdf may end below 1.0
         return ops.squeeze(ops.take_along_axis(sorted_ids, ops.expand_dims(position, -1), axis=-1), -1)
 
-    tokens, scores, weights = _search(model, repeated, max_length, pick)
+    if start_ids is not None:
+        start_ids = ops.repeat(start_ids, num_samples, axis=0)
+    tokens, scores, weights = _search(model, repeated, max_length, pick, start_ids, stop_at_eos)
     tokens, scores, weights = (ops.reshape(x, (batch, num_samples, *ops.shape(x)[2:]))
                                for x in (tokens, scores, weights))
     order = ops.argsort(-scores, axis=-1)
@@ -138,7 +148,7 @@ def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: 
             ops.take_along_axis(weights, order[:, :, None, None], axis=1))
 
 
-def _search(model, source_ids, max_length: int, pick):
+def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eos: bool = True):
     """One hypothesis per source, extended by `pick(log_probs [batch, vocab], step) -> ids [batch]`."""
     memory, states = model.encode(source_ids)
     batch, source_steps = ops.shape(source_ids)[0], ops.shape(source_ids)[1]
@@ -156,11 +166,13 @@ def _search(model, source_ids, max_length: int, pick):
         at_i = ops.equal(positions, i)
         tokens = tokens + ops.expand_dims(next_ids, 1) * ops.cast(at_i, "int32")
         weights = weights + ops.expand_dims(ops.cast(step_weights, "float32"), 1) * ops.cast(at_i, "float32")[:, None]
-        return i + 1, next_ids, states, ops.logical_or(finished, ops.equal(next_ids, EOS)), tokens, scores, weights
+        if stop_at_eos:
+            finished = ops.logical_or(finished, ops.equal(next_ids, EOS))
+        return i + 1, next_ids, states, finished, tokens, scores, weights
 
     start = (
         ops.convert_to_tensor(0, "int32"),
-        ops.full((batch,), BOS, "int32"),
+        ops.full((batch,), BOS, "int32") if start_ids is None else ops.cast(start_ids, "int32"),
         states,
         ops.zeros((batch,), "bool"),
         ops.zeros((batch, max_length), "int32"),

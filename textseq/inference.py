@@ -1,10 +1,13 @@
-"""A trained run, loaded for use: translate strings, with the run's own vocabulary and weights.
+"""A trained run, loaded for use with its own vocabulary and weights: `Translator` for translation
+runs, `LanguageModel` for next-word runs; `load(run_dir)` picks the right one.
 
 >>> translator = Translator.from_run("runs/dates")  # doctest: +SKIP
 >>> translator.translate(["3rd of March 1998", "Tue, 03.03.98"])  # doctest: +SKIP
 ['1998-03-03', '1998-03-03']
 >>> translator.n_best(["3rd of March 1998"], translator.options(beam_size=5, n_best=2))  # doctest: +SKIP
 [[Hypothesis(text='1998-03-03', score=-0.0012), Hypothesis(text='1998-03-13', score=-7.1)]]
+>>> LanguageModel.from_run("runs/multi30k-en-lm").predict(["a man is riding a"], k=2)  # doctest: +SKIP
+[[Prediction(token='bike', probability=0.31), Prediction(token='horse', probability=0.12)]]
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from textseq.data.tokenizer import Tokenizer
-from textseq.decoding import DecodingOptions, decode
+from textseq.data.tokenizer import Tokenizer, split_tokens
+from textseq.data.vocab import BOS, EOS, UNK
+from textseq.decoding import DecodingOptions, decode, greedy_search, sample
 from textseq.errors import UserError
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.recipe import Recipe
@@ -34,20 +38,43 @@ class Attention(NamedTuple):
     weights: np.ndarray  # [output tokens, source tokens]; each row sums to 1
 
 
-class Translator:
+class Prediction(NamedTuple):
+    token: str
+    probability: float
+
+
+class LoadedRun:
+    """A run's recipe, tokenizers and model with its best weights."""
+
+    task = None
+
     def __init__(self, recipe: Recipe, model: Seq2Seq, source: Tokenizer, target: Tokenizer):
         self.recipe, self.model, self.source, self.target = recipe, model, source, target
-        self._compiled: dict[DecodingOptions, Callable] = {}
+        self._compiled: dict = {}
 
     @classmethod
-    def from_run(cls, run_dir: str | Path) -> "Translator":
+    def from_run(cls, run_dir: str | Path):
         run = Run.open(run_dir)
         recipe = run.recipe()
+        if cls.task and recipe.task != cls.task:
+            verbs = "predict, generate and demo" if recipe.task == "language_model" else "translate and attention"
+            raise UserError(f"{run.path} is a {recipe.task} run: textseq {verbs} use it "
+                            "(in Python: textseq.inference.load)")
         source_vocab, target_vocab = run.vocabularies(recipe.vocab.shared)
         model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
         model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
         model.load_weights(run.weights_file)
         return cls(recipe, model, Tokenizer(source_vocab), Tokenizer(target_vocab))
+
+
+def load(run_dir: str | Path) -> "Translator | LanguageModel":
+    """The run in `run_dir`, as a `Translator` or a `LanguageModel` according to its recipe's task."""
+    task = Run.open(run_dir).recipe().task
+    return (LanguageModel if task == "language_model" else Translator).from_run(run_dir)
+
+
+class Translator(LoadedRun):
+    task = "translate"
 
     def options(self, **overrides) -> DecodingOptions:
         """The recipe's decoding settings (`export` section), with the given ones (None: keep) replaced."""
@@ -116,3 +143,99 @@ class Translator:
         return Attention([vocab_in[i].decode("utf-8") for i in source_ids.numpy()[0, :source_steps]],
                          [vocab_out[i].decode("utf-8") for i in tokens[:steps]],
                          weights[:steps, :source_steps])
+
+
+class LanguageModel(LoadedRun):
+    """Next-word predictions and continuations of a language-model run.
+
+    The text so far is read the way training reads a window: its last `data.context` tokens are the
+    encoder's source and its last token is the decoder's first input.
+    """
+
+    task = "language_model"
+
+    def tokens(self, text: str) -> list[str]:
+        """How the model sees `text`: its tokens, unknown ones as `<unk>`."""
+        ids = self.source.encode(tf.constant([text])).flat_values.numpy()
+        return [self.vocab_tokens[i] for i in ids]
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The tokens of `text` that the vocabulary lacks (read as `<unk>`), in order, once each."""
+        pieces = split_tokens(tf.constant([text]), self.target.level, self.target.lowercase).flat_values.numpy()
+        ids = self.source.encode(tf.constant([text])).flat_values.numpy()
+        return list(dict.fromkeys(p.decode("utf-8") for p, i in zip(pieces, ids) if i == UNK))
+
+    @property
+    def vocab_tokens(self) -> list[str]:
+        return self.target.vocab.tokens
+
+    def _windows(self, streams: list[list[int]]) -> tuple[tf.Tensor, tf.Tensor]:
+        context = self.recipe.data.context
+        tails = [stream[-context:] for stream in streams]
+        width = max([len(t) for t in tails] + [1])
+        source = np.zeros((len(streams), width), np.int32)
+        for row, tail in enumerate(tails):
+            source[row, : len(tail)] = tail
+        previous = np.array([stream[-1] if stream else BOS for stream in streams], np.int32)
+        return tf.constant(source), tf.constant(previous)
+
+    def _streams(self, texts: list[str]) -> list[list[int]]:
+        return [list(row) for row in self.source.encode(tf.constant(texts, tf.string)).to_list()]
+
+    def predict(self, texts: list[str], k: int = 5) -> list[list[Prediction]]:
+        """The `k` most probable next tokens after each text, most probable first."""
+        if k < 1:
+            raise UserError(f"--top-k must be at least 1, not {k}")
+        k = min(k, self.target.vocab_size)
+        if "predict" not in self._compiled:
+            def next_token(source, previous, k):
+                memory, states = self.model.encode(source)
+                logits, _, _ = self.model.step(previous, states, memory)
+                return tf.math.top_k(tf.nn.softmax(tf.cast(logits, tf.float32)), k)
+            self._compiled["predict"] = tf.function(next_token, input_signature=[
+                tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
+        source, previous = self._windows(self._streams(texts))
+        probabilities, ids = self._compiled["predict"](source, previous, tf.constant(k))
+        return [[Prediction(self.vocab_tokens[i], float(p)) for p, i in zip(row_p, row_i)]
+                for row_p, row_i in zip(probabilities.numpy(), ids.numpy())]
+
+    def generate(self, text: str, max_tokens: int = 100, temperature: float | None = None, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None) -> str:
+        """The continuation of `text`: `max_tokens` tokens, greedy unless a sampling setting is given.
+
+        Decodes `data.continuation` tokens per window, then moves the window on, as training does.
+        Word-level line ends (`</s>`) come out as newlines.
+        """
+        options = DecodingOptions(max_length=self.recipe.data.continuation, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, seed=seed)  # checks the settings
+        if max_tokens < 0:
+            raise UserError(f"--max-tokens must be 0 or more, not {max_tokens}")
+        key = ("generate", options)
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(
+                lambda source, previous, uniforms: self._continue(source, previous, uniforms, options))
+        chunk = self._compiled[key]
+        rng = np.random.default_rng(seed)
+        stream = self._streams([text])[0]
+        produced: list[int] = []
+        while len(produced) < max_tokens:
+            source, previous = self._windows([stream])
+            uniforms = tf.constant(rng.random((options.max_length, 1), dtype=np.float32))
+            ids = chunk(source, previous, uniforms).numpy()[0][: max_tokens - len(produced)]
+            produced.extend(int(i) for i in ids)
+            stream.extend(int(i) for i in ids)
+        return self.detokenize(produced)
+
+    def _continue(self, source, previous, uniforms, options: DecodingOptions):
+        if options.method == "sample":
+            tokens, _, _ = sample(self.model, source, options.max_length, options.temperature or 1.0, options.top_k,
+                                  options.top_p, start_ids=previous, stop_at_eos=False, uniforms=uniforms)
+        else:
+            tokens, _, _ = greedy_search(self.model, source, options.max_length, start_ids=previous, stop_at_eos=False)
+        return tokens[:, 0]
+
+    def detokenize(self, ids: list[int]) -> str:
+        if self.target.level == "char":
+            return "".join(self.vocab_tokens[i] for i in ids)
+        words = ["\n" if i == EOS else self.vocab_tokens[i] for i in ids]
+        return " ".join(words).replace(" \n ", "\n").replace(" \n", "\n").replace("\n ", "\n")

@@ -31,12 +31,18 @@ def _opt(default: Any, help: str, **checks: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["dates", "parallel"] = _opt(
-        "dates", "dates: generated, offline; parallel: aligned files PREFIX.SRC_LANG / PREFIX.TGT_LANG")
-    dir: Optional[str] = _opt(None, "parallel: directory of relative paths; default $TEXTSEQ_DATA or ~/.cache/textseq")
-    train: Optional[str] = _opt(None, "parallel: prefix of the training files, e.g. multi30k/tok/train.lc.norm.tok")
-    validation: Optional[str] = _opt(None, "parallel: prefix of the validation files")
-    test: Optional[str] = _opt(None, "parallel: prefix of the test files")
+    source: Literal["dates", "parallel", "text"] = _opt(
+        "dates", "dates: generated, offline; parallel: aligned files PREFIX.SRC_LANG / PREFIX.TGT_LANG; "
+                 "text: plain text files for language models")
+    dir: Optional[str] = _opt(None, "parallel, text: directory of relative paths; default $TEXTSEQ_DATA or ~/.cache/textseq")
+    train: Optional[str] = _opt(None, "parallel: prefix of the training files, e.g. multi30k/tok/train.lc.norm.tok; "
+                                      "text: the training file (.gz read directly)")
+    validation: Optional[str] = _opt(None, "parallel: prefix of the validation files; text: the validation file")
+    test: Optional[str] = _opt(None, "parallel: prefix of the test files; text: the test file")
+    split: Optional[float] = _opt(None, "text without a validation file: the share of data.train's characters that "
+                                        "trains (the first ones); the rest validates and tests", above=0.0, below=1.0)
+    context: int = _opt(64, "language_model: tokens of preceding text the encoder reads", min=1)
+    continuation: int = _opt(32, "language_model: tokens the decoder predicts after each context window", min=1)
     source_language: Optional[str] = _opt(None, "parallel: suffix of the source files, e.g. de")
     target_language: Optional[str] = _opt(None, "parallel: suffix of the target files, e.g. en")
     train_examples: int = _opt(50_000, "dates: number of generated training pairs", min=1)
@@ -99,7 +105,8 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class Recipe:
-    task: Literal["translate"] = _opt("translate", "translate: source text -> target text")
+    task: Literal["translate", "language_model"] = _opt(
+        "translate", "translate: source text -> target text; language_model: the words so far -> the next ones")
     data: DataConfig = field(default_factory=DataConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -140,7 +147,12 @@ def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "recipe
     raw = _deep_copy(raw)
     for item in overrides:
         _apply_override(raw, item)
-    return _build(Recipe, raw, (), _Where(source, lines or {}, overrides))
+    recipe = _build(Recipe, raw, (), _Where(source, lines or {}, overrides))
+    if recipe.data.dir and not Path(recipe.data.dir).expanduser().is_absolute():
+        # Relative to where the command runs; kept absolute so the run can be used from anywhere.
+        recipe = dataclasses.replace(recipe, data=dataclasses.replace(
+            recipe.data, dir=str(Path(recipe.data.dir).expanduser().resolve())))
+    return recipe
 
 
 def recipe_differences(old: Recipe, new: Recipe) -> list[str]:
@@ -252,6 +264,20 @@ def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where
 
 def _check_together(config: Any, path: tuple, where: _Where) -> None:
     """Rules that involve more than one key."""
+    if isinstance(config, Recipe) and (config.task == "language_model") != (config.data.source == "text"):
+        key = ("data", "source")
+        wanted = "text" if config.task == "language_model" else "dates or parallel"
+        raise UserError(f"{where(key)}data.source: {config.data.source} does not suit task: {config.task}; "
+                        f"use data.source: {wanted}")
+    if isinstance(config, Recipe) and config.task == "language_model" and not config.vocab.shared:
+        key = ("vocab", "shared")
+        raise UserError(f"{where(key)}vocab.shared must be true for a language_model: the text it reads is the "
+                        "text it writes")
+    if isinstance(config, DataConfig) and config.source == "text" and not config.train:
+        raise UserError(f"{where(path)}data.train is needed with data.source: text (a plain text file, .gz read directly)")
+    if isinstance(config, DataConfig) and config.source == "text" and not config.validation and not config.split:
+        raise UserError(f"{where(path)}data.validation or data.split is needed with data.source: text "
+                        "(a validation file, or the share of data.train that trains, e.g. 0.9)")
     if isinstance(config, DataConfig) and config.source == "parallel":
         for name in ("train", "validation", "test", "source_language", "target_language"):
             if not getattr(config, name):

@@ -15,16 +15,14 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from textseq.data.pipeline import translation_dataset
-from textseq.data.sources import load_pairs
-from textseq.data.tokenizer import Tokenizer, iter_tokens
-from textseq.data.vocab import Vocabulary
+from textseq.data.pipeline import examples_dataset
+from textseq.data.tasks import TaskData
 from textseq.distribute import broadcast_from_chief, describe, is_chief, make_strategy, precision, workers
 from textseq.errors import UserError
 from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
-from textseq.recipe import Recipe, TrainConfig, VocabConfig
+from textseq.recipe import Recipe, TrainConfig
 from textseq.runs import Run
 
 log = logging.getLogger(__name__)
@@ -57,32 +55,30 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         log.warning("warning: %s", warning)
     keras.utils.set_random_seed(recipe.train.seed)
 
-    train_pairs = load_pairs(recipe.data, "train")
-    validation_pairs = load_pairs(recipe.data, "validation")
-    if len(train_pairs) < recipe.train.batch_size:
-        raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {len(train_pairs)} training "
-                        "pairs; use a smaller batch or more data")
-    if resumed and run.vocab_files(recipe.vocab.shared)[0].exists():
-        source_vocab, target_vocab = run.vocabularies(recipe.vocab.shared)
-    else:
-        source_vocab, target_vocab = build_vocabularies(train_pairs, recipe.vocab)
-        if chief:
-            run.save_vocabularies(source_vocab, target_vocab, recipe.vocab.shared)
-    source, target = Tokenizer(source_vocab), Tokenizer(target_vocab)
+    saved_vocab = resumed and run.vocab_files(recipe.vocab.shared)[0].exists()
+    data = TaskData.load(recipe, run.vocabularies(recipe.vocab.shared) if saved_vocab else None)
+    if not saved_vocab and chief:
+        run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab.shared)
+    train_count = int(data.train[0].nrows())
+    if train_count < recipe.train.batch_size:
+        raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {train_count} training "
+                        f"{data.unit}; use a smaller batch or more data")
 
-    options = dict(max_source_length=recipe.data.max_source_length, max_target_length=recipe.data.max_target_length,
+    lengths = data.max_lengths
+    options = dict(max_source_length=lengths[0], max_target_length=lengths[1],
                    static_shapes=isinstance(strategy, tf.distribute.TPUStrategy))
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
-    train_data = distribute(strategy, lambda context: translation_dataset(
-        train_pairs, source, target, recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch,
-        input_context=context, **options))
-    validation_data = distribute(strategy, lambda context: translation_dataset(
-        validation_pairs, source, target, recipe.train.batch_size, input_context=context, **options))
+    train_data = distribute(strategy, lambda context: examples_dataset(
+        data.train, recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch, input_context=context,
+        **options))
+    validation_data = distribute(strategy, lambda context: examples_dataset(
+        data.validation, recipe.train.batch_size, input_context=context, **options))
+    source_vocab, target_vocab = data.source.vocab, data.target.vocab
 
     with strategy.scope(), precision(recipe.train.precision):
         model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
         model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(recipe.train.label_smoothing), metrics=[TokenAccuracy()])
-        first_batch = next(iter(translation_dataset(validation_pairs[:1], source, target, 1, **options)))
+        first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1, **options)))
         model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
         model.optimizer.build(model.trainable_variables)
         if workers(strategy) > 1:
@@ -95,9 +91,10 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         done.assign(checkpoint.restore(model))
     broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
     initial_epoch = int(done.numpy())
-    log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %d training pairs, epoch %d of %d",
+    log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %s, epoch %d of %d",
              "resuming" if initial_epoch else "starting", run.path, strategy_name, recipe.train.precision,
-             model.count_params(), source_vocab.size, target_vocab.size, len(train_pairs), initial_epoch,
+             model.count_params(), source_vocab.size, target_vocab.size, f"{train_count} training {data.unit}",
+             initial_epoch,
              recipe.train.epochs)
 
     history = {}
@@ -152,18 +149,6 @@ def distribute(strategy: tf.distribute.Strategy, make_dataset) -> tf.data.Datase
     if strategy is tf.distribute.get_strategy():
         return make_dataset(None)
     return strategy.distribute_datasets_from_function(make_dataset)
-
-
-def build_vocabularies(pairs: list[tuple[str, str]], config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
-    """Source and target vocabularies from the training pairs (one, twice, when shared)."""
-    def build(texts):
-        return Vocabulary.build(iter_tokens(texts, config.level, config.lowercase), config.level,
-                                config.lowercase, config.max_size, config.min_count)
-
-    if config.shared:
-        vocab = build([text for pair in pairs for text in pair])
-        return vocab, vocab
-    return build([s for s, _ in pairs]), build([t for _, t in pairs])
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:

@@ -10,11 +10,19 @@ differ from epoch to epoch), so the epoch length is known up front and every rep
 a distributed run gets the same number of equally sized batches: none waits on a batch that never
 comes.
 
+Language models cut one token stream into windows (`language_model_examples`): the `context`
+tokens before position t are the source, the `continuation` tokens from t on are the target, and t
+steps by `continuation`, so the windows cover every token of the stream exactly once.
+
 >>> dataset = translation_dataset(pairs, src_tok, tgt_tok, batch_size=64, shuffle_seed=0)  # doctest: +SKIP
+>>> windows = language_model_examples(tf.constant([5, 6, 7, 3, 8]), context=2, continuation=2)
+>>> [part.to_list() for part in windows]  # sources, decoder inputs, targets
+[[[], [5, 6], [7, 3]], [[2, 5], [6, 7], [3]], [[5, 6], [7, 3], [8]]]
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from textseq.data.tokenizer import Tokenizer
@@ -31,6 +39,36 @@ def encode_pairs(pairs: list[tuple[str, str]], source: Tokenizer, target: Tokeni
     bos = tf.fill([len(pairs), 1], BOS)
     eos = tf.fill([len(pairs), 1], EOS)
     return src_ids, tf.concat([bos, tgt_ids], axis=1), tf.concat([tgt_ids, eos], axis=1)
+
+
+def encode_stream(text: str, tokenizer: Tokenizer) -> tf.Tensor:
+    """One text as a stream of ids `[tokens]`: characters as they are (newlines too), or the words
+    of each non-blank line followed by EOS (the Penn Treebank convention)."""
+    if tokenizer.level == "char":
+        return tokenizer.encode(tf.constant([text])).flat_values
+    lines = [line for line in text.split("\n") if line.strip()]
+    ids = tokenizer.encode(tf.constant(lines, tf.string))
+    return tf.concat([ids, tf.fill([len(lines), 1], EOS)], axis=1).flat_values
+
+
+def language_model_examples(stream: tf.Tensor, context: int, continuation: int) -> tuple[tf.RaggedTensor, ...]:
+    """Windows over a token stream: ragged (source, target_in, target_out), see the module docstring.
+
+    The decoder's first input is the token before the window (BOS at the start of the stream), so
+    every prediction conditions on the real previous token.
+    """
+    ids = np.asarray(stream, np.int32)
+    starts = np.arange(0, len(ids), continuation)
+    ends = np.minimum(starts + continuation, len(ids))
+    context_starts = np.maximum(starts - context, 0)
+
+    def ragged(begin, end, values):
+        lengths = end - begin
+        positions = np.repeat(begin - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        return tf.RaggedTensor.from_row_lengths(values[positions], lengths.astype(np.int64))
+
+    shifted = np.concatenate([[BOS], ids])  # shifted[i] is the token before ids[i]
+    return ragged(context_starts, starts, ids), ragged(starts, ends, shifted), ragged(starts, ends, ids)
 
 
 def shuffled_batches(lengths: tf.Tensor, batch_size: int, seed: int, epoch: tf.Tensor) -> tf.Tensor:
@@ -91,20 +129,31 @@ def translation_dataset(pairs: list[tuple[str, str]], source: Tokenizer, target:
     pipeline's per-replica pieces of each global batch of `batch_size`. `static_shapes` pads every
     batch to the maximum lengths (what TPUs need).
     """
-    src_ids, target_in, target_out = encode_pairs(pairs, source, target, max_source_length, max_target_length)
+    examples = encode_pairs(pairs, source, target, max_source_length, max_target_length)
+    return examples_dataset(examples, batch_size, max_source_length, max_target_length, shuffle_seed, epoch,
+                            input_context, static_shapes)
+
+
+def examples_dataset(examples: tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor], batch_size: int,
+                     max_source_length: int, max_target_length: int, shuffle_seed: int | None = None,
+                     epoch: tf.Variable | None = None, input_context: tf.distribute.InputContext | None = None,
+                     static_shapes: bool = False) -> tf.data.Dataset:
+    """`translation_dataset` for examples already encoded: ragged (source, target_in, target_out)."""
+    src_ids, target_in, target_out = examples
+    count = int(src_ids.nrows())
     src_lengths, target_lengths = src_ids.row_lengths(), target_in.row_lengths()
-    padded_lengths = ((tf.fill([len(pairs)], tf.constant(max_source_length, tf.int64)),
-                       tf.fill([len(pairs)], tf.constant(max_target_length, tf.int64)))
+    padded_lengths = ((tf.fill([count], tf.constant(max_source_length, tf.int64)),
+                       tf.fill([count], tf.constant(max_target_length, tf.int64)))
                       if static_shapes else (src_lengths, target_lengths))
     replicas = input_context.num_replicas_in_sync if input_context else 1
     if batch_size % replicas:
         raise ValueError(f"batch size {batch_size} is not divisible by {replicas} replicas")
     if shuffle_seed is not None:
-        if len(pairs) < batch_size:
-            raise ValueError(f"{len(pairs)} training pairs are fewer than one batch of {batch_size}")
+        if count < batch_size:
+            raise ValueError(f"{count} training examples are fewer than one batch of {batch_size}")
         epoch = epoch if epoch is not None else tf.Variable(0, dtype=tf.int64, trainable=False)
         sort_key = tf.maximum(src_lengths, target_lengths)
-        batches = len(pairs) // batch_size
+        batches = count // batch_size
 
         def epoch_batches(_):
             rows = shuffled_batches(sort_key, batch_size, shuffle_seed, epoch.read_value())
@@ -112,8 +161,8 @@ def translation_dataset(pairs: list[tuple[str, str]], source: Tokenizer, target:
 
         rows = tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
     else:
-        indices = stored_batches(len(pairs), batch_size, whole=replicas > 1)
-        batches = -(-len(pairs) // batch_size)
+        indices = stored_batches(count, batch_size, whole=replicas > 1)
+        batches = -(-count // batch_size)
         if replicas > 1:
             rows = tf.data.Dataset.from_tensor_slices(
                 replica_pieces(tf.reshape(indices, [batches, batch_size]), input_context, padded_lengths))
@@ -130,7 +179,8 @@ def translation_dataset(pairs: list[tuple[str, str]], source: Tokenizer, target:
             dense = tf.gather(ragged, rows).to_tensor(PAD, shape=tf.stack([tf.size(rows, tf.int64), length]))
             return tf.ensure_shape(dense, [None, static_length if static_shapes else None])
 
-        source_ids = pad(src_ids, source_length, max_source_length)
+        # At least one (padding) step: the window at the start of a stream has no context yet.
+        source_ids = pad(src_ids, tf.maximum(source_length, 1), max_source_length)
         decoder_in = pad(target_in, target_length, max_target_length)
         decoder_out = pad(target_out, target_length, max_target_length)
         decoder_out = tf.where(real[:, None], decoder_out, PAD)  # padding examples count for nothing

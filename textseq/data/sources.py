@@ -4,6 +4,9 @@
 - `parallel`: two aligned text files per split, `PREFIX.SRC_LANG` and `PREFIX.TGT_LANG` (or `.gz`),
   line i of one translating line i of the other, the layout of Multi30k, WMT and fairseq.
   Relative prefixes are under `data.dir` (default: the corpus cache of `textseq data fetch`).
+- `text` (language models): one plain text file per split, or one file cut by `data.split` (the
+  first share of its characters trains, the rest validates and tests, as char-rnn and nanoGPT cut
+  tiny Shakespeare).
 
 >>> pairs = load_pairs(DataConfig(source="dates", train_examples=3), "train")
 >>> len(pairs), pairs[0][1]  # doctest: +SKIP
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from textseq.data.corpora import CORPORA, data_dir, fetch_hint
 from textseq.data.synthetic import dates_examples
-from textseq.data.textfiles import read_lines
+from textseq.data.textfiles import read_lines, read_text
 from textseq.errors import UserError
 from textseq.recipe import DataConfig
 
@@ -38,11 +41,49 @@ def load_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
                           test_days=config.test_examples)
 
 
+def resolve(config: DataConfig, name: str) -> Path:
+    """A recipe path: absolute, or relative to `data.dir` (default: the corpus cache)."""
+    path = Path(name).expanduser()
+    if path.is_absolute():
+        return path
+    return Path(config.dir).expanduser() / path if config.dir else data_dir() / path
+
+
+def missing_file(key: str, path: Path) -> UserError:
+    corpus = next((name for name in CORPORA if name in path.parts), None)
+    hint = fetch_hint(corpus) if corpus else "check the path, or set data.dir to the directory that holds it"
+    return UserError(f"{key}: {path}: no such file; {hint}")
+
+
+def load_text(config: DataConfig, split: str) -> str:
+    """The text of one split of a `text` source (see the module docstring)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    name = getattr(config, split)
+    if split != "train" and not name and config.split:
+        name, split, held_out = config.train, "train", True
+    elif split == "test" and not name:
+        name, split, held_out = config.validation, "validation", False
+    else:
+        held_out = False
+    if not name:
+        raise UserError(f"data.{split} is not set; there is no {split} text to read")
+    path = resolve(config, name)
+    try:
+        text = read_text(path, f"data.{split}")
+    except FileNotFoundError:
+        raise missing_file(f"data.{split}", path) from None
+    if config.split and not config.validation:
+        cut = int(len(text) * config.split)
+        text = text[cut:] if held_out else text[:cut] if split == "train" else text
+    if not text.strip():
+        raise UserError(f"data.{split}: {path} has no text{' in this share of data.split' if config.split else ''}")
+    return text
+
+
 def split_files(config: DataConfig, split: str) -> tuple[Path, Path]:
     """The source and target files of one split of a parallel corpus (`.gz` when only that exists)."""
-    prefix = Path(getattr(config, split)).expanduser()
-    if not prefix.is_absolute():
-        prefix = Path(config.dir).expanduser() / prefix if config.dir else data_dir() / prefix
+    prefix = resolve(config, getattr(config, split))
     files = []
     for language in (config.source_language, config.target_language):
         plain = prefix.with_name(f"{prefix.name}.{language}")
@@ -58,9 +99,7 @@ def parallel_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
         try:
             side.extend(read_lines(path, key))
         except FileNotFoundError:
-            corpus = next((name for name in CORPORA if name in path.parts), None)
-            hint = fetch_hint(corpus) if corpus else "check the path, or set data.dir to the directory that holds it"
-            raise UserError(f"{key}: {path} (or {path.name}.gz): no such file; {hint}") from None
+            raise missing_file(key, path.with_name(f"{path.name} (or {path.name}.gz)")) from None
     source_file, target_file = split_files(config, split)
     if len(sources) != len(targets):
         raise UserError(f"{key}: {source_file} has {len(sources)} lines but {target_file} has {len(targets)}; "

@@ -29,6 +29,7 @@ class Tokenizer(tf.Module):
 
     def __init__(self, vocab: Vocabulary, name: str | None = None):
         super().__init__(name=name)
+        self.vocab = vocab
         self.level = vocab.level
         self.lowercase = vocab.lowercase
         self.vocab_size = vocab.size

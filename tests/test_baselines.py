@@ -1,0 +1,21 @@
+import math
+
+import pytest
+
+from textseq.baselines import ngram_perplexities
+
+
+def test_add_one_ngrams_by_hand():
+    # train 4 5 4 5 </s>; V = 6 ids - <pad> - <s> = 4 events.
+    # unigram: p(4) = p(5) = (2 + 1) / (5 + 4), p(</s>) = (1 + 1) / 9
+    # bigram: p(4 | </s>) = (1 + 1) / (1 + 4), p(5 | 4) = (2 + 1) / (2 + 4), p(</s> | 5) = (1 + 1) / (2 + 4)
+    result = ngram_perplexities([4, 5, 4, 5, 3], [4, 5, 3], vocab_size=6)
+    assert result["unigram"] == pytest.approx((9 / 3 * 9 / 3 * 9 / 2) ** (1 / 3))
+    assert result["bigram"] == pytest.approx((5 / 2 * 6 / 3 * 6 / 2) ** (1 / 3))
+
+
+def test_unseen_tokens_and_pairs_get_the_add_one_share():
+    # The training stream starts after a line end too: c(</s> as context) = 1, c(5 as context) = 0.
+    result = ngram_perplexities([4, 4, 4], [5, 5], vocab_size=6)
+    assert result["unigram"] == pytest.approx((3 + 4) / 1)
+    assert result["bigram"] == pytest.approx(math.sqrt((1 + 4) / 1 * (0 + 4) / 1))

@@ -1,0 +1,81 @@
+"""A recipe's data, ready for the pipeline: tokenizers and encoded examples per split, for either task.
+
+- translate: (source, target) pairs, one vocabulary each or one shared.
+- language_model: one token stream per split, cut into windows; one vocabulary from the training text.
+
+>>> data = TaskData.load(load_recipe("recipes/dates.yaml"))  # doctest: +SKIP
+>>> data.unit, int(data.examples["train"][0].nrows())  # doctest: +SKIP
+("examples", 40000)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from textseq.data.pipeline import encode_pairs, encode_stream, language_model_examples
+from textseq.data.sources import load_pairs, load_text
+from textseq.data.tokenizer import Tokenizer, iter_tokens
+from textseq.data.vocab import Vocabulary
+from textseq.recipe import Recipe, VocabConfig
+
+Examples = tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]  # source, target_in, target_out
+
+
+@dataclass
+class TaskData:
+    source: Tokenizer
+    target: Tokenizer
+    examples: dict[str, Examples]
+    unit: str  # what one example is: "examples" (translation pairs) or "windows"
+    max_lengths: tuple[int, int]  # longest source and target of a batch
+
+    @property
+    def train(self) -> Examples:
+        return self.examples["train"]
+
+    @property
+    def validation(self) -> Examples:
+        return self.examples["validation"]
+
+    @classmethod
+    def load(cls, recipe: Recipe, vocabularies: tuple[Vocabulary, Vocabulary] | None = None,
+             splits: tuple[str, ...] = ("train", "validation")) -> "TaskData":
+        """Reads `splits`, and builds the vocabularies from the training split unless they are given."""
+        data = recipe.data
+        if recipe.task == "language_model":
+            texts = {split: load_text(data, split) for split in splits}
+            if vocabularies is None:
+                vocab = language_model_vocabulary(texts.get("train") or load_text(data, "train"), recipe.vocab)
+                vocabularies = (vocab, vocab)
+            tokenizer = Tokenizer(vocabularies[0])
+            examples = {split: language_model_examples(encode_stream(text, tokenizer), data.context, data.continuation)
+                        for split, text in texts.items()}
+            return cls(tokenizer, tokenizer, examples, "windows", (data.context, data.continuation))
+        pairs = {split: load_pairs(data, split) for split in splits}
+        if vocabularies is None:
+            vocabularies = translation_vocabularies(pairs.get("train") or load_pairs(data, "train"), recipe.vocab)
+        source, target = Tokenizer(vocabularies[0]), Tokenizer(vocabularies[1])
+        lengths = (data.max_source_length, data.max_target_length)
+        return cls(source, target, {split: encode_pairs(p, source, target, *lengths) for split, p in pairs.items()},
+                   "examples", lengths)
+
+
+def translation_vocabularies(pairs: list[tuple[str, str]], config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
+    """Source and target vocabularies from the training pairs (one, twice, when shared)."""
+    def build(texts):
+        return Vocabulary.build(iter_tokens(texts, config.level, config.lowercase), config.level,
+                                config.lowercase, config.max_size, config.min_count)
+
+    if config.shared:
+        vocab = build([text for pair in pairs for text in pair])
+        return vocab, vocab
+    return build([s for s, _ in pairs]), build([t for _, t in pairs])
+
+
+def language_model_vocabulary(text: str, config: VocabConfig) -> Vocabulary:
+    """The training text's tokens: its characters (newline included), or the words of its lines."""
+    texts = [text] if config.level == "char" else text.split("\n")
+    return Vocabulary.build(iter_tokens(texts, config.level, config.lowercase), config.level, config.lowercase,
+                            config.max_size, config.min_count)
