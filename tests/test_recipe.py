@@ -90,3 +90,11 @@ def test_differences_list_changed_keys():
 def test_model_config_is_frozen():
     with pytest.raises(Exception):
         ModelConfig().units = 3
+
+
+def test_every_shipped_recipe_is_valid():
+    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 5
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe.train.epochs >= 1, path

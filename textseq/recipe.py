@@ -31,20 +31,23 @@ def _opt(default: Any, help: str, **checks: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["dates", "parallel", "text"] = _opt(
+    source: Literal["dates", "parallel", "text", "tfds"] = _opt(
         "dates", "dates: generated, offline; parallel: aligned files PREFIX.SRC_LANG / PREFIX.TGT_LANG; "
-                 "text: plain text files for language models")
+                 "text: plain text files for language models; tfds: a TensorFlow Datasets dataset")
+    dataset: Optional[str] = _opt(None, "tfds: the dataset's name, e.g. tiny_shakespeare or ted_hrlr_translate/pt_to_en")
+    text_field: str = _opt("text", "tfds with task language_model: the feature that holds the text")
     dir: Optional[str] = _opt(None, "parallel, text: directory of relative paths; default $TEXTSEQ_DATA or ~/.cache/textseq")
     train: Optional[str] = _opt(None, "parallel: prefix of the training files, e.g. multi30k/tok/train.lc.norm.tok; "
                                       "text: the training file (.gz read directly)")
-    validation: Optional[str] = _opt(None, "parallel: prefix of the validation files; text: the validation file")
-    test: Optional[str] = _opt(None, "parallel: prefix of the test files; text: the test file")
+    validation: Optional[str] = _opt(None, "parallel: prefix of the validation files; text: the validation file; "
+                                           "tfds: the split's name (default validation; train for the others)")
+    test: Optional[str] = _opt(None, "parallel: prefix of the test files; text: the test file; tfds: the split's name")
     split: Optional[float] = _opt(None, "text without a validation file: the share of data.train's characters that "
                                         "trains (the first ones); the rest validates and tests", above=0.0, below=1.0)
     context: int = _opt(64, "language_model: tokens of preceding text the encoder reads", min=1)
     continuation: int = _opt(32, "language_model: tokens the decoder predicts after each context window", min=1)
-    source_language: Optional[str] = _opt(None, "parallel: suffix of the source files, e.g. de")
-    target_language: Optional[str] = _opt(None, "parallel: suffix of the target files, e.g. en")
+    source_language: Optional[str] = _opt(None, "parallel: suffix of the source files, e.g. de; tfds: the source feature")
+    target_language: Optional[str] = _opt(None, "parallel: suffix of the target files, e.g. en; tfds: the target feature")
     train_examples: int = _opt(50_000, "dates: number of generated training pairs", min=1)
     validation_examples: int = _opt(1_000, "dates: held-out pairs, each a distinct date", min=1)
     test_examples: int = _opt(2_000, "dates: test pairs, each a distinct date", min=1)
@@ -264,15 +267,24 @@ def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where
 
 def _check_together(config: Any, path: tuple, where: _Where) -> None:
     """Rules that involve more than one key."""
-    if isinstance(config, Recipe) and (config.task == "language_model") != (config.data.source == "text"):
+    suits = {"language_model": ("text", "tfds"), "translate": ("dates", "parallel", "tfds")}
+    if isinstance(config, Recipe) and config.data.source not in suits[config.task]:
         key = ("data", "source")
-        wanted = "text" if config.task == "language_model" else "dates or parallel"
+        wanted = " or ".join(suits[config.task])
         raise UserError(f"{where(key)}data.source: {config.data.source} does not suit task: {config.task}; "
                         f"use data.source: {wanted}")
     if isinstance(config, Recipe) and config.task == "language_model" and not config.vocab.shared:
         key = ("vocab", "shared")
         raise UserError(f"{where(key)}vocab.shared must be true for a language_model: the text it reads is the "
                         "text it writes")
+    if isinstance(config, Recipe) and config.data.source == "tfds" and config.task == "translate" and not (
+            config.data.source_language and config.data.target_language):
+        key = ("data", "source_language" if not config.data.source_language else "target_language")
+        raise UserError(f"{where(key)}data.source_language and data.target_language name the dataset's source and "
+                        "target features with data.source: tfds (e.g. pt and en for ted_hrlr_translate/pt_to_en)")
+    if isinstance(config, DataConfig) and config.source == "tfds" and not config.dataset:
+        raise UserError(f"{where(path)}data.dataset is needed with data.source: tfds (a TensorFlow Datasets name, "
+                        "e.g. tiny_shakespeare)")
     if isinstance(config, DataConfig) and config.source == "text" and not config.train:
         raise UserError(f"{where(path)}data.train is needed with data.source: text (a plain text file, .gz read directly)")
     if isinstance(config, DataConfig) and config.source == "text" and not config.validation and not config.split:

@@ -4,6 +4,9 @@
 - `parallel`: two aligned text files per split, `PREFIX.SRC_LANG` and `PREFIX.TGT_LANG` (or `.gz`),
   line i of one translating line i of the other, the layout of Multi30k, WMT and fairseq.
   Relative prefixes are under `data.dir` (default: the corpus cache of `textseq data fetch`).
+- `tfds`: a TensorFlow Datasets dataset through `tfds.load` (`data.dir` is its data_dir): pairs
+  of the `source_language` / `target_language` features, or, for a language model, the texts of
+  `text_field` joined by newlines.
 - `text` (language models): one plain text file per split, or one file cut by `data.split` (the
   first share of its characters trains, the rest validates and tests, as char-rnn and nanoGPT cut
   tiny Shakespeare).
@@ -35,6 +38,9 @@ def load_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     if config.source == "parallel":
         return parallel_pairs(config, split)
+    if config.source == "tfds":
+        return [(ex[config.source_language], ex[config.target_language])
+                for ex in tfds_examples(config, split, (config.source_language, config.target_language))]
     count = {"train": config.train_examples, "validation": config.validation_examples,
              "test": config.test_examples}[split]
     return dates_examples(split, count, config.seed, validation_days=config.validation_examples,
@@ -59,6 +65,8 @@ def load_text(config: DataConfig, split: str) -> str:
     """The text of one split of a `text` source (see the module docstring)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    if config.source == "tfds":
+        return "\n".join(ex[config.text_field] for ex in tfds_examples(config, split, (config.text_field,)))
     name = getattr(config, split)
     if split != "train" and not name and config.split:
         name, split, held_out = config.train, "train", True
@@ -111,3 +119,47 @@ def parallel_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
         log.warning("%s: skipped %d line pair(s) with an empty side (the first at line %d of %s)",
                     key, len(pairs) - len(kept), blank, source_file)
     return kept
+
+
+def tfds_examples(config: DataConfig, split: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """The string `fields` of every example of one split of `data.dataset`, via `tfds.load`."""
+    import tensorflow_datasets as tfds
+
+    split_name = getattr(config, split) or split
+    where = f"data.dataset: {config.dataset} (split {split_name})"
+    data_dir = config.dir or tfds.core.constants.DATA_DIR
+    try:
+        try:
+            dataset = tfds.load(config.dataset, split=split_name, data_dir=config.dir, download=False)
+        except AssertionError:  # not prepared in data_dir: download it, if there is a network
+            if not network_reachable():
+                raise UserError(f"{where}: not prepared in {data_dir}, and no network to download it; prepare "
+                                f"it where there is one (`tfds build {config.dataset} --data_dir DIR`) and set "
+                                "data.dir to DIR") from None
+            dataset = tfds.load(config.dataset, split=split_name, data_dir=config.dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise UserError(f"data.dataset: no TensorFlow Datasets dataset named {config.dataset!r}; "
+                        "`tfds build --help` and the TFDS catalog list them") from None
+    except ValueError as error:  # an unknown split, mostly
+        raise UserError(f"{where}: {str(error).splitlines()[0]}") from None
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001 - download and preparation raise many kinds
+        raise UserError(f"{where}: not prepared in {data_dir} and could not be downloaded "
+                        f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); prepare it where there is "
+                        f"a network (`tfds build {config.dataset} --data_dir DIR`) and set data.dir to DIR") from None
+    missing = [field for field in fields if field not in dataset.element_spec]
+    if missing:
+        raise UserError(f"{where}: no feature {missing[0]!r}; it has {', '.join(sorted(dataset.element_spec))}")
+    return [{field: example[field].decode("utf-8") for field in fields} for example in tfds.as_numpy(dataset)]
+
+
+def network_reachable(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    """Whether TFDS' download host answers; offline, TFDS itself retries for minutes before failing."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
