@@ -410,6 +410,25 @@ def plot(run: Path, output: Path):
     click.echo(f"wrote {output}", err=True)
 
 
+@cli.command(name="export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace what OUT_DIR holds.")
+def export_command(run: Path, out_dir: Path, overwrite: bool):
+    """Write RUN as a TensorFlow SavedModel in OUT_DIR that takes and returns raw strings.
+
+    Loading it needs TensorFlow only: tf.saved_model.load(OUT_DIR).signatures["translate"](text=...).
+    Decoding follows the recipe's export section (beam_size, alpha, max_output_length).
+
+    \b
+    Example:
+      textseq export runs/dates exports/dates
+      saved_model_cli show --dir exports/dates --all
+    """
+    path = library("textseq.export").export(run, out_dir, overwrite)
+    click.echo(f"wrote {path}", err=True)
+
+
 @cli.group()
 def data():
     """Get the public corpora that the recipes use."""

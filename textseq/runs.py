@@ -27,8 +27,8 @@ from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
 from textseq.recipe import Recipe, load_recipe, recipe_differences
 
-# Keys that may change between a run and its continuation: more epochs extend training.
-RESUMABLE_CHANGES = {"train.epochs"}
+# Keys that change nothing already trained: more epochs, or how the export and translate decode.
+RESUMABLE_CHANGES = {"train.epochs", "export.max_output_length", "export.beam_size", "export.alpha"}
 
 
 class Run:

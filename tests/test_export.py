@@ -1,0 +1,78 @@
+"""The SavedModel export, loaded in a fresh process that has TensorFlow and not textseq."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from textseq.cli import cli
+from textseq.inference import Translator
+
+INPUTS = ["3rd of March 1998", "", "@@@@ ~~~~", "Saturday, the 31st of December 1999 " * 4, "ünïcödé 1999 中文"]
+
+LOAD_AND_TRANSLATE = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    model = tf.saved_model.load(sys.argv[1])
+    texts = tf.constant(json.loads(sys.argv[2]))
+    out = model.signatures["translate"](text=texts)
+    attention = model.signatures["attention"](text=texts[:1])
+    assert "textseq" not in sys.modules
+    print(json.dumps({"text": [t.decode("utf-8") for t in out["text"].numpy()],
+                      "score": out["score"].numpy().tolist(),
+                      "output_tokens": [t.decode("utf-8") for t in attention["output_tokens"].numpy()[0]],
+                      "weights": attention["weights"].numpy()[0].tolist()}))
+""")
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "dates"
+    result = CliRunner().invoke(cli, ["export", str(trained_run), str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_export_translates_like_the_library_in_a_process_without_textseq(exported, trained_run, tmp_path):
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_AND_TRANSLATE)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
+    # Run from an empty directory so the checkout's textseq/ is not importable by accident.
+    process = subprocess.run([sys.executable, str(script), str(exported), json.dumps(INPUTS)], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    served = json.loads(process.stdout)
+    translator = Translator.from_run(trained_run)
+    expected = translator.n_best(INPUTS)
+    assert served["text"] == [h[0].text for h in expected]
+    np.testing.assert_allclose(served["score"], [h[0].score for h in expected], rtol=1e-5, atol=1e-5)
+    attention = translator.attention(INPUTS[0])
+    steps = len(attention.output_tokens)
+    assert served["output_tokens"][:steps] == attention.output_tokens
+    np.testing.assert_allclose(np.array(served["weights"])[:steps, : len(attention.source_tokens)],
+                               attention.weights, atol=1e-5)
+    metadata = json.loads((exported / "assets" / "textseq.json").read_text())
+    assert metadata["task"] == "translate" and metadata["recipe"] == translator.recipe.to_dict()
+
+
+@pytest.mark.skipif(not shutil.which("saved_model_cli"), reason="saved_model_cli is not on PATH")
+def test_saved_model_cli_lists_the_signatures(exported):
+    shown = subprocess.run(["saved_model_cli", "show", "--dir", str(exported), "--all"], capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
+    for name in ("serving_default", "translate", "attention"):
+        assert f"signature_def['{name}']" in shown
+    translate = shown.split("signature_def['translate']")[1].split("signature_def[")[0]
+    assert "inputs['text'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in translate
+    assert "outputs['text'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in translate
+    assert "outputs['score'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)" in translate
+
+
+def test_export_refuses_to_overwrite_without_asking(exported, trained_run):
+    result = CliRunner().invoke(cli, ["export", str(trained_run), str(exported)])
+    assert result.exit_code == 2 and "exists and is not empty" in result.stderr
