@@ -40,3 +40,36 @@ def trained_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "tiny"
     train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)
     return run
+
+
+SHARED = ROOT.parent / "shared" / "data"  # the corpus mirror beside the checkout (see its README)
+CAPTIONS = SHARED / "multi30k" / "tok" / "train.lc.norm.tok.en"
+
+
+def tiny_lm(tmp: Path) -> dict:
+    """A tiny word-level language model over 3,000 Multi30k captions, in files under `tmp`."""
+    lines = CAPTIONS.read_text(encoding="utf-8").splitlines()
+    (tmp / "train.txt").write_text("\n".join(lines[:3000]) + "\n", encoding="utf-8")
+    (tmp / "valid.txt").write_text("\n".join(lines[3000:3100]) + "\n", encoding="utf-8")
+    (tmp / "test.txt").write_text("\n\n".join(lines[3100:3140]) + "\n", encoding="utf-8")  # blank lines: no tokens
+    return {
+        "task": "language_model",
+        "data": {"source": "text", "dir": str(tmp), "train": "train.txt", "validation": "valid.txt",
+                 "test": "test.txt", "context": 6, "continuation": 5},
+        "vocab": {"level": "word", "min_count": 3},
+        "model": {"embedding_dim": 16, "units": 32, "attention_units": 16},
+        "train": {"epochs": 1, "batch_size": 32, "learning_rate": 0.01},
+    }
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory) -> Path:
+    """A tiny word-level language-model run, trained for one epoch, shared by the tests that only read it."""
+    from textseq.recipe import recipe_from_dict
+    from textseq.training import train
+
+    if not CAPTIONS.exists():
+        pytest.skip(f"no Multi30k mirror at {SHARED}")
+    tmp = tmp_path_factory.mktemp("lm")
+    train(recipe_from_dict(tiny_lm(tmp)), tmp / "run", verbose=0)
+    return tmp / "run"

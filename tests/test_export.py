@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from textseq.cli import cli
-from textseq.inference import Translator
+from textseq.inference import LanguageModel, Translator
 
 INPUTS = ["3rd of March 1998", "", "@@@@ ~~~~", "Saturday, the 31st of December 1999 " * 4, "ünïcödé 1999 中文"]
 
@@ -76,3 +76,40 @@ def test_saved_model_cli_lists_the_signatures(exported):
 def test_export_refuses_to_overwrite_without_asking(exported, trained_run):
     result = CliRunner().invoke(cli, ["export", str(trained_run), str(exported)])
     assert result.exit_code == 2 and "exists and is not empty" in result.stderr
+
+
+LOAD_AND_PREDICT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    model = tf.saved_model.load(sys.argv[1])
+    texts = tf.constant(json.loads(sys.argv[2]))
+    top = model.signatures["next_words"](text=texts, k=tf.constant(4))
+    default = model.signatures["serving_default"](text=texts)
+    generated = model.signatures["generate"](text=texts, max_tokens=tf.constant(13))
+    assert "textseq" not in sys.modules
+    print(json.dumps({"words": [[w.decode("utf-8") for w in row] for row in top["words"].numpy()],
+                      "probabilities": top["probabilities"].numpy().tolist(),
+                      "default_k": int(default["words"].shape[1]),
+                      "generated": [t.decode("utf-8") for t in generated["text"].numpy()]}))
+""")
+LM_INPUTS = ["a man is riding a", "", "zzyzx qqq", "two dogs play in the snow while " * 10, "中文 émigré"]
+
+
+def test_language_model_export_predicts_and_generates_like_the_library(lm_run, tmp_path):
+    out = tmp_path / "lm"
+    result = CliRunner().invoke(cli, ["export", str(lm_run), str(out)])
+    assert result.exit_code == 0, result.output
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_AND_PREDICT)
+    process = subprocess.run([sys.executable, str(script), str(out), json.dumps(LM_INPUTS)], cwd=tmp_path,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""},
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    served = json.loads(process.stdout)
+    model = LanguageModel.from_run(lm_run)
+    expected = model.predict(LM_INPUTS, 4)
+    assert served["words"] == [[p.token for p in row] for row in expected]
+    np.testing.assert_allclose(served["probabilities"], [[p.probability for p in row] for row in expected],
+                               atol=1e-5)
+    assert served["default_k"] == 5
+    assert served["generated"] == [model.generate(text, 13) for text in LM_INPUTS]

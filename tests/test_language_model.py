@@ -18,34 +18,10 @@ from textseq.data.tasks import TaskData
 from textseq.data.vocab import BOS, EOS
 from textseq.evaluation import evaluate
 from textseq.inference import LanguageModel
-from textseq.recipe import recipe_from_dict
-from textseq.training import train
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-CAPTIONS = SHARED / "multi30k" / "tok" / "train.lc.norm.tok.en"
+from conftest import CAPTIONS, SHARED, tiny_lm
+
 pytestmark = pytest.mark.skipif(not CAPTIONS.exists(), reason=f"no Multi30k mirror at {SHARED}")
-
-
-def tiny_lm(tmp: Path) -> dict:
-    lines = CAPTIONS.read_text(encoding="utf-8").splitlines()
-    (tmp / "train.txt").write_text("\n".join(lines[:3000]) + "\n", encoding="utf-8")
-    (tmp / "valid.txt").write_text("\n".join(lines[3000:3100]) + "\n", encoding="utf-8")
-    (tmp / "test.txt").write_text("\n\n".join(lines[3100:3140]) + "\n", encoding="utf-8")  # blank lines: no tokens
-    return {
-        "task": "language_model",
-        "data": {"source": "text", "dir": str(tmp), "train": "train.txt", "validation": "valid.txt",
-                 "test": "test.txt", "context": 6, "continuation": 5},
-        "vocab": {"level": "word", "min_count": 3},
-        "model": {"embedding_dim": 16, "units": 32, "attention_units": 16},
-        "train": {"epochs": 1, "batch_size": 32, "learning_rate": 0.01},
-    }
-
-
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lm")
-    train(recipe_from_dict(tiny_lm(tmp)), tmp / "run", verbose=0)
-    return tmp / "run"
 
 
 def invoke(*args, **kwargs):

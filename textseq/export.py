@@ -7,6 +7,11 @@ detokenization all run inside the graph.
 >>> tf.saved_model.load("exports/dates").signatures["translate"](text=tf.constant(["3rd of March 1998"]))  # doctest: +SKIP
 {'text': <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'1998-03-03'], dtype=object)>, 'score': ...}
 
+Language-model runs get `next_words`: `text` [batch], `k` (scalar) -> `words` (string [batch, k])
+and `probabilities` (float32 [batch, k]); `serving_default`: the same with k = 5 and `text` alone;
+`generate`: `text`, `max_tokens` (scalar) -> `text` [batch], the greedy continuation, window by
+window as `LanguageModel.generate` does.
+
 Translation runs get the signatures `translate` (= `serving_default`): `text` [batch] -> `text`
 [batch] and `score` [batch], greedy or beam search as the recipe's `export` section says; and
 `attention`: `text` -> `text`, `source_tokens` [batch, source], `output_tokens` [batch, steps] and
@@ -23,10 +28,10 @@ import keras
 import tensorflow as tf
 
 from textseq import __version__
-from textseq.data.vocab import PAD
-from textseq.decoding import decode
+from textseq.data.vocab import BOS, EOS, PAD
+from textseq.decoding import decode, greedy_search
 from textseq.errors import UserError
-from textseq.inference import LanguageModel, load
+from textseq.inference import LanguageModel, Translator, load
 
 METADATA = "textseq.json"  # in the export's assets/
 
@@ -39,19 +44,20 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) ->
         if not overwrite:
             raise UserError(f"{out}: exists and is not empty; choose another directory or pass --overwrite")
         shutil.rmtree(out)
-    if isinstance(loaded, LanguageModel):
-        raise UserError(f"{run_dir}: exporting language-model runs is not built yet; translation runs export")
     archive = keras.export.ExportArchive()
     archive.track(loaded.model)
     for tokenizer in {id(loaded.source): loaded.source, id(loaded.target): loaded.target}.values():
         archive.track(tokenizer)
-    for name, fn in translation_endpoints(loaded).items():
-        archive.add_endpoint(name, fn, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    endpoints = language_model_endpoints(loaded) if isinstance(loaded, LanguageModel) else translation_endpoints(loaded)
+    for name, (fn, signature) in endpoints.items():
+        archive.add_endpoint(name, fn, input_signature=signature)
     archive.write_out(str(out), verbose=False)
     recipe = loaded.recipe
     metadata = {"textseq_version": __version__, "tensorflow_version": tf.__version__, "task": recipe.task,
                 "source_vocabulary_size": loaded.source.vocab_size, "target_vocabulary_size": loaded.target.vocab_size,
-                "decoding": loaded.options().describe(), "recipe": recipe.to_dict()}
+                "recipe": recipe.to_dict(), "signatures": sorted(endpoints)}
+    if isinstance(loaded, Translator):
+        metadata["decoding"] = loaded.options().describe()
     (out / "assets").mkdir(exist_ok=True)
     (out / "assets" / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     return out
@@ -76,4 +82,53 @@ def translation_endpoints(translator) -> dict:
         return {"text": target.decode(tokens), "source_tokens": tf.gather(source.tokens, ids),
                 "output_tokens": tf.gather(target.tokens, tokens), "weights": weights[:, 0]}
 
-    return {"translate": translate, "serving_default": translate, "attention": attention}
+    text = [tf.TensorSpec([None], tf.string, name="text")]
+    return {"translate": (translate, text), "serving_default": (translate, text), "attention": (attention, text)}
+
+
+def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
+    model, tokenizer, data = lm.model, lm.target, lm.recipe.data
+    words = tokenizer.tokens
+
+    def window(ids: tf.RaggedTensor):
+        """The encoder's source (the last `context` tokens) and the decoder's first input (the last token)."""
+        tail = ids[:, -data.context:]
+        source = tail.to_tensor(PAD)
+        source = tf.pad(source, [[0, 0], [0, tf.maximum(1 - tf.shape(source)[1], 0)]])
+        flat = tf.concat([tail.flat_values, [BOS]], axis=0)  # BOS at the end, for empty texts
+        last = tf.where(tail.row_lengths() > 0, tail.row_limits() - 1, tf.size(tail.flat_values, tf.int64))
+        return source, tf.gather(flat, last)
+
+    def next_words(text, k):
+        source, previous = window(tokenizer.encode(text))
+        memory, states = model.encode(source)
+        logits, _, _ = model.step(previous, states, memory)
+        top = tf.math.top_k(tf.nn.softmax(tf.cast(logits, tf.float32)), tf.minimum(k, tokenizer.vocab_size))
+        return {"words": tf.gather(words, top.indices), "probabilities": top.values}
+
+    def generate(text, max_tokens):
+        ids = tokenizer.encode(text)
+        batch = tf.shape(text)[0]
+        chunks = (tf.maximum(max_tokens, 0) + data.continuation - 1) // data.continuation
+
+        def one_window(i, produced):
+            source, previous = window(tf.concat([ids, tf.RaggedTensor.from_tensor(produced)], axis=1))
+            tokens, _, _ = greedy_search(model, source, data.continuation, start_ids=previous, stop_at_eos=False)
+            return i + 1, tf.concat([produced, tokens[:, 0]], axis=1)
+
+        _, produced = tf.while_loop(lambda i, _: i < chunks, one_window, (0, tf.zeros([batch, 0], tf.int32)),
+                                    shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None])))
+        produced = produced[:, : tf.maximum(max_tokens, 0)]
+        pieces = tf.gather(words, produced)
+        if tokenizer.level == "char":
+            return {"text": tf.strings.reduce_join(pieces, axis=-1)}
+        pieces = tf.where(tf.equal(produced, EOS), "\n", pieces)
+        joined = tf.strings.reduce_join(pieces, axis=-1, separator=" ")
+        return {"text": tf.strings.regex_replace(joined, " ?\n ?", "\n")}
+
+    text = tf.TensorSpec([None], tf.string, name="text")
+    return {
+        "next_words": (next_words, [text, tf.TensorSpec([], tf.int32, name="k")]),
+        "serving_default": (lambda text: next_words(text, tf.constant(default_k)), [text]),
+        "generate": (generate, [text, tf.TensorSpec([], tf.int32, name="max_tokens")]),
+    }

@@ -213,7 +213,9 @@ class LanguageModel(LoadedRun):
         key = ("generate", options)
         if key not in self._compiled:
             self._compiled[key] = tf.function(
-                lambda source, previous, uniforms: self._continue(source, previous, uniforms, options))
+                lambda source, previous, uniforms: self._continue(source, previous, uniforms, options),
+                input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
+                                 tf.TensorSpec([None, None], tf.float32)])
         chunk = self._compiled[key]
         rng = np.random.default_rng(seed)
         stream = self._streams([text])[0]
