@@ -1,0 +1,88 @@
+"""Latency and throughput of an exported SavedModel, loaded with TensorFlow alone.
+
+    python benchmarks/export_latency.py exports/multi30k-en-lm          # a language model: next_words
+    python benchmarks/export_latency.py exports/multi30k-de-en          # a translation model: translate
+
+Reports the export's size and load time, the batch-1 latency (median and p99 over --calls calls,
+after warm-up) and the batch-64 throughput. Prints a table, and as its last line one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+
+# 13 words, the length of a typical Multi30k caption.
+SENTENCES = {
+    "translate": "ein mann in einem blauen hemd steht auf einer leiter vor einem haus",
+    "next_words": "a man in a blue shirt is standing on a ladder cleaning a",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export", type=Path)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--text", help="input text (default: a 13-word Multi30k-like sentence)")
+    args = parser.parse_args()
+
+    size = sum(f.stat().st_size for f in args.export.rglob("*") if f.is_file())
+    started = time.perf_counter()
+    model = tf.saved_model.load(str(args.export))
+    load_seconds = time.perf_counter() - started
+    name = "translate" if "translate" in model.signatures else "next_words"
+    signature = model.signatures[name]
+    text = args.text or SENTENCES[name]
+    extra = {"k": tf.constant(5)} if name == "next_words" else {}
+
+    def call(batch: int):
+        return signature(text=tf.constant([text] * batch), **extra)
+
+    for _ in range(10):  # warm-up: the first calls build caches
+        call(1)
+    latencies = []
+    for _ in range(args.calls):
+        started = time.perf_counter()
+        call(1)
+        latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    call(64)
+    rounds, started = 20, time.perf_counter()
+    for _ in range(rounds):
+        call(64)
+    per_second = rounds * 64 / (time.perf_counter() - started)
+
+    result = {
+        "export": str(args.export), "signature": name, "text_words": len(text.split()),
+        "size_mb": round(size / 1e6, 1), "load_seconds": round(load_seconds, 2),
+        "batch1_median_ms": round(statistics.median(latencies), 2),
+        "batch1_p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
+        "batch64_texts_per_second": round(per_second, 1), "calls": args.calls,
+        "cpu": platform.processor() or cpu_model(), "cores": os.cpu_count(),
+    }
+    for key, value in result.items():
+        print(f"{key:26} {value}")
+    print(json.dumps(result))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+if __name__ == "__main__":
+    main()
