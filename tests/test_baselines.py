@@ -19,3 +19,20 @@ def test_unseen_tokens_and_pairs_get_the_add_one_share():
     result = ngram_perplexities([4, 4, 4], [5, 5], vocab_size=6)
     assert result["unigram"] == pytest.approx((3 + 4) / 1)
     assert result["bigram"] == pytest.approx(math.sqrt((1 + 4) / 1 * (0 + 4) / 1))
+
+
+def test_the_readme_baselines_for_multi30k_en_lm():
+    """The unigram and bigram perplexities the README prints next to the model's, recomputed."""
+    from conftest import ROOT, SHARED
+    from textseq.data.tasks import TaskData
+    from textseq.recipe import load_recipe
+
+    if not (SHARED / "multi30k").is_dir():
+        pytest.skip(f"no Multi30k mirror at {SHARED}")
+    recipe = load_recipe(ROOT / "recipes" / "multi30k-en-lm.yaml", [f"data.dir={SHARED}"])
+    data = TaskData.load(recipe, splits=("train", "test"))
+    train_ids, test_ids = (data.examples[split][2].flat_values.numpy() for split in ("train", "test"))
+    result = ngram_perplexities(train_ids, test_ids, data.target.vocab_size)
+    readme = (ROOT / "README.md").read_text()
+    assert f"| add-one unigram | {result['unigram']:.1f} |" in readme
+    assert f"| add-one bigram | {result['bigram']:.1f} |" in readme

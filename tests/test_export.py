@@ -63,8 +63,7 @@ def test_export_translates_like_the_library_in_a_process_without_textseq(exporte
 
 @pytest.mark.skipif(not shutil.which("saved_model_cli"), reason="saved_model_cli is not on PATH")
 def test_saved_model_cli_lists_the_signatures(exported):
-    shown = subprocess.run(["saved_model_cli", "show", "--dir", str(exported), "--all"], capture_output=True,
-                           text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
+    shown = saved_model_cli(exported)
     for name in ("serving_default", "translate", "attention"):
         assert f"signature_def['{name}']" in shown
     translate = shown.split("signature_def['translate']")[1].split("signature_def[")[0]
@@ -113,3 +112,20 @@ def test_language_model_export_predicts_and_generates_like_the_library(lm_run, t
                                atol=1e-5)
     assert served["default_k"] == 5
     assert served["generated"] == [model.generate(text, 13) for text in LM_INPUTS]
+
+    if shutil.which("saved_model_cli"):
+        shown = saved_model_cli(out)
+        next_words = shown.split("signature_def['next_words']")[1].split("signature_def[")[0]
+        for expected in ("inputs['text'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)",
+                         "inputs['k'] tensor_info:\n        dtype: DT_INT32\n        shape: ()",
+                         "outputs['words'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1, -1)",
+                         "outputs['probabilities'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, -1)"):
+            assert expected in next_words
+        generate = shown.split("signature_def['generate']")[1].split("signature_def[")[0]
+        assert "inputs['max_tokens'] tensor_info:\n        dtype: DT_INT32\n        shape: ()" in generate
+        assert "outputs['text'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in generate
+
+
+def saved_model_cli(path) -> str:
+    return subprocess.run(["saved_model_cli", "show", "--dir", str(path), "--all"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout

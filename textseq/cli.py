@@ -72,6 +72,14 @@ def cli():
       textseq train recipes/dates.yaml
       textseq translate runs/dates "3rd of March 1998"
       textseq evaluate runs/dates --split test --json
+    \b
+    Translation and next-word prediction on real corpora:
+      textseq data fetch multi30k
+      textseq train recipes/multi30k-de-en.yaml
+      textseq translate runs/multi30k-de-en "zwei hunde spielen im schnee ." --beam 5
+      textseq train recipes/multi30k-en-lm.yaml
+      textseq predict runs/multi30k-en-lm "a man is riding a"
+      textseq export runs/multi30k-de-en exports/multi30k-de-en
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
