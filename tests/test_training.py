@@ -1,6 +1,7 @@
 import csv
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -75,3 +76,29 @@ def test_early_stopping_and_checkpoint_rotation(tmp_path):
                     verbose=0)
     assert summary["epochs_done"] <= 4
     assert len(list((tmp_path / "r" / "checkpoints").glob("epoch-*.weights.h5"))) <= 2
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
+    import textseq.training
+
+    class BrokenAfterOneEpoch(keras.optimizers.schedules.LearningRateSchedule):
+        """0.01 for the 12 steps of the first epoch (400 pairs / 32), then NaN, as an overflow would give."""
+
+        def __call__(self, step):
+            return keras.ops.where(step < 12, 0.01, float("nan"))
+
+    monkeypatch.setattr(textseq.training, "make_optimizer",
+                        lambda config: keras.optimizers.SGD(learning_rate=BrokenAfterOneEpoch()))
+    run = tmp_path / "run"
+    with pytest.raises(UserError) as error:
+        train(recipe_from_dict(TINY, ["train.epochs=3"]), run, verbose=0)
+    message = str(error.value)
+    assert message.startswith("training stopped: the loss became ") and " in epoch 2, step " in message
+    assert "its last good checkpoint is epoch 1" in message and "Lower train.learning_rate" in message
+    state = Run(run).state()
+    assert state["epoch"] == 1 and state["checkpoint"] == "epoch-0001.weights.h5"
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.h5")) == ["epoch-0001.weights.h5"]
+    weights = h5_arrays(run / "model.weights.h5")
+    assert all(np.isfinite(value).all() for value in weights.values())
+    with open(run / "metrics.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1  # the broken epoch is not logged as finished

@@ -98,10 +98,12 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
              recipe.train.epochs)
 
     history = {}
+    guard = StopOnNonFiniteLoss()
     if initial_epoch < recipe.train.epochs:
-        callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e))]
+        callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e)), guard]
         if chief:
-            callbacks += [checkpoint, keras.callbacks.CSVLogger(str(run.metrics_file), append=True),
+            checkpoint.guard = guard
+            callbacks += [checkpoint, FinishedEpochsLog(run.metrics_file, guard),
                           keras.callbacks.TensorBoard(str(run.logs))]
         if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
             callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
@@ -113,6 +115,12 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
                             shuffle=False).history  # the dataset shuffles itself, by the seed
 
     state = (run.state() if chief else None) or {}
+    if guard.stopped_at:
+        kept = f"its last good checkpoint is epoch {state['epoch']}" if state.get("epoch") else "no epoch had finished"
+        raise UserError(f"training stopped: the loss became {guard.value} in epoch {guard.stopped_at[0]}, step "
+                        f"{guard.stopped_at[1]}; nothing after the last finished epoch was saved ({kept}). Lower "
+                        "train.learning_rate or set train.clipnorm, and train again (a changed recipe needs another "
+                        "--out, or --overwrite to replace this run)")
     return {
         "run": str(run.path),
         "resumed_from_epoch": initial_epoch,
@@ -155,6 +163,37 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     return OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate, clipnorm=config.clipnorm)
 
 
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or infinite, and remembers where."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+        self.value = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and self.stopped_at is None and not math.isfinite(float(loss)):
+            self.stopped_at, self.value = (self.epoch + 1, batch + 1), float(loss)
+            self.model.stop_training = True
+
+
+class FinishedEpochsLog(keras.callbacks.CSVLogger):
+    """metrics.csv, one row per finished epoch: an epoch cut short by a NaN loss is not one (it runs again)."""
+
+    def __init__(self, path: Path, guard: StopOnNonFiniteLoss):
+        super().__init__(str(path), append=True)
+        self.guard = guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.guard.stopped_at:
+            super().on_epoch_end(epoch, logs)
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch: model + optimizer to `checkpoints/`, best weights to `model.weights.h5`.
 
@@ -167,6 +206,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def __init__(self, run: Run):
         super().__init__()
         self.run = run
+        self.guard: StopOnNonFiniteLoss | None = None  # when it stopped training, the epoch is not saved
 
     def restore(self, model: Seq2Seq) -> int:
         """Loads the last checkpoint into `model` and returns the number of finished epochs."""
@@ -182,6 +222,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
         logs = logs or {}
+        if self.guard is not None and self.guard.stopped_at:
+            return  # weights after a NaN step are not worth keeping; the previous epoch stays the last
         self.run.checkpoints.mkdir(exist_ok=True)
         state = self.run.state() or {"best_val_loss": None, "best_epoch": None}
         name = f"epoch-{epoch + 1:04d}.weights.h5"
