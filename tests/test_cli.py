@@ -117,3 +117,29 @@ def test_every_verb_has_help_with_an_example():
     for verb in ("train", "check", "translate", "evaluate"):
         result = invoke(verb, "--help")
         assert result.exit_code == 0 and "textseq " + verb in result.output
+
+
+def test_ctrl_c_says_how_to_resume_and_the_rerun_resumes(tiny_recipe_file, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "textseq", "train", str(tiny_recipe_file), "--out", str(out),
+               "--set", "train.epochs=200"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoints" / "state.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert process.poll() is None, "training ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert f"interrupted: {out} keeps its last finished epoch ({state['epoch']}); run the same command" in stderr
+    assert "Traceback" not in stderr
+    resumed = invoke("train", tiny_recipe_file, "--out", out, "--set", f"train.epochs={state['epoch'] + 1}")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resumed_from_epoch {state['epoch']}" in resumed.stderr

@@ -105,7 +105,14 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     Recipe keys and their defaults:"""
     parsed = load_recipe(recipe, overrides)
     out = out or Path("runs") / recipe.stem
-    summary = library("textseq.training").train(parsed, out, overwrite=overwrite)
+    training = library("textseq.training")
+    try:
+        summary = training.train(parsed, out, overwrite=overwrite)
+    except KeyboardInterrupt:
+        state = library("textseq.runs").Run(out).state() or {}
+        kept = f"keeps its last finished epoch ({state['epoch']})" if state.get("epoch") else "has no finished epoch yet"
+        click.echo(f"\ninterrupted: {out} {kept}; run the same command to resume from there", err=True)
+        sys.exit(130)
     click.echo(f"\nrun: {summary['run']}", err=True)
     if summary["epochs_run"] == 0:
         click.echo(f"already trained {summary['epochs_done']} epochs (train.epochs); raise it to train on", err=True)
