@@ -75,3 +75,20 @@ def test_missing_empty_and_directory_files(tmp_path):
         read_lines(tmp_path / "empty.txt", "data.train")
     with pytest.raises(UserError, match="is a directory; give the path of a text file"):
         read_lines(tmp_path, "data.train")
+
+
+def test_over_long_lines_are_cut_counted_and_reported_once(tmp_path, caplog):
+    from textseq.data.tasks import TaskData
+    from textseq.recipe import recipe_from_dict
+
+    write(tmp_path / "corpus/train.de", "ein hund\n" + "sehr " * 30 + "lang\nzwei katzen\n")
+    write(tmp_path / "corpus/train.en", "a dog\nvery long\ntwo cats\n")
+    for split in ("val", "test"):
+        write(tmp_path / f"corpus/{split}.de", "ein hund\n")
+        write(tmp_path / f"corpus/{split}.en", "a dog\n")
+    recipe = recipe_from_dict({"data": {**vars(parallel(tmp_path)), "max_source_length": 8}})
+    data = TaskData.load(recipe)
+    assert data.train[0].row_lengths().numpy().tolist() == [2, 8, 2]
+    warnings = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
+    assert warnings == ["data.train: 1 of 3 sources are longer than data.max_source_length (8 tokens) and were "
+                        "cut to it; the longest is example 2, 31 tokens"]

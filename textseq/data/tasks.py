@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -19,6 +20,8 @@ from textseq.data.sources import load_pairs, load_text
 from textseq.data.tokenizer import Tokenizer, iter_tokens
 from textseq.data.vocab import Vocabulary
 from textseq.recipe import Recipe, VocabConfig
+
+log = logging.getLogger(__name__)
 
 Examples = tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]  # source, target_in, target_out
 
@@ -58,8 +61,26 @@ class TaskData:
             vocabularies = translation_vocabularies(pairs.get("train") or load_pairs(data, "train"), recipe.vocab)
         source, target = Tokenizer(vocabularies[0]), Tokenizer(vocabularies[1])
         lengths = (data.max_source_length, data.max_target_length)
+        for split, split_pairs in pairs.items():
+            report_truncation(split, [s for s, _ in split_pairs], source, data.max_source_length, "source",
+                              "data.max_source_length")
+            report_truncation(split, [t for _, t in split_pairs], target, data.max_target_length - 1, "target",
+                              "data.max_target_length")
         return cls(source, target, {split: encode_pairs(p, source, target, *lengths) for split, p in pairs.items()},
                    "examples", lengths)
+
+
+def report_truncation(split: str, texts: list[str], tokenizer: Tokenizer, limit: int, side: str, key: str) -> None:
+    """Logs once per split and side how many texts are longer than the model keeps, and the longest."""
+    if not texts:
+        return
+    lengths = tokenizer.encode(tf.constant(texts, tf.string)).row_lengths().numpy()
+    over = int((lengths > limit).sum())
+    if over:
+        longest = int(lengths.argmax())
+        log.warning("data.%s: %d of %d %ss are longer than %s (%d tokens) and were cut to it; the longest is "
+                    "example %d, %d tokens", split, over, len(texts), side, key, limit, longest + 1,
+                    int(lengths[longest]))
 
 
 def translation_vocabularies(pairs: list[tuple[str, str]], config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
