@@ -102,3 +102,26 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path, monkey
     assert all(np.isfinite(value).all() for value in weights.values())
     with open(run / "metrics.csv") as f:
         assert len(list(csv.DictReader(f))) == 1  # the broken epoch is not logged as finished
+
+
+def test_two_trainings_never_write_one_run(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    train(recipe_from_dict(TINY), run, verbose=0)
+    assert not (run / "training.lock").exists()  # released when training ends
+    (run / "training.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(UserError, match=rf"{run}: another textseq train \(pid {os.getpid()}\) is writing this run"):
+        train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)
+    with pytest.raises(UserError, match="another textseq train"):  # not even --overwrite deletes it
+        train(recipe_from_dict(TINY, ["model.cell=gru"]), run, overwrite=True, verbose=0)
+    assert Run(run).state()["epoch"] == 1
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run / "training.lock").write_text(json.dumps({"pid": int(finished.stdout), "host": socket.gethostname()}))
+    summary = train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)  # a dead process's lock is stale
+    assert summary["resumed_from_epoch"] == 1 and summary["epochs_done"] == 2

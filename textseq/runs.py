@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 from textseq import __version__
@@ -41,6 +42,7 @@ class Run:
         self.weights_file = self.path / "model.weights.h5"
         self.metrics_file = self.path / "metrics.csv"
         self.logs = self.path / "logs"
+        self.lock_file = self.path / "training.lock"
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
@@ -61,6 +63,7 @@ class Run:
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise UserError(f"{run.path}: exists and is not a directory; choose another --out")
+        run.check_not_locked()
         if run.recipe_file.exists() and not overwrite:
             changed = set(recipe_differences(run.recipe(), recipe))
             if changed - RESUMABLE_CHANGES:
@@ -78,6 +81,24 @@ class Run:
             {"textseq_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat()}, indent=2))
         run._write_recipe(recipe)
         return run, False
+
+    def check_not_locked(self) -> None:
+        """Refuses a run that a live `textseq train` process on this machine is writing."""
+        try:
+            owner = json.loads(self.lock_file.read_text())
+        except (OSError, ValueError):
+            return
+        if owner.get("host") == socket.gethostname() and _alive(owner.get("pid", -1)):
+            raise UserError(f"{self.path}: another textseq train (pid {owner['pid']}) is writing this run; wait for "
+                            "it to finish, stop it, or choose another --out")
+
+    def lock(self) -> None:
+        """Marks the run as being written by this process (a stale mark of a dead process is replaced)."""
+        self.check_not_locked()
+        write_atomically(self.lock_file, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+
+    def unlock(self) -> None:
+        self.lock_file.unlink(missing_ok=True)
 
     def recipe(self) -> Recipe:
         return load_recipe(self.recipe_file)
@@ -106,6 +127,16 @@ class Run:
 
     def write_state(self, state: dict) -> None:
         write_atomically(self.state_file, json.dumps(state, indent=2))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return pid > 0
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -51,90 +51,98 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
                         f"{replicas} replicas of the {strategy_name}; use a multiple of {replicas}, e.g. "
                         f"{recipe.train.batch_size // replicas * replicas or replicas}")
     run, resumed = Run.prepare(run_dir, recipe, overwrite) if chief else (Run(run_dir), False)
-    for warning in fast_path_warnings(recipe.model):
-        log.warning("warning: %s", warning)
-    keras.utils.set_random_seed(recipe.train.seed)
-
-    saved_vocab = resumed and run.vocab_files(recipe.vocab.shared)[0].exists()
-    data = TaskData.load(recipe, run.vocabularies(recipe.vocab.shared) if saved_vocab else None)
-    if not saved_vocab and chief:
-        run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab.shared)
-    train_count = int(data.train[0].nrows())
-    if train_count < recipe.train.batch_size:
-        raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {train_count} training "
-                        f"{data.unit}; use a smaller batch or more data")
-
-    lengths = data.max_lengths
-    options = dict(max_source_length=lengths[0], max_target_length=lengths[1],
-                   static_shapes=isinstance(strategy, tf.distribute.TPUStrategy))
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
-    train_data = distribute(strategy, lambda context: examples_dataset(
-        data.train, recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch, input_context=context,
-        **options))
-    validation_data = distribute(strategy, lambda context: examples_dataset(
-        data.validation, recipe.train.batch_size, input_context=context, **options))
-    source_vocab, target_vocab = data.source.vocab, data.target.vocab
-
-    with strategy.scope(), precision(recipe.train.precision):
-        model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
-        model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(recipe.train.label_smoothing), metrics=[TokenAccuracy()])
-        first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1, **options)))
-        model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
-        model.optimizer.build(model.trainable_variables)
-        if workers(strategy) > 1:
-            work_around_keras_multi_worker(model, first_batch)
-        done = tf.Variable(0, dtype=tf.int64, trainable=False)
-    # Outside the scope: loading creates temporary variables, which under multi_worker would be
-    # collective ops that only the chief runs.
-    checkpoint = EpochCheckpoint(run)
     if chief:
-        done.assign(checkpoint.restore(model))
-    broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
-    initial_epoch = int(done.numpy())
-    log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %s, epoch %d of %d",
-             "resuming" if initial_epoch else "starting", run.path, strategy_name, recipe.train.precision,
-             model.count_params(), source_vocab.size, target_vocab.size, f"{train_count} training {data.unit}",
-             initial_epoch,
-             recipe.train.epochs)
+        run.lock()  # two trainings never write one run directory
+    try:
+        for warning in fast_path_warnings(recipe.model):
+            log.warning("warning: %s", warning)
+        keras.utils.set_random_seed(recipe.train.seed)
 
-    history = {}
-    guard = StopOnNonFiniteLoss()
-    if initial_epoch < recipe.train.epochs:
-        callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e)), guard]
+        saved_vocab = resumed and run.vocab_files(recipe.vocab.shared)[0].exists()
+        data = TaskData.load(recipe, run.vocabularies(recipe.vocab.shared) if saved_vocab else None)
+        if not saved_vocab and chief:
+            run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab.shared)
+        train_count = int(data.train[0].nrows())
+        if train_count < recipe.train.batch_size:
+            raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {train_count} training "
+                            f"{data.unit}; use a smaller batch or more data")
+
+        lengths = data.max_lengths
+        options = dict(max_source_length=lengths[0], max_target_length=lengths[1],
+                       static_shapes=isinstance(strategy, tf.distribute.TPUStrategy))
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
+        train_data = distribute(strategy, lambda context: examples_dataset(
+            data.train, recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch, input_context=context,
+            **options))
+        validation_data = distribute(strategy, lambda context: examples_dataset(
+            data.validation, recipe.train.batch_size, input_context=context, **options))
+        source_vocab, target_vocab = data.source.vocab, data.target.vocab
+
+        with strategy.scope(), precision(recipe.train.precision):
+            model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
+            model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(recipe.train.label_smoothing),
+                          metrics=[TokenAccuracy()])
+            first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1, **options)))
+            model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
+            model.optimizer.build(model.trainable_variables)
+            if workers(strategy) > 1:
+                work_around_keras_multi_worker(model, first_batch)
+            done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # Outside the scope: loading creates temporary variables, which under multi_worker would be
+        # collective ops that only the chief runs.
+        checkpoint = EpochCheckpoint(run)
         if chief:
-            checkpoint.guard = guard
-            callbacks += [checkpoint, FinishedEpochsLog(run.metrics_file, guard),
-                          keras.callbacks.TensorBoard(str(run.logs))]
-        if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
-            callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
-        if recipe.train.reduce_lr_patience:
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=recipe.train.reduce_lr_patience,
-                                                               verbose=1 if chief else 0))
-        history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
-                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose if chief else 0,
-                            shuffle=False).history  # the dataset shuffles itself, by the seed
+            done.assign(checkpoint.restore(model))
+        broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
+        initial_epoch = int(done.numpy())
+        log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %s, epoch %d of %d",
+                 "resuming" if initial_epoch else "starting", run.path, strategy_name, recipe.train.precision,
+                 model.count_params(), source_vocab.size, target_vocab.size, f"{train_count} training {data.unit}",
+                 initial_epoch,
+                 recipe.train.epochs)
 
-    state = (run.state() if chief else None) or {}
-    if guard.stopped_at:
-        kept = f"its last good checkpoint is epoch {state['epoch']}" if state.get("epoch") else "no epoch had finished"
-        raise UserError(f"training stopped: the loss became {guard.value} in epoch {guard.stopped_at[0]}, step "
-                        f"{guard.stopped_at[1]}; nothing after the last finished epoch was saved ({kept}). Lower "
-                        "train.learning_rate or set train.clipnorm, and train again (a changed recipe needs another "
-                        "--out, or --overwrite to replace this run)")
-    return {
-        "run": str(run.path),
-        "resumed_from_epoch": initial_epoch,
-        "epochs_done": state.get("epoch", initial_epoch + len(history.get("loss", []))),
-        "epochs_run": len(history.get("loss", [])),
-        "best_epoch": state.get("best_epoch"),
-        "best_val_loss": state.get("best_val_loss"),
-        "last_metrics": {k: v[-1] for k, v in history.items()},
-        "parameters": model.count_params(),
-        "strategy": strategy_name,
-        "chief": chief,
-        "wall_seconds": round(time.monotonic() - started, 1),
-    }
+        history = {}
+        guard = StopOnNonFiniteLoss()
+        if initial_epoch < recipe.train.epochs:
+            callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e)), guard]
+            if chief:
+                checkpoint.guard = guard
+                callbacks += [checkpoint, FinishedEpochsLog(run.metrics_file, guard),
+                              keras.callbacks.TensorBoard(str(run.logs))]
+            if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
+                callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
+            if recipe.train.reduce_lr_patience:
+                callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=recipe.train.reduce_lr_patience,
+                                                                   verbose=1 if chief else 0))
+            history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
+                                initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose if chief else 0,
+                                shuffle=False).history  # the dataset shuffles itself, by the seed
 
+        state = (run.state() if chief else None) or {}
+        if guard.stopped_at:
+            kept = (f"its last good checkpoint is epoch {state['epoch']}" if state.get("epoch")
+                    else "no epoch had finished")
+            raise UserError(f"training stopped: the loss became {guard.value} in epoch {guard.stopped_at[0]}, step "
+                            f"{guard.stopped_at[1]}; nothing after the last finished epoch was saved ({kept}). "
+                            "Lower train.learning_rate or set train.clipnorm, and train again (a changed recipe "
+                            "needs another --out, or --overwrite to replace this run)")
+        return {
+            "run": str(run.path),
+            "resumed_from_epoch": initial_epoch,
+            "epochs_done": state.get("epoch", initial_epoch + len(history.get("loss", []))),
+            "epochs_run": len(history.get("loss", [])),
+            "best_epoch": state.get("best_epoch"),
+            "best_val_loss": state.get("best_val_loss"),
+            "last_metrics": {k: v[-1] for k, v in history.items()},
+            "parameters": model.count_params(),
+            "strategy": strategy_name,
+            "chief": chief,
+            "wall_seconds": round(time.monotonic() - started, 1),
+        }
+
+    finally:
+        if chief:
+            run.unlock()
 
 def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
     """Two Keras 3 gaps under MultiWorkerMirroredStrategy (keras-team/keras#20329, #20585), closed here.
