@@ -42,6 +42,9 @@ class DataConfig:
     validation: Optional[str] = _opt(None, "parallel: prefix of the validation files; text: the validation file; "
                                            "tfds: the split's name (default validation; train for the others)")
     test: Optional[str] = _opt(None, "parallel: prefix of the test files; text: the test file; tfds: the split's name")
+    encoding_errors: Literal["strict", "replace", "skip"] = _opt(
+        "strict", "lines that are not UTF-8: strict stops (naming file, line, byte), replace puts U+FFFD in, "
+                  "skip drops the line (with its pair in parallel files)")
     split: Optional[float] = _opt(None, "text without a validation file: the share of data.train's characters that "
                                         "trains (the first ones); the rest validates and tests", above=0.0, below=1.0)
     context: int = _opt(64, "language_model: tokens of preceding text the encoder reads", min=1)

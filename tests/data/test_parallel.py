@@ -59,7 +59,8 @@ def test_non_utf8_names_file_line_and_byte_offset(tmp_path):
     with pytest.raises(UserError) as error:
         load_pairs(parallel(tmp_path), "test")
     assert str(error.value) == (f"data.test: {tmp_path}/corpus/test.de, line 2: byte 0xf6 at byte offset 7 (column 3) "
-                                "is not UTF-8; convert the file to UTF-8, e.g. with iconv")
+                                "is not UTF-8; convert the file to UTF-8 (e.g. with iconv), or set data.encoding_errors "
+                                "to replace or skip")
 
 
 def test_missing_empty_and_directory_files(tmp_path):
@@ -92,3 +93,12 @@ def test_over_long_lines_are_cut_counted_and_reported_once(tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
     assert warnings == ["data.train: 1 of 3 sources are longer than data.max_source_length (8 tokens) and were "
                         "cut to it; the longest is example 2, 31 tokens"]
+
+
+def test_non_utf8_lines_can_be_replaced_or_skipped_keeping_pairs_aligned(tmp_path, caplog):
+    write(tmp_path / "corpus/test.de", b"gut\nsch\xf6n\nklar\n")
+    write(tmp_path / "corpus/test.en", "good\nnice\nclear\n")
+    replaced = load_pairs(parallel(tmp_path, encoding_errors="replace"), "test")
+    assert replaced == [("gut", "good"), ("sch\ufffdn", "nice"), ("klar", "clear")]
+    assert "1 line(s) are not UTF-8 (the first is line 2); data.encoding_errors=replace replaced" in caplog.text
+    assert load_pairs(parallel(tmp_path, encoding_errors="skip"), "test") == [("gut", "good"), ("klar", "clear")]

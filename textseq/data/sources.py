@@ -78,7 +78,7 @@ def load_text(config: DataConfig, split: str) -> str:
         raise UserError(f"data.{split} is not set; there is no {split} text to read")
     path = resolve(config, name)
     try:
-        text = read_text(path, f"data.{split}")
+        text = read_text(path, f"data.{split}", config.encoding_errors)
     except FileNotFoundError:
         raise missing_file(f"data.{split}", path) from None
     if config.split and not config.validation:
@@ -105,14 +105,15 @@ def parallel_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
     sources, targets = [], []
     for path, side in zip(split_files(config, split), (sources, targets)):
         try:
-            side.extend(read_lines(path, key))
+            side.extend(read_lines(path, key, config.encoding_errors))
         except FileNotFoundError:
             raise missing_file(key, path.with_name(f"{path.name} (or {path.name}.gz)")) from None
     source_file, target_file = split_files(config, split)
     if len(sources) != len(targets):
         raise UserError(f"{key}: {source_file} has {len(sources)} lines but {target_file} has {len(targets)}; "
                         "line i of one must translate line i of the other")
-    pairs = [(s.strip(), t.strip()) for s, t in zip(sources, targets)]
+    pairs = [(s.strip(), t.strip()) if s is not None and t is not None else ("", "")  # skipped: not UTF-8
+             for s, t in zip(sources, targets)]
     kept = [(s, t) for s, t in pairs if s and t]
     if len(kept) < len(pairs):
         blank = next(i for i, (s, t) in enumerate(pairs, 1) if not (s and t))
