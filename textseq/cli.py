@@ -264,12 +264,12 @@ def evaluate(run: Path, split: str, batch_size: int, as_json: bool, **flags):
         if any(value is not None for value in flags.values()):
             raise InputError("decoding flags (--beam, --temperature, ...) apply to translation runs; "
                              "a language model is scored on every token of the split")
-        metrics = evaluation.evaluate(run, split, batch_size=batch_size)
+        metrics = evaluation.evaluate(loaded, split, batch_size=batch_size)
     else:
         options = loaded.options(**flags)
         examples = len(library("textseq.data.sources").load_pairs(loaded.recipe.data, split))
         with progress_bar(examples, f"decoding {split}") as bar:
-            metrics = evaluation.evaluate(run, split, options, batch_size, progress=bar.update,
+            metrics = evaluation.evaluate(loaded, split, options, batch_size, progress=bar.update,
                                           hypotheses_file=run / f"hyp-{split}.txt")
     (run / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if as_json:

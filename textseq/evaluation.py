@@ -19,20 +19,20 @@ from textseq.data.sources import load_pairs
 from textseq.data.tasks import TaskData
 from textseq.data.vocab import PAD
 from textseq.decoding import DecodingOptions
-from textseq.inference import load
+from textseq.inference import LoadedRun, load
 from textseq.metrics import corpus_scores, exact_match
 
 
-def evaluate(run_dir: str | Path, split: str = "test", options: DecodingOptions | None = None,
+def evaluate(run: str | Path | LoadedRun, split: str = "test", options: DecodingOptions | None = None,
              batch_size: int = 64, progress=None, hypotheses_file: str | Path | None = None) -> dict:
     """Metrics of the run's best weights on one split, as a JSON-ready dict.
 
     Translation runs are also decoded: `options` default to the recipe's `export` settings (beam
     size, alpha, max output length); `progress(n)` is called as sources are decoded;
     `hypotheses_file` keeps the outputs, one a line. Language-model runs are scored on every token
-    of the split's stream, once.
+    of the split's stream, once. `run` is a run directory, or a run already loaded.
     """
-    loaded = load(run_dir)
+    loaded = run if isinstance(run, LoadedRun) else load(run)
     recipe = loaded.recipe
     data = TaskData.load(recipe, (loaded.source.vocab, loaded.target.vocab), splits=(split,))
     examples = data.examples[split]

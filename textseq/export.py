@@ -28,10 +28,10 @@ import keras
 import tensorflow as tf
 
 from textseq import __version__
-from textseq.data.vocab import BOS, EOS, PAD
 from textseq.decoding import decode, greedy_search
 from textseq.errors import UserError
-from textseq.inference import LanguageModel, Translator, load
+from textseq.inference import (LanguageModel, Translator, context_window, join_tokens, load, next_token_top_k,
+                               source_ids)
 
 METADATA = "textseq.json"  # in the export's assets/
 
@@ -64,19 +64,15 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) ->
 
 
 def translation_endpoints(translator) -> dict:
-    model, source, target, recipe = translator.model, translator.source, translator.target, translator.recipe
-    options = translator.options()
-
-    def source_ids(text):
-        ids = source.encode(text)[:, : recipe.data.max_source_length].to_tensor(PAD)
-        return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])  # at least one step
+    model, source, target = translator.model, translator.source, translator.target
+    max_source_length, options = translator.recipe.data.max_source_length, translator.options()
 
     def translate(text):
-        tokens, scores, _ = decode(model, source_ids(text), options)
+        tokens, scores, _ = decode(model, source_ids(source, text, max_source_length), options)
         return {"text": target.decode(tokens[:, 0]), "score": scores[:, 0]}
 
     def attention(text):
-        ids = source_ids(text)
+        ids = source_ids(source, text, max_source_length)
         tokens, _, weights = decode(model, ids, options)
         tokens = tokens[:, 0]
         return {"text": target.decode(tokens), "source_tokens": tf.gather(source.tokens, ids),
@@ -88,23 +84,11 @@ def translation_endpoints(translator) -> dict:
 
 def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
     model, tokenizer, data = lm.model, lm.target, lm.recipe.data
-    words = tokenizer.tokens
-
-    def window(ids: tf.RaggedTensor):
-        """The encoder's source (the last `context` tokens) and the decoder's first input (the last token)."""
-        tail = ids[:, -data.context:]
-        source = tail.to_tensor(PAD)
-        source = tf.pad(source, [[0, 0], [0, tf.maximum(1 - tf.shape(source)[1], 0)]])
-        flat = tf.concat([tail.flat_values, [BOS]], axis=0)  # BOS at the end, for empty texts
-        last = tf.where(tail.row_lengths() > 0, tail.row_limits() - 1, tf.size(tail.flat_values, tf.int64))
-        return source, tf.gather(flat, last)
 
     def next_words(text, k):
-        source, previous = window(tokenizer.encode(text))
-        memory, states = model.encode(source)
-        logits, _, _ = model.step(previous, states, memory)
-        top = tf.math.top_k(tf.nn.softmax(tf.cast(logits, tf.float32)), tf.minimum(k, tokenizer.vocab_size))
-        return {"words": tf.gather(words, top.indices), "probabilities": top.values}
+        top = next_token_top_k(model, *context_window(tokenizer.encode(text), data.context),
+                               tf.minimum(k, tokenizer.vocab_size))
+        return {"words": tf.gather(tokenizer.tokens, top.indices), "probabilities": top.values}
 
     def generate(text, max_tokens):
         ids = tokenizer.encode(text)
@@ -112,19 +96,14 @@ def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
         chunks = (tf.maximum(max_tokens, 0) + data.continuation - 1) // data.continuation
 
         def one_window(i, produced):
-            source, previous = window(tf.concat([ids, tf.RaggedTensor.from_tensor(produced)], axis=1))
+            source, previous = context_window(tf.concat([ids, tf.RaggedTensor.from_tensor(produced)], axis=1),
+                                              data.context)
             tokens, _, _ = greedy_search(model, source, data.continuation, start_ids=previous, stop_at_eos=False)
             return i + 1, tf.concat([produced, tokens[:, 0]], axis=1)
 
         _, produced = tf.while_loop(lambda i, _: i < chunks, one_window, (0, tf.zeros([batch, 0], tf.int32)),
                                     shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None])))
-        produced = produced[:, : tf.maximum(max_tokens, 0)]
-        pieces = tf.gather(words, produced)
-        if tokenizer.level == "char":
-            return {"text": tf.strings.reduce_join(pieces, axis=-1)}
-        pieces = tf.where(tf.equal(produced, EOS), "\n", pieces)
-        joined = tf.strings.reduce_join(pieces, axis=-1, separator=" ")
-        return {"text": tf.strings.regex_replace(joined, " ?\n ?", "\n")}
+        return {"text": join_tokens(tokenizer, produced[:, : tf.maximum(max_tokens, 0)])}
 
     text = tf.TensorSpec([None], tf.string, name="text")
     return {

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from textseq.data.tokenizer import Tokenizer, split_tokens
-from textseq.data.vocab import BOS, EOS, UNK
+from textseq.data.vocab import BOS, EOS, PAD, UNK
 from textseq.decoding import DecodingOptions, decode, greedy_search, sample
 from textseq.errors import UserError
 from textseq.models import Seq2Seq, build_seq2seq
@@ -41,6 +41,45 @@ class Attention(NamedTuple):
 class Prediction(NamedTuple):
     token: str
     probability: float
+
+
+# Graph functions shared by the classes below and by the export (textseq/export.py), so a SavedModel
+# answers exactly as the library does.
+
+
+def at_least_one_step(ids: tf.Tensor) -> tf.Tensor:
+    """Pads `[batch, steps]` ids with PAD to one step when there are none (an empty text)."""
+    return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
+
+
+def source_ids(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int) -> tf.Tensor:
+    """Strings `[batch]` -> source ids `[batch, steps]`, truncated to `max_length`, at least one step."""
+    return at_least_one_step(tokenizer.encode(texts)[:, :max_length].to_tensor(PAD))
+
+
+def context_window(ids: tf.RaggedTensor, context: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """A language model's view of each text so far, as training windows are cut: the encoder's
+    source (the last `context` tokens) and the decoder's first input (the last token; BOS if none)."""
+    tail = ids[:, -context:]
+    flat = tf.concat([tail.flat_values, [BOS]], axis=0)  # BOS at the end, for empty texts
+    last = tf.where(tail.row_lengths() > 0, tail.row_limits() - 1, tf.size(tail.flat_values, tf.int64))
+    return at_least_one_step(tail.to_tensor(PAD)), tf.gather(flat, last)
+
+
+def next_token_top_k(model: Seq2Seq, source: tf.Tensor, previous: tf.Tensor, k: tf.Tensor):
+    """The `k` most probable next tokens (`tf.math.top_k` of the probabilities) after each window."""
+    memory, states = model.encode(source)
+    logits, _, _ = model.step(previous, states, memory)
+    return tf.math.top_k(tf.nn.softmax(tf.cast(logits, tf.float32)), k)
+
+
+def join_tokens(tokenizer: Tokenizer, ids: tf.Tensor) -> tf.Tensor:
+    """Generated ids `[batch, steps]` -> text `[batch]`; for words, line ends (EOS) become newlines."""
+    pieces = tf.gather(tokenizer.tokens, ids)
+    if tokenizer.level == "char":
+        return tf.strings.reduce_join(pieces, axis=-1)
+    pieces = tf.where(tf.equal(ids, EOS), "\n", pieces)
+    return tf.strings.regex_replace(tf.strings.reduce_join(pieces, axis=-1, separator=" "), " ?\n ?", "\n")
 
 
 class LoadedRun:
@@ -91,8 +130,7 @@ class Translator(LoadedRun):
 
     def encode(self, texts: list[str]) -> tf.Tensor:
         """Source ids `[batch, steps]`, truncated to the recipe's `data.max_source_length`, at least one step."""
-        ids = self.source.encode(tf.constant(texts, tf.string))[:, : self.recipe.data.max_source_length]
-        return ids.to_tensor(shape=[len(texts), max(int(ids.bounding_shape()[1]), 1)])
+        return source_ids(self.source, tf.constant(texts, tf.string), self.recipe.data.max_source_length)
 
     def search(self, source_ids: tf.Tensor, options: DecodingOptions):
         """`decode` compiled once per options: (tokens, scores, weights) tensors."""
@@ -169,18 +207,12 @@ class LanguageModel(LoadedRun):
     def vocab_tokens(self) -> list[str]:
         return self.target.vocab.tokens
 
-    def _windows(self, streams: list[list[int]]) -> tuple[tf.Tensor, tf.Tensor]:
-        context = self.recipe.data.context
-        tails = [stream[-context:] for stream in streams]
-        width = max([len(t) for t in tails] + [1])
-        source = np.zeros((len(streams), width), np.int32)
-        for row, tail in enumerate(tails):
-            source[row, : len(tail)] = tail
-        previous = np.array([stream[-1] if stream else BOS for stream in streams], np.int32)
-        return tf.constant(source), tf.constant(previous)
-
     def _streams(self, texts: list[str]) -> list[list[int]]:
         return [list(row) for row in self.source.encode(tf.constant(texts, tf.string)).to_list()]
+
+    def _window(self, stream: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
+        ids = tf.RaggedTensor.from_row_lengths(tf.constant(stream, tf.int32), [len(stream)])
+        return context_window(ids, self.recipe.data.context)
 
     def predict(self, texts: list[str], k: int = 5) -> list[list[Prediction]]:
         """The `k` most probable next tokens after each text, most probable first."""
@@ -188,14 +220,11 @@ class LanguageModel(LoadedRun):
             raise UserError(f"--top-k must be at least 1, not {k}")
         k = min(k, self.target.vocab_size)
         if "predict" not in self._compiled:
-            def next_token(source, previous, k):
-                memory, states = self.model.encode(source)
-                logits, _, _ = self.model.step(previous, states, memory)
-                return tf.math.top_k(tf.nn.softmax(tf.cast(logits, tf.float32)), k)
-            self._compiled["predict"] = tf.function(next_token, input_signature=[
-                tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
-        source, previous = self._windows(self._streams(texts))
-        probabilities, ids = self._compiled["predict"](source, previous, tf.constant(k))
+            self._compiled["predict"] = tf.function(
+                lambda text, k: next_token_top_k(
+                    self.model, *context_window(self.source.encode(text), self.recipe.data.context), k),
+                input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])
+        probabilities, ids = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
         return [[Prediction(self.vocab_tokens[i], float(p)) for p, i in zip(row_p, row_i)]
                 for row_p, row_i in zip(probabilities.numpy(), ids.numpy())]
 
@@ -221,12 +250,12 @@ class LanguageModel(LoadedRun):
         stream = self._streams([text])[0]
         produced: list[int] = []
         while len(produced) < max_tokens:
-            source, previous = self._windows([stream])
+            source, previous = self._window(stream)
             uniforms = tf.constant(rng.random((options.max_length, 1), dtype=np.float32))
             ids = chunk(source, previous, uniforms).numpy()[0][: max_tokens - len(produced)]
             produced.extend(int(i) for i in ids)
             stream.extend(int(i) for i in ids)
-        return self.detokenize(produced)
+        return join_tokens(self.target, tf.reshape(tf.constant(produced, tf.int32), [1, -1]))[0].numpy().decode("utf-8")
 
     def _continue(self, source, previous, uniforms, options: DecodingOptions):
         if options.method == "sample":
@@ -235,9 +264,3 @@ class LanguageModel(LoadedRun):
         else:
             tokens, _, _ = greedy_search(self.model, source, options.max_length, start_ids=previous, stop_at_eos=False)
         return tokens[:, 0]
-
-    def detokenize(self, ids: list[int]) -> str:
-        if self.target.level == "char":
-            return "".join(self.vocab_tokens[i] for i in ids)
-        words = ["\n" if i == EOS else self.vocab_tokens[i] for i in ids]
-        return " ".join(words).replace(" \n ", "\n").replace(" \n", "\n").replace("\n ", "\n")
