@@ -217,8 +217,8 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
     lines = []
     for source, hypotheses in zip(sources, results):
         if as_json:
-            lines.append(json.dumps({"source": source, "translation": hypotheses[0].text,
-                                     "hypotheses": [h._asdict() for h in hypotheses]}, ensure_ascii=False))
+            lines.append(json.dumps(library("textseq.inference").translation_record(source, hypotheses),
+                                    ensure_ascii=False))
         elif n_best > 1:
             lines.extend([*(f"{h.score:.4f}\t{h.text}" for h in hypotheses), ""])
         else:
@@ -284,9 +284,10 @@ VISIBLE = {"\n": "⏎", " ": "␣", "\t": "⇥", "</s>": "</s> (end of line)"}
 
 
 def bars(predictions) -> list[str]:
-    width = max(len(VISIBLE.get(p.token, p.token)) for p in predictions)
-    return [f"  {VISIBLE.get(p.token, p.token):{width}}  {p.probability:6.1%}  {'█' * max(1, round(p.probability * 40))}"
-            for p in predictions]
+    """One line per (token, probability): the token made visible, the percentage and a bar."""
+    width = max(len(VISIBLE.get(token, token)) for token, _ in predictions)
+    return [f"  {VISIBLE.get(token, token):{width}}  {probability:6.1%}  {'█' * max(1, round(probability * 40))}"
+            for token, probability in predictions]
 
 
 def language_model(run: Path):
@@ -311,17 +312,16 @@ def predict(run: Path, text: str, k: int, as_json: bool):
       textseq predict runs/multi30k-en-lm "a man is riding a"
     """
     model = language_model(run)
-    (predictions,) = model.predict([text], k)
-    unknown = model.unknown_words(text)
+    record = library("textseq.inference").prediction_record(model, text, k)
     if as_json:
-        echo_json({"text": text, "unknown": unknown,
-                   "predictions": [{"token": p.token, "probability": p.probability} for p in predictions]})
+        echo_json(record)
         return
+    unknown = record["unknown"]
     if unknown:
         click.echo(f"unknown to the model (read as <unk>): {', '.join(unknown)}", err=True)
     if not text.strip():
         click.echo("empty text: these are the tokens the model expects first", err=True)
-    for line in bars(predictions):
+    for line in bars([(p["token"], p["probability"]) for p in record["predictions"]]):
         click.echo(line)
 
 
@@ -386,6 +386,28 @@ def demo(run: Path, k: int):
         for bar in bars(model.predict([text], k)[0]):
             click.echo(bar)
     click.echo("bye", err=True)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; another than loopback lets other machines in (with a warning).")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on; 0 picks a free one.")
+def serve(run: Path, host: str, port: int):
+    """Serve RUN as a web page and a JSON API until Ctrl-C.
+
+    A language-model run shows the next words as you type, with probability bars, and continues
+    the text; a translation run translates and draws the attention heatmap. The API answers
+    POST /api/predict, /api/generate or /api/translate with a JSON object (the same fields as
+    the CLI's --json), and GET /api/info.
+
+    \b
+    Examples:
+      textseq serve runs/multi30k-en-lm             # then open http://127.0.0.1:8000/
+      curl -s localhost:8000/api/predict -d '{"text": "a man is riding a", "top_k": 3}'
+      textseq serve runs/dates --port 8080
+    """
+    library("textseq.serve").serve(run, host, port, say=lambda message: click.echo(message, err=True))
 
 
 @cli.command()

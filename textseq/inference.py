@@ -82,6 +82,19 @@ def join_tokens(tokenizer: Tokenizer, ids: tf.Tensor) -> tf.Tensor:
     return tf.strings.regex_replace(tf.strings.reduce_join(pieces, axis=-1, separator=" "), " ?\n ?", "\n")
 
 
+def prediction_record(model: "LanguageModel", text: str, k: int) -> dict:
+    """What `textseq predict --json` prints and `/api/predict` answers: the text, its unknown words
+    and the `k` most probable next tokens."""
+    (predictions,) = model.predict([text], k)
+    return {"text": text, "unknown": model.unknown_words(text),
+            "predictions": [{"token": p.token, "probability": p.probability} for p in predictions]}
+
+
+def translation_record(source: str, hypotheses: list[Hypothesis]) -> dict:
+    """What `textseq translate --json` prints and `/api/translate` answers (without the attention)."""
+    return {"source": source, "translation": hypotheses[0].text, "hypotheses": [h._asdict() for h in hypotheses]}
+
+
 class LoadedRun:
     """A run's recipe, tokenizers and model with its best weights."""
 
@@ -104,6 +117,16 @@ class LoadedRun:
         model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
         model.load_weights(run.weights_file)
         return cls(recipe, model, Tokenizer(source_vocab), Tokenizer(target_vocab))
+
+    def tokenize(self, text: str) -> tuple[list[str], np.ndarray]:
+        """The source tokens of `text` as written, and their ids (UNK for unknown ones), in one graph call."""
+        if "tokenize" not in self._compiled:
+            self._compiled["tokenize"] = tf.function(
+                lambda texts: (split_tokens(texts, self.source.level, self.source.lowercase).flat_values,
+                               self.source.encode(texts).flat_values),
+                input_signature=[tf.TensorSpec([1], tf.string)])
+        pieces, ids = self._compiled["tokenize"](tf.constant([text]))
+        return [piece.decode("utf-8") for piece in pieces.numpy()], ids.numpy()
 
 
 def load(run_dir: str | Path) -> "Translator | LanguageModel":
@@ -171,16 +194,22 @@ class Translator(LoadedRun):
 
     def attention(self, text: str, options: DecodingOptions | None = None) -> Attention:
         """The best translation of `text` with the attention weights of each produced token."""
+        return self.explain(text, options)[1]
+
+    def explain(self, text: str, options: DecodingOptions | None = None) -> tuple[list[Hypothesis], Attention]:
+        """The `options.n_best` hypotheses of `text`, and the attention of the best one, from one search."""
         options = options or self.options()
         source_ids = self.encode([text])
-        tokens, _, weights = self.search(source_ids, options)
+        tokens, scores, weights = self.search(source_ids, options)
+        decoded = self.target.decode(tokens[0]).numpy()
+        hypotheses = [Hypothesis(line.decode("utf-8"), float(score)) for line, score in zip(decoded, scores.numpy()[0])]
         tokens, weights = tokens.numpy()[0, 0], weights.numpy()[0, 0]
         steps = int(np.count_nonzero(tokens))
         source_steps = int(np.count_nonzero(source_ids.numpy()[0]))
         vocab_out, vocab_in = self.target.tokens.numpy(), self.source.tokens.numpy()
-        return Attention([vocab_in[i].decode("utf-8") for i in source_ids.numpy()[0, :source_steps]],
-                         [vocab_out[i].decode("utf-8") for i in tokens[:steps]],
-                         weights[:steps, :source_steps])
+        return hypotheses, Attention([vocab_in[i].decode("utf-8") for i in source_ids.numpy()[0, :source_steps]],
+                                     [vocab_out[i].decode("utf-8") for i in tokens[:steps]],
+                                     weights[:steps, :source_steps])
 
 
 class LanguageModel(LoadedRun):
@@ -194,14 +223,12 @@ class LanguageModel(LoadedRun):
 
     def tokens(self, text: str) -> list[str]:
         """How the model sees `text`: its tokens, unknown ones as `<unk>`."""
-        ids = self.source.encode(tf.constant([text])).flat_values.numpy()
-        return [self.vocab_tokens[i] for i in ids]
+        return [self.vocab_tokens[i] for i in self.tokenize(text)[1]]
 
     def unknown_words(self, text: str) -> list[str]:
         """The tokens of `text` that the vocabulary lacks (read as `<unk>`), in order, once each."""
-        pieces = split_tokens(tf.constant([text]), self.target.level, self.target.lowercase).flat_values.numpy()
-        ids = self.source.encode(tf.constant([text])).flat_values.numpy()
-        return list(dict.fromkeys(p.decode("utf-8") for p, i in zip(pieces, ids) if i == UNK))
+        pieces, ids = self.tokenize(text)
+        return list(dict.fromkeys(piece for piece, i in zip(pieces, ids) if i == UNK))
 
     @property
     def vocab_tokens(self) -> list[str]:
