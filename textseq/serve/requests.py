@@ -1,0 +1,88 @@
+"""The JSON bodies the API accepts: fields, types, defaults and limits, checked before any model work.
+
+Every problem is an `ApiError` with the HTTP status and a message that names the field, what was
+expected and what came; nothing reaches the model unchecked.
+
+>>> parse_body(b'{"text": "a man", "top_k": 3}', PREDICT)
+{'text': 'a man', 'top_k': 3}
+>>> try:
+...     parse_body(b'{"txt": "a"}', PREDICT)
+... except ApiError as error:
+...     print(error.status, error.message)
+400 unknown field "txt"; this endpoint takes: text, top_k
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_TEXT_CHARACTERS = 2000
+MAX_TEXT_TOKENS = 512
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # "text", "int", "number" or "seed"
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the low bound itself is not allowed
+
+    def check(self, name: str, value: Any) -> Any:
+        if value is None:
+            return self.default
+        if self.kind == "text":
+            if not isinstance(value, str):
+                raise ApiError(f'field "{name}": expected a string, got {json.dumps(value)[:40]}')
+            if len(value) > MAX_TEXT_CHARACTERS:
+                raise ApiError(f'field "{name}": {len(value)} characters; at most {MAX_TEXT_CHARACTERS} are accepted',
+                               413)
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                self.kind in ("int", "seed") and not float(value).is_integer()):
+            expected = "a number" if self.kind == "number" else "an integer"
+            raise ApiError(f'field "{name}": expected {expected}, got {json.dumps(value)[:40]}')
+        value = int(value) if self.kind in ("int", "seed") else float(value)
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        if too_low or (self.high is not None and value > self.high):
+            low = "" if self.low is None else f"{'above' if self.low_open else 'at least'} {self.low:g}"
+            high = "" if self.high is None else f"at most {self.high:g}"
+            raise ApiError(f'field "{name}": {value:g} is out of range; expected {" and ".join(filter(None, [low, high]))}')
+        return value
+
+
+SAMPLING = {
+    "temperature": Field("number", low=0, low_open=True, high=100),
+    "top_k": Field("int", low=1, high=100_000),
+    "top_p": Field("number", low=0, low_open=True, high=1),
+    "seed": Field("seed", low=0, high=2**31 - 1),
+}
+PREDICT = {"text": Field("text", ""), "top_k": Field("int", 5, 1, 100)}
+GENERATE = {"text": Field("text", ""), "max_tokens": Field("int", 100, 0, 500), **SAMPLING}
+TRANSLATE = {"text": Field("text", ""), "beam": Field("int", None, 1, 16), "alpha": Field("number", None, 0, 5),
+             "max_length": Field("int", None, 1, 500), "n_best": Field("int", 1, 1, 16), **SAMPLING}
+
+
+def parse_body(body: bytes, fields: dict[str, Field]) -> dict[str, Any]:
+    """The checked request: every field of `fields`, defaults filled in."""
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(f"request body of {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted", 413)
+    try:
+        data = json.loads(body.decode("utf-8")) if body.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(f"the request body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ApiError(f"expected a JSON object such as {{\"text\": \"...\"}}, got {type(data).__name__}")
+    unknown = [name for name in data if name not in fields]
+    if unknown:
+        raise ApiError(f'unknown field "{unknown[0]}"; this endpoint takes: {", ".join(fields)}')
+    return {name: field.check(name, data.get(name)) for name, field in fields.items()}
