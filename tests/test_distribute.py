@@ -45,21 +45,47 @@ def test_mixed_bfloat16_trains_to_a_finite_loss_with_float32_logits(tmp_path):
 
 MIRRORED_VS_SINGLE = textwrap.dedent("""
     import json, sys
+    from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from conftest import TINY
+    from conftest import TINY, tiny_lm
     from textseq.recipe import recipe_from_dict
     from textseq.training import train
     extra = ["train.strategy=mirrored", "train.devices=/cpu:0,/cpu:1"] if sys.argv[1] == "mirrored" else []
-    summary = train(recipe_from_dict(TINY, ["train.epochs=2", "train.learning_rate=0.005"] + extra), sys.argv[2], verbose=0)
+    recipe = TINY if sys.argv[3] == "dates" else tiny_lm(Path(sys.argv[2]).parent)
+    summary = train(recipe_from_dict(recipe, ["train.epochs=2", "train.learning_rate=0.005"] + extra), sys.argv[2],
+                    verbose=0)
     print(json.dumps(summary))
 """)
+
+
+def train_single_and_mirrored(tmp_path, task: str) -> dict[str, dict]:
+    script = MIRRORED_VS_SINGLE.format(tests=str(ROOT / "tests"))
+    metrics = {}
+    for mode in ("single", "mirrored"):
+        process = subprocess.run([sys.executable, "-c", script, mode, str(tmp_path / mode), task],
+                                 capture_output=True, text=True, timeout=300)
+        assert process.returncode == 0, process.stderr[-3000:]
+        summary = json.loads(process.stdout.strip().splitlines()[-1])
+        metrics[mode] = summary["last_metrics"]
+        assert summary["strategy"] == ("mirrored strategy, 2 replicas" if mode == "mirrored" else "default strategy, 1 replica")
+    return metrics
+
+
+def test_a_language_model_carries_each_replicas_own_states(tmp_path):
+    """Each replica keeps the states of its own rows: training and validation with carried states
+    under two replicas give one device's losses (a mix-up of rows between replicas would not)."""
+    if not (ROOT.parent / "shared" / "data" / "multi30k").exists():
+        pytest.skip("no Multi30k mirror beside the checkout")
+    metrics = train_single_and_mirrored(tmp_path, "lm")
+    for key in ("loss", "val_loss"):
+        assert metrics["mirrored"][key] == pytest.approx(metrics["single"][key], rel=2e-3), metrics
 
 
 def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path):
     script = MIRRORED_VS_SINGLE.format(tests=str(ROOT / "tests"))
     losses = {}
     for mode in ("single", "mirrored"):
-        process = subprocess.run([sys.executable, "-c", script, mode, str(tmp_path / mode)],
+        process = subprocess.run([sys.executable, "-c", script, mode, str(tmp_path / mode), "dates"],
                                  capture_output=True, text=True, timeout=300)
         assert process.returncode == 0, process.stderr[-3000:]
         summary = json.loads(process.stdout.strip().splitlines()[-1])

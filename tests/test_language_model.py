@@ -1,5 +1,6 @@
 """The language-model task: windows, perplexity by hand, predict / generate / demo, and their errors."""
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -13,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from textseq.cli import cli
-from textseq.data.pipeline import encode_stream, language_model_examples
+from textseq.data.pipeline import encode_stream, language_model_examples, stream_dataset
 from textseq.data.tasks import TaskData
 from textseq.data.vocab import BOS, EOS
 from textseq.evaluation import evaluate
@@ -51,41 +52,93 @@ def test_word_streams_end_lines_with_eos_and_count_every_token(lm_run):
         len(line.split()) for line in (Path(model.recipe.data.dir) / "test.txt").read_text().splitlines())
 
 
-def test_perplexity_is_exp_of_the_mean_token_loss_by_hand(lm_run):
-    metrics = evaluate(lm_run, "test")
+def log_probs_by_hand(model, stream: list[int], start: int, end: int, context: int, continuation: int,
+                      carry: bool) -> np.ndarray:
+    """Log-probabilities `[end - start, vocab]` of positions start..end-1 of `stream` (a position may
+    be len(stream): the token after it), read one window at a time from `start`: the encoder reads
+    the context before the window; the decoder starts from the encoder's states in the first window
+    (and in every window without `carry`), else from where it stopped."""
+    shifted = [BOS] + stream
+    states, rows = None, []
+    for begin in range(start, end, continuation):
+        stop = min(begin + continuation, end)
+        source = stream[max(0, begin - context):begin] or [0]
+        outputs, encoder_states = model.model.encoder(tf.constant([source], tf.int32))
+        logits, _, final = model.model.decoder(tf.constant([shifted[begin:stop]], tf.int32),
+                                               states if carry and states else encoder_states, outputs,
+                                               tf.constant([[i != 0 for i in source]]), return_states=True)
+        states = final
+        rows.append(tf.nn.log_softmax(tf.cast(logits[0], tf.float32)).numpy())
+    return np.concatenate(rows)
+
+
+@pytest.mark.parametrize("carry", [True, False])
+def test_perplexity_is_exp_of_the_mean_token_loss_by_hand(lm_run, carry):
+    """evaluate's rows of consecutive windows (carry) or independent windows, recomputed window by window."""
     model = LanguageModel.from_run(lm_run)
+    data_config = dataclasses.replace(model.recipe.data, carry_state=carry)
+    model.recipe = dataclasses.replace(model.recipe, data=data_config)
+    rows = 8
+    metrics = evaluate(model, "test", batch_size=rows)
     data = TaskData.load(model.recipe, (model.source.vocab, model.target.vocab), splits=("test",))
+    stream = data.streams["test"].tolist()
+    row_length = -(-len(stream) // rows) if carry else len(stream)  # without carry: one row, windows reset
     total, count, top1 = 0.0, 0, 0
-    for source, decoder_in, target in zip(*(part.to_list() for part in data.examples["test"])):
-        logits = model.model({"source": tf.constant([source or [0]], tf.int32),
-                              "target_in": tf.constant([decoder_in], tf.int32)})
-        log_probs = tf.nn.log_softmax(logits)[0].numpy()
-        total -= sum(log_probs[i, t] for i, t in enumerate(target))
-        top1 += sum(int(log_probs[i].argmax() == t) for i, t in enumerate(target))
-        count += len(target)
-    assert metrics["tokens"] == count
+    for row_start in range(0, len(stream), row_length):
+        row_end = min(row_start + row_length, len(stream))
+        log_probs = log_probs_by_hand(model, stream, row_start, row_end, data_config.context,
+                                      data_config.continuation, carry)
+        targets = stream[row_start:row_end]
+        total -= sum(log_probs[i, t] for i, t in enumerate(targets))
+        top1 += sum(int(log_probs[i].argmax() == t) for i, t in enumerate(targets))
+        count += len(targets)
+    assert metrics["tokens"] == count == len(stream)
     assert metrics["loss"] == pytest.approx(total / count, rel=1e-5)
     assert metrics["perplexity"] == pytest.approx(math.exp(total / count), rel=1e-5)
     assert metrics["top1_accuracy"] == pytest.approx(top1 / count)
     assert metrics["top1_accuracy"] <= metrics["top5_accuracy"] <= 1
 
 
-def test_predict_matches_a_step_of_the_model_and_marks_unknown_words(lm_run):
+def test_consecutive_windows_split_the_stream_into_rows_and_carry_on():
+    stream = np.arange(10, 33)
+    batches = list(stream_dataset(stream, context=3, continuation=4, batch_size=3))
+    rows = [sum((b[1].numpy()[r][b[1].numpy()[r] != 0].tolist() for b in batches), []) for r in range(3)]
+    assert rows == [list(range(10, 18)), list(range(18, 26)), list(range(26, 33))]  # every token once, in order
+    assert [b[0]["reset"].numpy().tolist() for b in batches] == [[1] * 3, [0] * 3]
+    assert batches[1][0]["source"].numpy().tolist()[1] == [19, 20, 21]  # the context before 22
+    # Training moves the rows' start by an offset that depends on (seed, epoch) only, and keeps full windows.
+    epoch = tf.Variable(0, dtype=tf.int64)
+    firsts = []
+    for e in (0, 1, 0):
+        epoch.assign(e)
+        batches = list(stream_dataset(stream, 3, 4, 2, shuffle_seed=5, epoch=epoch))
+        assert all(int((b[1].numpy() != 0).sum()) == 8 for b in batches)
+        firsts.append(int(batches[0][1].numpy()[0, 0]))
+    assert firsts[0] == firsts[2]
+
+
+def test_predict_reads_the_text_as_evaluation_does_and_marks_unknown_words(lm_run):
     result = invoke("predict", lm_run, "a man in a zzyzx", "--json", "--top-k", "3")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["text"] == "a man in a zzyzx" and payload["unknown"] == ["zzyzx"]
     model = LanguageModel.from_run(lm_run)
-    ids = model.source.encode(tf.constant(["a man in a zzyzx"])).flat_values.numpy().tolist()
-    window = ids[-model.recipe.data.context:]
-    logits = model.model({"source": tf.constant([window], tf.int32), "target_in": tf.constant([[ids[-1]]], tf.int32)})
-    probabilities = tf.nn.softmax(logits[0, 0]).numpy()
-    best = probabilities.argsort()[::-1][:3]
-    assert [p["token"] for p in payload["predictions"]] == [model.vocab_tokens[i] for i in best]
-    np.testing.assert_allclose([p["probability"] for p in payload["predictions"]], probabilities[best], rtol=1e-5)
+    data = model.recipe.data
+    text = "two young guys with shaggy hair look at their hands while hanging out in the yard a man in a zzyzx"
+    ids = model.source.encode(tf.constant([text])).flat_values.numpy().tolist()
+    assert len(ids) > 2 * data.continuation  # the state is carried over two window borders
+    for prefix in (ids, ids[:3], []):
+        log_probs = log_probs_by_hand(model, prefix, 0, len(prefix) + 1, data.context, data.continuation,
+                                      data.carry_state)[-1]
+        shown = model.predict([" ".join(model.vocab_tokens[i] for i in prefix)], 3)[0]
+        best = log_probs.argsort()[::-1][:3]
+        assert [p.token for p in shown] == [model.vocab_tokens[i] for i in best]
+        np.testing.assert_allclose([p.probability for p in shown], np.exp(log_probs[best]), rtol=1e-4)
     assert invoke("predict", lm_run, "a man in a zzyzx", "--json", "--top-k", "3").stdout == result.stdout
-    for text in ["", "   ", "中文 と émigré", "a " * 500]:  # never an error
-        assert len(model.predict([text], 2)[0]) == 2
+    batch = ["", "   ", "中文 と émigré", "a " * 500, text]  # never an error; a batch answers as one text at a time
+    together = model.predict(batch, 2)
+    for one, text in zip(together, batch):
+        assert [p.token for p in one] == [p.token for p in model.predict([text], 2)[0]]
 
 
 def test_generate_is_greedy_or_seeded(lm_run):
@@ -93,6 +146,7 @@ def test_generate_is_greedy_or_seeded(lm_run):
     greedy = model.generate("a man", 12)
     assert model.generate("a man", 12) == greedy
     assert len(greedy.replace("\n", " ").split()) == 12  # line ends count as tokens
+    assert greedy.split()[0] == model.predict(["a man"], 1)[0][0].token  # the first token is predict's best
     sampled = [model.generate("a man", 12, temperature=1.2, seed=seed) for seed in (1, 1, 2)]
     assert sampled[0] == sampled[1] and sampled[0] != sampled[2]
     result = invoke("generate", lm_run, "a man", "--max-tokens", "12", "--json")

@@ -123,20 +123,10 @@ def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: 
         # All the uniform draws at once, from the seed: the same seed gives the same text in a graph too.
         uniforms = keras.random.uniform((max_length, batch * num_samples), seed=seed)
 
+    draw = sampler(temperature, top_k, top_p)
+
     def pick(log_probs, i):
-        sorted_log_probs, sorted_ids = ops.top_k(log_probs / temperature, ops.shape(log_probs)[-1])
-        probs = ops.softmax(sorted_log_probs, axis=-1)
-        keep = ops.ones_like(probs, dtype="bool")
-        if top_k is not None:
-            keep = ops.logical_and(keep, ops.arange(ops.shape(probs)[-1]) < top_k)
-        if top_p is not None:  # keep a token when the ones before it have not reached p yet
-            keep = ops.logical_and(keep, ops.cumsum(probs, axis=-1) - probs < top_p)
-        probs = ops.where(keep, probs, 0.0)
-        cdf = ops.cumsum(probs, axis=-1) / ops.sum(probs, axis=-1, keepdims=True)
-        u = ops.take(uniforms, i, axis=0)
-        position = ops.sum(ops.cast(cdf < ops.expand_dims(u, -1), "int32"), axis=-1)
-        position = ops.minimum(position, ops.sum(ops.cast(keep, "int32"), axis=-1) - 1)  # cdf may end below 1.0
-        return ops.squeeze(ops.take_along_axis(sorted_ids, ops.expand_dims(position, -1), axis=-1), -1)
+        return draw(log_probs, ops.take(uniforms, i, axis=0))
 
     if start_ids is not None:
         start_ids = ops.repeat(start_ids, num_samples, axis=0)
@@ -146,6 +136,25 @@ def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: 
     order = ops.argsort(-scores, axis=-1)
     return (ops.take_along_axis(tokens, order[:, :, None], axis=1), ops.take_along_axis(scores, order, axis=1),
             ops.take_along_axis(weights, order[:, :, None, None], axis=1))
+
+
+def sampler(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):
+    """`draw(log_probs [batch, vocab], u [batch] in [0, 1)) -> ids [batch]`: inverse-CDF sampling from
+    the distribution at `temperature`, cut to the `top_k` tokens and to the nucleus `top_p`."""
+    def draw(log_probs, u):
+        sorted_log_probs, sorted_ids = ops.top_k(log_probs / temperature, ops.shape(log_probs)[-1])
+        probs = ops.softmax(sorted_log_probs, axis=-1)
+        keep = ops.ones_like(probs, dtype="bool")
+        if top_k is not None:
+            keep = ops.logical_and(keep, ops.arange(ops.shape(probs)[-1]) < top_k)
+        if top_p is not None:  # keep a token when the ones before it have not reached p yet
+            keep = ops.logical_and(keep, ops.cumsum(probs, axis=-1) - probs < top_p)
+        probs = ops.where(keep, probs, 0.0)
+        cdf = ops.cumsum(probs, axis=-1) / ops.sum(probs, axis=-1, keepdims=True)
+        position = ops.sum(ops.cast(cdf < ops.expand_dims(u, -1), "int32"), axis=-1)
+        position = ops.minimum(position, ops.sum(ops.cast(keep, "int32"), axis=-1) - 1)  # cdf may end below 1.0
+        return ops.squeeze(ops.take_along_axis(sorted_ids, ops.expand_dims(position, -1), axis=-1), -1)
+    return draw
 
 
 def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eos: bool = True):

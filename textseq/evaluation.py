@@ -14,7 +14,6 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from textseq.data.pipeline import examples_dataset
 from textseq.data.sources import load_pairs
 from textseq.data.tasks import TaskData
 from textseq.data.vocab import PAD
@@ -36,7 +35,12 @@ def evaluate(run: str | Path | LoadedRun, split: str = "test", options: Decoding
     recipe = loaded.recipe
     data = TaskData.load(recipe, (loaded.source.vocab, loaded.target.vocab), splits=(split,))
     examples = data.examples[split]
-    totals = teacher_forced_totals(loaded.model, examples_dataset(examples, batch_size, *data.max_lengths))
+    if data.carry_state:
+        loaded.model.carry_states(batch_size)  # every row of a batch continues the previous batch's row
+    try:
+        totals = teacher_forced_totals(loaded.model, data.dataset(split, batch_size))
+    finally:
+        loaded.model.carry_states(None)
     loss = totals["loss"] / max(totals["tokens"], 1)
     unit = "windows" if recipe.task == "language_model" else "examples"
     metrics = {"split": split, unit: int(examples[0].nrows()), "tokens": int(totals["tokens"]),

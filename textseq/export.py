@@ -9,8 +9,9 @@ detokenization all run inside the graph.
 
 Language-model runs get `next_words`: `text` [batch], `k` (scalar) -> `words` (string [batch, k])
 and `probabilities` (float32 [batch, k]); `serving_default`: the same with k = 5 and `text` alone;
-`generate`: `text`, `max_tokens` (scalar) -> `text` [batch], the greedy continuation, window by
-window as `LanguageModel.generate` does.
+`generate`: `text`, `max_tokens` (scalar) -> `text` [batch], the greedy continuation. Both read the
+text window by window, as training reads its stream (`textseq.streaming.walk`), exactly as
+`LanguageModel` does.
 
 Translation runs get the signatures `translate` (= `serving_default`): `text` [batch] -> `text`
 [batch] and `score` [batch], greedy or beam search as the recipe's `export` section says; and
@@ -28,10 +29,10 @@ import keras
 import tensorflow as tf
 
 from textseq import __version__
-from textseq.decoding import decode, greedy_search
+from textseq.decoding import decode
 from textseq.errors import UserError
-from textseq.inference import (LanguageModel, Translator, context_window, join_tokens, load, next_token_top_k,
-                               source_ids)
+from textseq.inference import LanguageModel, Translator, join_tokens, load, next_token_top_k, source_ids
+from textseq.streaming import walk
 
 METADATA = "textseq.json"  # in the export's assets/
 
@@ -86,24 +87,14 @@ def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
     model, tokenizer, data = lm.model, lm.target, lm.recipe.data
 
     def next_words(text, k):
-        top = next_token_top_k(model, *context_window(tokenizer.encode(text), data.context),
-                               tf.minimum(k, tokenizer.vocab_size))
+        top = next_token_top_k(model, data, tokenizer.encode(text), tf.minimum(k, tokenizer.vocab_size))
         return {"words": tf.gather(tokenizer.tokens, top.indices), "probabilities": top.values}
 
     def generate(text, max_tokens):
         ids = tokenizer.encode(text)
-        batch = tf.shape(text)[0]
-        chunks = (tf.maximum(max_tokens, 0) + data.continuation - 1) // data.continuation
-
-        def one_window(i, produced):
-            source, previous = context_window(tf.concat([ids, tf.RaggedTensor.from_tensor(produced)], axis=1),
-                                              data.context)
-            tokens, _, _ = greedy_search(model, source, data.continuation, start_ids=previous, stop_at_eos=False)
-            return i + 1, tf.concat([produced, tokens[:, 0]], axis=1)
-
-        _, produced = tf.while_loop(lambda i, _: i < chunks, one_window, (0, tf.zeros([batch, 0], tf.int32)),
-                                    shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None])))
-        return {"text": join_tokens(tokenizer, produced[:, : tf.maximum(max_tokens, 0)])}
+        _, produced = walk(model, ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32), data.context,
+                           data.continuation, data.carry_state, tf.maximum(max_tokens, 0))
+        return {"text": join_tokens(tokenizer, produced)}
 
     text = tf.TensorSpec([None], tf.string, name="text")
     return {

@@ -20,11 +20,12 @@ import tensorflow as tf
 
 from textseq.data.tokenizer import Tokenizer, split_tokens
 from textseq.data.vocab import BOS, EOS, PAD, UNK
-from textseq.decoding import DecodingOptions, decode, greedy_search, sample
+from textseq.decoding import DecodingOptions, decode, sampler
 from textseq.errors import UserError
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.recipe import Recipe
 from textseq.runs import Run
+from textseq.streaming import walk
 
 
 class Hypothesis(NamedTuple):
@@ -57,20 +58,12 @@ def source_ids(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int) -> tf.Te
     return at_least_one_step(tokenizer.encode(texts)[:, :max_length].to_tensor(PAD))
 
 
-def context_window(ids: tf.RaggedTensor, context: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """A language model's view of each text so far, as training windows are cut: the encoder's
-    source (the last `context` tokens) and the decoder's first input (the last token; BOS if none)."""
-    tail = ids[:, -context:]
-    flat = tf.concat([tail.flat_values, [BOS]], axis=0)  # BOS at the end, for empty texts
-    last = tf.where(tail.row_lengths() > 0, tail.row_limits() - 1, tf.size(tail.flat_values, tf.int64))
-    return at_least_one_step(tail.to_tensor(PAD)), tf.gather(flat, last)
-
-
-def next_token_top_k(model: Seq2Seq, source: tf.Tensor, previous: tf.Tensor, k: tf.Tensor):
-    """The `k` most probable next tokens (`tf.math.top_k` of the probabilities) after each window."""
-    memory, states = model.encode(source)
-    logits, _, _ = model.step(previous, states, memory)
-    return tf.math.top_k(tf.nn.softmax(tf.cast(logits, tf.float32)), k)
+def next_token_top_k(model: Seq2Seq, data, ids: tf.RaggedTensor, k: tf.Tensor):
+    """The `k` most probable next tokens (`tf.math.top_k` of the probabilities) after each text's ids,
+    read window by window as training reads them (`data` is the recipe's data section)."""
+    logits, _ = walk(model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32), data.context,
+                     data.continuation, data.carry_state)
+    return tf.math.top_k(tf.nn.softmax(logits), k)
 
 
 def join_tokens(tokenizer: Tokenizer, ids: tf.Tensor) -> tf.Tensor:
@@ -215,8 +208,8 @@ class Translator(LoadedRun):
 class LanguageModel(LoadedRun):
     """Next-word predictions and continuations of a language-model run.
 
-    The text so far is read the way training reads a window: its last `data.context` tokens are the
-    encoder's source and its last token is the decoder's first input.
+    A text is read the way training reads its stream, window by window (see `textseq.streaming`),
+    so a prediction is what `evaluate` scores at that position.
     """
 
     task = "language_model"
@@ -234,13 +227,6 @@ class LanguageModel(LoadedRun):
     def vocab_tokens(self) -> list[str]:
         return self.target.vocab.tokens
 
-    def _streams(self, texts: list[str]) -> list[list[int]]:
-        return [list(row) for row in self.source.encode(tf.constant(texts, tf.string)).to_list()]
-
-    def _window(self, stream: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
-        ids = tf.RaggedTensor.from_row_lengths(tf.constant(stream, tf.int32), [len(stream)])
-        return context_window(ids, self.recipe.data.context)
-
     def predict(self, texts: list[str], k: int = 5) -> list[list[Prediction]]:
         """The `k` most probable next tokens after each text, most probable first."""
         if k < 1:
@@ -248,8 +234,7 @@ class LanguageModel(LoadedRun):
         k = min(k, self.target.vocab_size)
         if "predict" not in self._compiled:
             self._compiled["predict"] = tf.function(
-                lambda text, k: next_token_top_k(
-                    self.model, *context_window(self.source.encode(text), self.recipe.data.context), k),
+                lambda text, k: next_token_top_k(self.model, self.recipe.data, self.source.encode(text), k),
                 input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])
         probabilities, ids = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
         return [[Prediction(self.vocab_tokens[i], float(p)) for p, i in zip(row_p, row_i)]
@@ -259,35 +244,28 @@ class LanguageModel(LoadedRun):
                  top_p: float | None = None, seed: int | None = None) -> str:
         """The continuation of `text`: `max_tokens` tokens, greedy unless a sampling setting is given.
 
-        Decodes `data.continuation` tokens per window, then moves the window on, as training does.
-        Word-level line ends (`</s>`) come out as newlines.
+        Reads the text and writes on window by window, as training reads its stream. Word-level
+        line ends (`</s>`) come out as newlines.
         """
-        options = DecodingOptions(max_length=self.recipe.data.continuation, temperature=temperature, top_k=top_k,
-                                  top_p=top_p, seed=seed)  # checks the settings
+        options = DecodingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # checks them
         if max_tokens < 0:
             raise UserError(f"--max-tokens must be 0 or more, not {max_tokens}")
         key = ("generate", options)
         if key not in self._compiled:
-            self._compiled[key] = tf.function(
-                lambda source, previous, uniforms: self._continue(source, previous, uniforms, options),
-                input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
-                                 tf.TensorSpec([None, None], tf.float32)])
-        chunk = self._compiled[key]
-        rng = np.random.default_rng(seed)
-        stream = self._streams([text])[0]
-        produced: list[int] = []
-        while len(produced) < max_tokens:
-            source, previous = self._window(stream)
-            uniforms = tf.constant(rng.random((options.max_length, 1), dtype=np.float32))
-            ids = chunk(source, previous, uniforms).numpy()[0][: max_tokens - len(produced)]
-            produced.extend(int(i) for i in ids)
-            stream.extend(int(i) for i in ids)
-        return join_tokens(self.target, tf.reshape(tf.constant(produced, tf.int32), [1, -1]))[0].numpy().decode("utf-8")
+            draw = sampler(options.temperature or 1.0, options.top_k, options.top_p)
+            data = self.recipe.data
 
-    def _continue(self, source, previous, uniforms, options: DecodingOptions):
-        if options.method == "sample":
-            tokens, _, _ = sample(self.model, source, options.max_length, options.temperature or 1.0, options.top_k,
-                                  options.top_p, start_ids=previous, stop_at_eos=False, uniforms=uniforms)
-        else:
-            tokens, _, _ = greedy_search(self.model, source, options.max_length, start_ids=previous, stop_at_eos=False)
-        return tokens[:, 0]
+            def continue_text(text, max_tokens, uniforms):
+                ids = self.source.encode(text)
+                pick = None
+                if options.method == "sample":
+                    pick = lambda log_probs, index: draw(log_probs, tf.gather(uniforms, index))  # noqa: E731
+                _, produced = walk(self.model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32),
+                                   data.context, data.continuation, data.carry_state, max_tokens, pick)
+                return join_tokens(self.target, produced)
+
+            self._compiled[key] = tf.function(continue_text, input_signature=[
+                tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([None], tf.float32)])
+        uniforms = np.random.default_rng(seed).random(max(max_tokens, 1), dtype=np.float32)
+        out = self._compiled[key](tf.constant([text]), tf.constant(max_tokens), tf.constant(uniforms))
+        return out[0].numpy().decode("utf-8")

@@ -49,6 +49,9 @@ class DataConfig:
                                         "trains (the first ones); the rest validates and tests", above=0.0, below=1.0)
     context: int = _opt(64, "language_model: tokens of preceding text the encoder reads", min=1)
     continuation: int = _opt(32, "language_model: tokens the decoder predicts after each context window", min=1)
+    carry_state: bool = _opt(True, "language_model: each window's decoder starts from its state at the end of the "
+                                   "previous window of the same stream (truncated back-propagation through time); "
+                                   "false: from the encoder's states, with the windows shuffled")
     source_language: Optional[str] = _opt(None, "parallel: suffix of the source files, e.g. de; tfds: the source feature")
     target_language: Optional[str] = _opt(None, "parallel: suffix of the target files, e.g. en; tfds: the target feature")
     train_examples: int = _opt(50_000, "dates: number of generated training pairs", min=1)

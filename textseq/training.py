@@ -67,23 +67,24 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
             raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {train_count} training "
                             f"{data.unit}; use a smaller batch or more data")
 
-        lengths = data.max_lengths
-        options = dict(max_source_length=lengths[0], max_target_length=lengths[1],
-                       static_shapes=isinstance(strategy, tf.distribute.TPUStrategy))
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
-        train_data = distribute(strategy, lambda context: examples_dataset(
-            data.train, recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch, input_context=context,
-            **options))
-        validation_data = distribute(strategy, lambda context: examples_dataset(
-            data.validation, recipe.train.batch_size, input_context=context, **options))
+        static_shapes = isinstance(strategy, tf.distribute.TPUStrategy)
+        train_data = distribute(strategy, lambda context: data.dataset(
+            "train", recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch, input_context=context,
+            static_shapes=static_shapes))
+        validation_data = distribute(strategy, lambda context: data.dataset(
+            "validation", recipe.train.batch_size, input_context=context, static_shapes=static_shapes))
         source_vocab, target_vocab = data.source.vocab, data.target.vocab
 
         with strategy.scope(), precision(recipe.train.precision):
             model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
             model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(recipe.train.label_smoothing),
                           metrics=[TokenAccuracy()])
-            first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1, **options)))
+            first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,
+                                                     *data.max_lengths, static_shapes=static_shapes)))
             model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
+            if data.carry_state:
+                model.carry_states(recipe.train.batch_size // replicas)
             model.optimizer.build(model.trainable_variables)
             if workers(strategy) > 1:
                 work_around_keras_multi_worker(model, first_batch)
@@ -164,7 +165,14 @@ def distribute(strategy: tf.distribute.Strategy, make_dataset) -> tf.data.Datase
     """`make_dataset(input_context)` as this strategy's replicas need it (the plain dataset on one device)."""
     if strategy is tf.distribute.get_strategy():
         return make_dataset(None)
-    return strategy.distribute_datasets_from_function(make_dataset)
+    dataset = strategy.distribute_datasets_from_function(make_dataset)
+    local = strategy.num_replicas_in_sync // workers(strategy)
+    if local > 1 and dataset.cardinality > 0:
+        # TensorFlow reports the pipeline's element count, and a pipeline yields one element per
+        # local replica and step: Keras would expect `local` times the steps there are, end every
+        # epoch with "Your input ran out of data" and log a single replica's running loss.
+        dataset._cardinality = dataset.cardinality // local
+    return dataset
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:

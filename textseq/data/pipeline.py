@@ -189,3 +189,79 @@ def examples_dataset(examples: tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Ragged
     return (rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .apply(tf.data.experimental.assert_cardinality(batches * local))
             .prefetch(tf.data.AUTOTUNE))
+
+
+def stream_dataset(stream, context: int, continuation: int, batch_size: int, shuffle_seed: int | None = None,
+                   epoch: tf.Variable | None = None,
+                   input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Batches of consecutive windows for a decoder that carries its state from window to window.
+
+    The stream is cut into `batch_size` contiguous rows, and batch k holds window k of every row, so
+    row r of batch k+1 continues exactly where row r of batch k stopped (truncated back-propagation
+    through time, as Penn Treebank language models are trained). Inputs add `reset` `[rows]`, true
+    in the first batch, where the decoder starts from the encoder's states instead of its carried
+    ones (int32: 1 resets). Training (`shuffle_seed` set) starts the rows at an offset in [0, continuation) drawn
+    from (seed, epoch), so window borders move between epochs, and keeps only full windows;
+    evaluation covers every token once (the last windows of a row are padded, and rows past the
+    stream's end are empty). Sources always have `context` steps (right-padded), targets
+    `continuation`. With an `input_context`, this pipeline yields its replicas' slices of every
+    batch, one per replica, and a replica always gets the same rows.
+
+    >>> batches = list(stream_dataset(np.arange(4, 14), context=2, continuation=2, batch_size=2))
+    >>> [b[1].numpy().tolist() for b in batches]  # rows: 4..8 and 9..13
+    [[[4, 5], [9, 10]], [[6, 7], [11, 12]], [[8, 0], [13, 0]]]
+    >>> batches[1][0]["source"].numpy().tolist(), batches[1][0]["reset"].numpy().tolist()
+    ([[4, 5], [9, 10]], [0, 0])
+    """
+    ids = tf.constant(np.asarray(stream, np.int32))
+    count = int(ids.shape[0])
+    shifted = tf.concat([[BOS], ids], axis=0)  # shifted[i] is the token before ids[i]
+    replicas = input_context.num_replicas_in_sync if input_context else 1
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    if batch_size % replicas:
+        raise ValueError(f"batch size {batch_size} is not divisible by {replicas} replicas")
+    local, rows_per_replica = replicas // pipelines, batch_size // replicas
+    first_replica = (input_context.input_pipeline_id if input_context else 0) * local
+    if shuffle_seed is not None:
+        windows = (count - continuation + 1) // batch_size // continuation  # the same for every offset
+        if windows < 1:
+            raise ValueError(f"{count} training tokens are fewer than one window of {continuation} for each of "
+                             f"{batch_size} rows")
+    else:
+        row_length = -(-count // batch_size)
+        windows = -(-row_length // continuation)
+    epoch = epoch if epoch is not None else tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def batch(element, offset, row_length):
+        k, replica = element // local, first_replica + element % local
+        rows = tf.range(rows_per_replica, dtype=tf.int64) + replica * rows_per_replica
+        row_start = offset + rows * row_length
+        starts = row_start + k * continuation
+        ends = tf.minimum(tf.minimum(starts + continuation, row_start + row_length), count)
+        steps = tf.range(continuation, dtype=tf.int64)
+        targets = starts[:, None] + steps
+        real = steps[None, :] < (ends - starts)[:, None]
+        context_start = tf.maximum(starts - context, 0)
+        sources = context_start[:, None] + tf.range(context, dtype=tf.int64)
+        real_source = tf.range(context, dtype=tf.int64)[None, :] < (starts - context_start)[:, None]
+
+        def take(values, positions, keep):
+            return tf.where(keep, tf.gather(values, tf.clip_by_value(positions, 0, count - 1)), PAD)
+
+        inputs = {"source": take(ids, sources, real_source), "target_in": take(shifted, targets, real),
+                  # int32, not bool: Keras reduces a first batch across replicas, and bools do not add up
+                  "reset": tf.fill([rows_per_replica], tf.cast(tf.equal(k, 0), tf.int32))}
+        return inputs, take(ids, targets, real)
+
+    def epoch_batches(_):
+        if shuffle_seed is None:
+            offset, row_length = tf.constant(0, tf.int64), tf.constant(-(-count // batch_size), tf.int64)
+        else:
+            seed = tf.stack([tf.constant(shuffle_seed, tf.int64), tf.cast(epoch.read_value(), tf.int64)])
+            offset = tf.random.stateless_uniform([], seed=seed, maxval=continuation, dtype=tf.int64)
+            row_length = (count - offset) // batch_size
+        return tf.data.Dataset.range(windows * local).map(lambda element: batch(element, offset, row_length))
+
+    return (tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
+            .apply(tf.data.experimental.assert_cardinality(windows * local))
+            .prefetch(tf.data.AUTOTUNE))

@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
-from textseq.data.pipeline import encode_pairs, encode_stream, language_model_examples
+from textseq.data.pipeline import (encode_pairs, encode_stream, examples_dataset, language_model_examples,
+                                   stream_dataset)
 from textseq.data.sources import load_pairs, load_text
 from textseq.data.tokenizer import Tokenizer, iter_tokens
 from textseq.data.vocab import Vocabulary
@@ -33,6 +35,8 @@ class TaskData:
     examples: dict[str, Examples]
     unit: str  # what one example is: "examples" (translation pairs) or "windows"
     max_lengths: tuple[int, int]  # longest source and target of a batch
+    streams: dict[str, np.ndarray] | None = None  # language models: each split's token ids
+    carry_state: bool = False  # language models: batches of consecutive windows (see `dataset`)
 
     @property
     def train(self) -> Examples:
@@ -41,6 +45,18 @@ class TaskData:
     @property
     def validation(self) -> Examples:
         return self.examples["validation"]
+
+    def dataset(self, split: str, batch_size: int, shuffle_seed: int | None = None, epoch: tf.Variable | None = None,
+                input_context: tf.distribute.InputContext | None = None, static_shapes: bool = False) -> tf.data.Dataset:
+        """The split's batches: shuffled for training when `shuffle_seed` is set, else every example once.
+
+        A language model that carries its state gets consecutive windows (`stream_dataset`); every
+        other run gets independent examples (`examples_dataset`).
+        """
+        if self.carry_state:
+            return stream_dataset(self.streams[split], *self.max_lengths, batch_size, shuffle_seed, epoch, input_context)
+        return examples_dataset(self.examples[split], batch_size, *self.max_lengths, shuffle_seed, epoch, input_context,
+                                static_shapes)
 
     @classmethod
     def load(cls, recipe: Recipe, vocabularies: tuple[Vocabulary, Vocabulary] | None = None,
@@ -53,9 +69,11 @@ class TaskData:
                 vocab = language_model_vocabulary(texts.get("train") or load_text(data, "train"), recipe.vocab)
                 vocabularies = (vocab, vocab)
             tokenizer = Tokenizer(vocabularies[0])
-            examples = {split: language_model_examples(encode_stream(text, tokenizer), data.context, data.continuation)
-                        for split, text in texts.items()}
-            return cls(tokenizer, tokenizer, examples, "windows", (data.context, data.continuation))
+            streams = {split: encode_stream(text, tokenizer).numpy() for split, text in texts.items()}
+            examples = {split: language_model_examples(stream, data.context, data.continuation)
+                        for split, stream in streams.items()}
+            return cls(tokenizer, tokenizer, examples, "windows", (data.context, data.continuation), streams,
+                       data.carry_state)
         pairs = {split: load_pairs(data, split) for split in splits}
         if vocabularies is None:
             vocabularies = translation_vocabularies(pairs.get("train") or load_pairs(data, "train"), recipe.vocab)

@@ -35,9 +35,11 @@ class Decoder(keras.layers.Layer):
         encoder_outputs: `[batch, source_steps, units]`.
         encoder_mask: boolean `[batch, source_steps]`, False on source padding.
 
+        return_states: also return the final states, per layer (what `initial_states` takes).
+
     Output:
         `(logits, weights)`: logits `[batch, steps, vocab_size]` (float32), attention weights
-        `[batch, steps, source_steps]`.
+        `[batch, steps, source_steps]`; with `return_states`, `(logits, weights, states)`.
 
     >>> decoder = Decoder(vocab_size=10, embedding_dim=4, units=6, attention=BahdanauAttention(5))
     >>> h = ops.zeros((1, 6))
@@ -80,13 +82,17 @@ class Decoder(keras.layers.Layer):
         self.combine.build((*token_ids_shape, self.units + encoder_outputs_shape[-1]))
         self.logits.build((*token_ids_shape, self.units))
 
-    def call(self, token_ids, initial_states, encoder_outputs, encoder_mask, training=False):
+    def call(self, token_ids, initial_states, encoder_outputs, encoder_mask, training=False, return_states=False):
         mask = ops.not_equal(token_ids, PAD)
         x = self.drop(self.embedding(token_ids), training=training)
+        final_states = []
         for rnn, states in zip(self.rnns, initial_states):
-            x, *_ = rnn(x, initial_state=states, mask=mask, training=training)
+            x, *layer_states = rnn(x, initial_state=states, mask=mask, training=training)
+            final_states.append(layer_states)  # at each row's last real step: padding leaves states alone
             x = self.drop(x, training=training)
         context, weights = self.attention(x, encoder_outputs, keys_mask=encoder_mask)
+        if return_states:
+            return self._output(x, context, training), weights, final_states
         return self._output(x, context, training), weights
 
     def step(self, token_ids, states, encoder_outputs, projected_keys, encoder_mask):

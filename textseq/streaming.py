@@ -1,0 +1,88 @@
+"""A language model reading a text the way training reads its stream: window by window.
+
+Position p of a text is predicted in window p // T (T = `data.continuation`): the encoder reads the
+`data.context` tokens before the window's start, and the decoder begins at the window's start,
+from the state it ended the previous window with (`data.carry_state`) or from the encoder's
+states, and reads the tokens from there to p - 1. `walk` runs exactly this, one step per position,
+for a batch of texts in lockstep from the first position (so every row crosses window borders
+together), and can go on past the end of each text, generating. `predict`, `generate`, the web API
+and the export all use it, so what they answer is what `evaluate` scores.
+
+>>> logits, produced = walk(model, ids, lengths, context=64, continuation=128, carry=True, new_tokens=20)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from textseq.data.vocab import BOS, PAD
+
+
+def window_source(buffer: tf.Tensor, start: tf.Tensor, context: int) -> tf.Tensor:
+    """The `context` tokens before position `start` of every row, right-padded to `context` steps."""
+    first = tf.maximum(start - context, 0)
+    positions = first + tf.range(context)
+    real = tf.range(context) < start - first
+    taken = tf.gather(buffer, tf.minimum(positions, tf.maximum(tf.shape(buffer)[1] - 1, 0)), axis=1)
+    return tf.where(real[None, :], taken, PAD)
+
+
+def walk(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continuation: int, carry: bool,
+         new_tokens=0, pick=None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Reads every text, then adds `new_tokens` tokens to each.
+
+    Args:
+        ids: int32 `[batch, steps]`, the texts' token ids, right-padded.
+        lengths: int32 `[batch]`, each text's number of tokens.
+        carry: whether the decoder's state goes on across window borders (else it restarts from the
+            encoder's states at every border).
+        new_tokens: tokens to generate per text (an int or a scalar tensor).
+        pick: `pick(log_probs [batch, vocab], index [batch]) -> ids [batch]` chooses the `index`-th new
+            token of each row; default: the most probable one.
+
+    Returns:
+        `(logits, produced)`: the logits of the token after each text `[batch, vocab]`, and the
+        generated ids `[batch, new_tokens]`.
+    """
+    ids = tf.cast(ids, tf.int32)
+    lengths = tf.cast(lengths, tf.int32)
+    batch = tf.shape(ids)[0]
+    new_tokens = tf.convert_to_tensor(new_tokens, tf.int32)
+    longest = tf.reduce_max(tf.concat([lengths, [0]], 0))
+    last = longest + tf.maximum(new_tokens, 1)  # positions 0 .. last-1 are stepped
+    ids = ids[:, :longest]
+    buffer = tf.pad(ids, [[0, 0], [0, last - tf.shape(ids)[1]]])  # the texts, then room for what is generated
+    # Without carried states only the current window matters: start at the window of the shortest text.
+    first = 0 if carry else tf.reduce_min(tf.concat([lengths, [longest]], 0)) // continuation * continuation
+    pick = pick or (lambda log_probs, index: tf.argmax(log_probs, axis=-1, output_type=tf.int32))
+
+    def encode(buffer, p):
+        memory, states = model.encode(window_source(buffer, p, context))
+        return memory, [list(layer) for layer in states]
+
+    memory, states = encode(buffer, first)
+    vocab = model.decoder.vocab_size
+
+    def step(p, buffer, memory, states, logits_next):
+        def new_window():
+            new_memory, encoder_states = encode(buffer, p)
+            return new_memory, (states if carry else encoder_states)
+
+        memory, states = tf.cond(tf.logical_and(p % continuation == 0, p > first), new_window,
+                                 lambda: (memory, states))
+        previous = tf.where(p > 0, tf.gather(buffer, tf.maximum(p - 1, 0), axis=1), BOS)
+        logits, states, _ = model.step(previous, states, memory)
+        logits = tf.cast(logits, tf.float32)
+        states = [list(layer) for layer in states]
+        logits_next = tf.where((p == lengths)[:, None], logits, logits_next)
+        generating = tf.logical_and(p >= lengths, p < lengths + new_tokens)
+        chosen = tf.cast(pick(tf.nn.log_softmax(logits), tf.maximum(p - lengths, 0)), tf.int32)
+        column = tf.equal(tf.range(tf.shape(buffer)[1]), p)[None, :]
+        buffer = tf.where(tf.logical_and(column, generating[:, None]), chosen[:, None], buffer)
+        return p + 1, buffer, memory, states, logits_next
+
+    _, buffer, _, _, logits_next = tf.while_loop(
+        lambda p, *_: p < last, step,
+        (tf.convert_to_tensor(first, tf.int32), buffer, memory, states, tf.zeros([batch, vocab], tf.float32)))
+    produced = tf.gather(buffer, lengths[:, None] + tf.range(new_tokens)[None, :], batch_dims=1)
+    return logits_next, produced
