@@ -61,20 +61,21 @@ class Server:
         return self.process.returncode, "".join(self.lines) + rest
 
 
-@pytest.fixture(scope="module")
-def lm_server(lm_run):
-    server = Server(lm_run)
+def serving(run: Path):
+    server = Server(run)
     yield server
     if server.process.poll() is None:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def lm_server(lm_run):
+    yield from serving(lm_run)
 
 
 @pytest.fixture(scope="module")
 def translation_server(trained_run):
-    server = Server(trained_run)
-    yield server
-    if server.process.poll() is None:
-        server.stop()
+    yield from serving(trained_run)
 
 
 def test_the_api_answers_as_the_library_does(lm_run, lm_server):
@@ -113,6 +114,8 @@ def test_the_api_answers_as_the_library_does(lm_run, lm_server):
     ("api/predict", {"text": "a " * (MAX_TEXT_TOKENS + 1)}, 413, f"{MAX_TEXT_TOKENS + 1} tokens; at most"),
     ("api/predict", b'{"text": "' + b"a" * MAX_BODY_BYTES + b'"}', 413, "request body too large"),
     ("api/predict", b"\xff\xfe", 400, "not valid JSON"),
+    ("api/predict", b"", 400, "the request body is empty"),
+    ("api/generate", b"  ", 400, "the request body is empty"),
     ("api/translate", {"text": "a"}, 404, "needs a translate run"),
 ])
 def test_bad_requests_get_json_4xx_errors(lm_server, endpoint, body, status, message):
@@ -171,6 +174,8 @@ def test_translation_api_returns_the_translation_and_its_attention(trained_run, 
     assert weights.shape == (len(attention["output_tokens"]), len(attention["source_tokens"]))
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-4)
     assert translation_server.post("api/predict", {"text": "a"})[0] == 404
+    assert translation_server.post("api/translate", {"text": "  "})[1] == {
+        "error": 'field "text": empty; give the text to translate', "status": 400}
     assert translation_server.post("api/translate", {"text": "a", "beam": 2, "n_best": 3})[1]["error"] == (
         "decoding options: n-best 3 is more than the beam size 2")
 

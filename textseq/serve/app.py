@@ -67,6 +67,8 @@ class Api:
 
     def translate(self, request: dict) -> dict:
         translator = self._task(Translator, "translate")
+        if not request["text"].strip():
+            raise ApiError('field "text": empty; give the text to translate')
         self._check_tokens(request["text"])
         options = translator.options(beam_size=request["beam"], alpha=request["alpha"],
                                      max_length=request["max_length"], n_best=request["n_best"],

@@ -76,8 +76,10 @@ def parse_body(body: bytes, fields: dict[str, Field]) -> dict[str, Any]:
     """The checked request: every field of `fields`, defaults filled in."""
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(f"request body of {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted", 413)
+    if not body.strip():
+        raise ApiError('the request body is empty; send a JSON object such as {"text": "a man is"}')
     try:
-        data = json.loads(body.decode("utf-8")) if body.strip() else {}
+        data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(f"the request body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
