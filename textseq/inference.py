@@ -108,7 +108,7 @@ class LoadedRun:
         source_vocab, target_vocab = run.vocabularies(recipe.vocab.shared)
         model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
         model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
-        model.load_weights(run.weights_file)
+        load_weights(model, run.weights_file)
         return cls(recipe, model, Tokenizer(source_vocab), Tokenizer(target_vocab))
 
     def tokenize(self, text: str) -> tuple[list[str], np.ndarray]:
@@ -120,6 +120,16 @@ class LoadedRun:
                 input_signature=[tf.TensorSpec([1], tf.string)])
         pieces, ids = self._compiled["tokenize"](tf.constant([text]))
         return [piece.decode("utf-8") for piece in pieces.numpy()], ids.numpy()
+
+
+def load_weights(model: Seq2Seq, path: Path) -> None:
+    """`model.load_weights(path)`, or a UserError that names the file when it is damaged or does not fit."""
+    try:
+        model.load_weights(path)
+    except Exception as error:  # noqa: BLE001 - h5py and Keras raise OSError, ValueError, KeyError...
+        raise UserError(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
+                        "the file is damaged or belongs to another recipe. Copy it back from a backup, or train "
+                        "again (textseq train resumes from the last epoch checkpoint)") from None
 
 
 def load(run_dir: str | Path) -> "Translator | LanguageModel":

@@ -31,17 +31,20 @@ def _opt(default: Any, help: str, **checks: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["dates", "parallel", "text", "tfds"] = _opt(
+    source: Literal["dates", "parallel", "tsv", "text", "tfds"] = _opt(
         "dates", "dates: generated, offline; parallel: aligned files PREFIX.SRC_LANG / PREFIX.TGT_LANG; "
+                 "tsv: one file per split of SOURCE<TAB>TARGET lines; "
                  "text: plain text files for language models; tfds: a TensorFlow Datasets dataset")
     dataset: Optional[str] = _opt(None, "tfds: the dataset's name, e.g. tiny_shakespeare or ted_hrlr_translate/pt_to_en")
     text_field: str = _opt("text", "tfds with task language_model: the feature that holds the text")
-    dir: Optional[str] = _opt(None, "parallel, text: directory of relative paths; default $TEXTSEQ_DATA or ~/.cache/textseq")
+    dir: Optional[str] = _opt(None, "parallel, tsv, text: directory of relative paths; default $TEXTSEQ_DATA or "
+                                    "~/.cache/textseq")
     train: Optional[str] = _opt(None, "parallel: prefix of the training files, e.g. multi30k/tok/train.lc.norm.tok; "
-                                      "text: the training file (.gz read directly)")
-    validation: Optional[str] = _opt(None, "parallel: prefix of the validation files; text: the validation file; "
+                                      "tsv, text: the training file (.gz read directly)")
+    validation: Optional[str] = _opt(None, "parallel: prefix of the validation files; tsv, text: the validation file; "
                                            "tfds: the split's name (default validation; train for the others)")
-    test: Optional[str] = _opt(None, "parallel: prefix of the test files; text: the test file; tfds: the split's name")
+    test: Optional[str] = _opt(None, "parallel: prefix of the test files; tsv, text: the test file; tfds: the split's "
+                                     "name")
     encoding_errors: Literal["strict", "replace", "skip"] = _opt(
         "strict", "lines that are not UTF-8: strict stops (naming file, line, byte), replace puts U+FFFD in, "
                   "skip drops the line (with its pair in parallel files)")
@@ -273,7 +276,7 @@ def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where
 
 def _check_together(config: Any, path: tuple, where: _Where) -> None:
     """Rules that involve more than one key."""
-    suits = {"language_model": ("text", "tfds"), "translate": ("dates", "parallel", "tfds")}
+    suits = {"language_model": ("text", "tfds"), "translate": ("dates", "parallel", "tsv", "tfds")}
     if isinstance(config, Recipe) and config.data.source not in suits[config.task]:
         key = ("data", "source")
         wanted = " or ".join(suits[config.task])
@@ -302,6 +305,12 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
                 key = path + (name,)
                 raise UserError(f"{where(path)}{'.'.join(key)} is needed with data.source: parallel "
                                 "(files PREFIX.SOURCE_LANGUAGE and PREFIX.TARGET_LANGUAGE for train, validation, test)")
+    if isinstance(config, DataConfig) and config.source == "tsv":
+        for name in ("train", "validation", "test"):
+            if not getattr(config, name):
+                key = path + (name,)
+                raise UserError(f"{where(path)}{'.'.join(key)} is needed with data.source: tsv (a file of "
+                                "SOURCE<TAB>TARGET lines for each of train, validation, test)")
     if isinstance(config, TrainConfig) and config.devices and config.strategy != "mirrored":
         key = path + ("devices",)
         raise UserError(f"{where(key)}{'.'.join(key)} applies to train.strategy: mirrored; "

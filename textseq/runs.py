@@ -28,6 +28,10 @@ from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
 from textseq.recipe import Recipe, load_recipe, recipe_differences
 
+# The layout of a run directory; a textseq that finds a higher number refuses the run instead of
+# misreading it. Run directories written before the number existed are format 1.
+RUN_FORMAT = 1
+
 # Keys that change nothing already trained: more epochs, or how the export and translate decode.
 RESUMABLE_CHANGES = {"train.epochs", "export.max_output_length", "export.beam_size", "export.alpha"}
 
@@ -52,10 +56,30 @@ class Run:
             raise UserError(f"{run.path}: no such run directory; train one with `textseq train RECIPE --out {run.path}`")
         if not run.recipe_file.exists() or not run.info_file.exists():
             raise UserError(f"{run.path}: not a textseq run directory (no recipe.yaml or run.json)")
+        run.check_format()
         if not run.weights_file.exists():
             raise UserError(f"{run.weights_file}: missing; the run has not finished an epoch yet, "
                             f"resume it with `textseq train {run.recipe_file}`")
         return run
+
+    def info(self) -> dict:
+        """run.json: the textseq version that made the run, the run format and the creation time."""
+        try:
+            info = json.loads(self.info_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise UserError(f"{self.info_file}: cannot be read ({error}); the run directory is damaged: restore the "
+                            "file from a backup, or train again with --overwrite") from None
+        if not isinstance(info, dict):
+            raise UserError(f"{self.info_file}: expected a JSON object; the run directory is damaged")
+        return info
+
+    def check_format(self) -> None:
+        """Refuses a run written by a newer textseq in a layout this one does not know."""
+        info = self.info()
+        if info.get("format", 1) > RUN_FORMAT:
+            raise UserError(f"{self.path}: written by textseq {info.get('textseq_version', '?')} in run format "
+                            f"{info['format']}; this textseq {__version__} reads format {RUN_FORMAT} and older. "
+                            "Upgrade textseq (pip install -U textseq) to use this run")
 
     @classmethod
     def prepare(cls, path: str | Path, recipe: Recipe, overwrite: bool = False) -> tuple["Run", bool]:
@@ -78,7 +102,8 @@ class Run:
             shutil.rmtree(run.path)  # an explicit --overwrite of an earlier run
         run.path.mkdir(parents=True, exist_ok=True)
         write_atomically(run.info_file, json.dumps(
-            {"textseq_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat()}, indent=2))
+            {"textseq_version": __version__, "format": RUN_FORMAT,
+             "created": dt.datetime.now(dt.timezone.utc).isoformat()}, indent=2))
         run._write_recipe(recipe)
         return run, False
 
@@ -101,7 +126,13 @@ class Run:
         self.lock_file.unlink(missing_ok=True)
 
     def recipe(self) -> Recipe:
-        return load_recipe(self.recipe_file)
+        try:
+            return load_recipe(self.recipe_file)
+        except UserError as error:
+            made_by = self.info().get("textseq_version") if self.info_file.exists() else None
+            if made_by and made_by != __version__:
+                raise UserError(f"{error} (the run was made by textseq {made_by}; this is textseq {__version__})") from None
+            raise
 
     def _write_recipe(self, recipe: Recipe) -> None:
         write_atomically(self.recipe_file, recipe.to_yaml())

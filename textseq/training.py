@@ -20,6 +20,7 @@ from textseq.data.tasks import TaskData
 from textseq.distribute import broadcast_from_chief, describe, is_chief, make_strategy, precision, workers
 from textseq.errors import UserError
 from textseq.metrics import TokenAccuracy, token_loss
+from textseq.inference import load_weights
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import Recipe, TrainConfig
@@ -233,7 +234,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if not path.exists():
             raise UserError(f"{path}: missing, but {self.run.state_file} names it; "
                             "restore the file or train again with --overwrite")
-        model.load_weights(path)
+        load_weights(model, path)
         return state["epoch"]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None):

@@ -4,6 +4,9 @@
 - `parallel`: two aligned text files per split, `PREFIX.SRC_LANG` and `PREFIX.TGT_LANG` (or `.gz`),
   line i of one translating line i of the other, the layout of Multi30k, WMT and fairseq.
   Relative prefixes are under `data.dir` (default: the corpus cache of `textseq data fetch`).
+- `tsv`: one file per split, each line `SOURCE<TAB>TARGET` (the format of Tatoeba/Anki sentence
+  pairs and of many exported corpora); a line with another number of columns is an error that
+  names the file and the line.
 - `tfds`: a TensorFlow Datasets dataset through `tfds.load` (`data.dir` is its data_dir): pairs
   of the `source_language` / `target_language` features, or, for a language model, the texts of
   `text_field` joined by newlines.
@@ -38,6 +41,8 @@ def load_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     if config.source == "parallel":
         return parallel_pairs(config, split)
+    if config.source == "tsv":
+        return tsv_pairs(config, split)
     if config.source == "tfds":
         return [(ex[config.source_language], ex[config.target_language])
                 for ex in tfds_examples(config, split, (config.source_language, config.target_language))]
@@ -120,6 +125,36 @@ def parallel_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
         log.warning("%s: skipped %d line pair(s) with an empty side (the first at line %d of %s)",
                     key, len(pairs) - len(kept), blank, source_file)
     return kept
+
+
+def tsv_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
+    """The (source, target) pairs of one split's TSV file; blank lines and lines with an empty side skipped."""
+    key = f"data.{split}"
+    path = resolve(config, getattr(config, split))
+    try:
+        lines = read_lines(path, key, config.encoding_errors)
+    except FileNotFoundError:
+        raise missing_file(key, path) from None
+    pairs, empty = [], []
+    for number, line in enumerate(lines, 1):
+        if line is None or not line.strip():  # not UTF-8 (skipped as data.encoding_errors says), or blank
+            continue
+        columns = line.split("\t")
+        if len(columns) != 2:
+            shown = line if len(line) <= 60 else line[:57] + "..."
+            raise UserError(f"{key}: {path}, line {number}: {len(columns)} tab-separated column(s) in {shown!r}; "
+                            "every line must be SOURCE<TAB>TARGET (a tab inside a text must be replaced by a space)")
+        source, target = columns[0].strip(), columns[1].strip()
+        if source and target:
+            pairs.append((source, target))
+        else:
+            empty.append(number)
+    if empty:
+        log.warning("%s: skipped %d line(s) with an empty side (the first is line %d of %s)", key, len(empty),
+                    empty[0], path)
+    if not pairs:
+        raise UserError(f"{key}: {path} has no SOURCE<TAB>TARGET pairs")
+    return pairs
 
 
 def tfds_examples(config: DataConfig, split: str, fields: tuple[str, ...]) -> list[dict[str, str]]:

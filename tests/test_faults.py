@@ -1,0 +1,186 @@
+"""Faults, for real: a training process killed with SIGKILL in the middle of an epoch, a crash while a
+checkpoint is being written, damaged or foreign run directories, and malformed TSV corpora."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from textseq.cli import cli
+from textseq.errors import UserError
+from textseq.inference import load
+from textseq.recipe import recipe_from_dict
+from textseq.training import train
+
+from conftest import ROOT, TINY
+from test_training import h5_arrays
+
+# Epochs of a few seconds, so that a kill lands inside one.
+LONG_EPOCHS = {**TINY, "data": {**TINY["data"], "train_examples": 12000}, "train": {**TINY["train"], "epochs": 3}}
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def train_command(recipe_file, out):
+    return [sys.executable, "-m", "textseq", "train", str(recipe_file), "--out", str(out)]
+
+
+def wait_for_epoch(out, epoch: int, process: subprocess.Popen, timeout: float = 240) -> None:
+    state_file = out / "checkpoints" / "state.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state_file.exists() and json.loads(state_file.read_text())["epoch"] >= epoch:
+            return
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.05)
+    raise AssertionError(f"epoch {epoch} did not finish in {timeout} s")
+
+
+def test_kill_9_mid_epoch_loses_only_that_epoch_and_the_rerun_continues_exactly(tmp_path):
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(LONG_EPOCHS))
+    straight = subprocess.run(train_command(recipe_file, tmp_path / "straight"), capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(train_command(recipe_file, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_for_epoch(out, 1, process)
+        time.sleep(0.5)  # into epoch 2
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1, "the kill came after epoch 2 had finished: make the epochs longer"
+    assert (out / "training.lock").exists()  # left behind by the killed process; a dead pid's lock is stale
+
+    rerun = subprocess.run(train_command(recipe_file, out), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resumed_from_epoch 1" in rerun.stderr and "epochs_done        3" in rerun.stderr
+    with open(out / "metrics.csv") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["0", "1", "2"]
+    # Same weights and optimizer state as the run nobody killed: the order of the data of epochs 2
+    # and 3 and the Adam moments came back exactly.
+    expected = h5_arrays(tmp_path / "straight" / "checkpoints" / "epoch-0003.weights.h5")
+    actual = h5_arrays(out / "checkpoints" / "epoch-0003.weights.h5")
+    assert expected.keys() == actual.keys() and any("optimizer" in key for key in expected)
+    for key in expected:
+        np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+CRASH_WHILE_SAVING = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {tests!r})
+    import keras
+    from conftest import TINY
+    from textseq.recipe import recipe_from_dict
+    from textseq.training import train
+
+    save = keras.Model.save_weights
+    def save_then_die(self, path, *args, **kwargs):
+        if "epoch-0002" in str(path):  # half a file on disk, then the process is gone
+            with open(path, "wb") as f:
+                f.write(b"\\x89HDF\\r\\n" + b"\\0" * 1000)
+            os._exit(9)
+        return save(self, path, *args, **kwargs)
+    keras.Model.save_weights = save_then_die
+    train(recipe_from_dict(TINY, ["train.epochs=3"]), sys.argv[1], verbose=0)
+""")
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_usable(tmp_path):
+    out = tmp_path / "run"
+    script = CRASH_WHILE_SAVING.format(tests=str(ROOT / "tests"))
+    crashed = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+    assert crashed.returncode == 9, crashed.stderr[-2000:]
+    assert (out / "checkpoints" / "tmp-epoch-0002.weights.h5").exists()  # the half-written file
+    assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == 1
+    assert load(out).model is not None  # the best weights so far still load
+    summary = train(recipe_from_dict(TINY, ["train.epochs=3"]), out, verbose=0)
+    assert (summary["resumed_from_epoch"], summary["epochs_done"]) == (1, 3)
+    assert sorted(p.name for p in (out / "checkpoints").glob("epoch-*.weights.h5")) == [
+        "epoch-0002.weights.h5", "epoch-0003.weights.h5"]
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+def test_a_run_from_a_newer_textseq_is_refused_with_what_to_do(run_copy):
+    info = json.loads((run_copy / "run.json").read_text())
+    (run_copy / "run.json").write_text(json.dumps({**info, "textseq_version": "9.0.0", "format": 2}))
+    result = invoke("translate", run_copy, "3rd of March 1998")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip() == (
+        f"Error: {run_copy}: written by textseq 9.0.0 in run format 2; this textseq 0.1.0 reads format 1 and older. "
+        "Upgrade textseq (pip install -U textseq) to use this run")
+
+    (run_copy / "run.json").write_text(json.dumps({**info, "textseq_version": "9.0.0"}))
+    recipe = yaml.safe_load((run_copy / "recipe.yaml").read_text())
+    recipe["model"]["layer_norm"] = True  # a key this version does not know
+    (run_copy / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = invoke("translate", run_copy, "3rd of March 1998")
+    assert result.exit_code == 2
+    assert "unknown key model.layer_norm" in result.stderr
+    assert "(the run was made by textseq 9.0.0; this is textseq 0.1.0)" in result.stderr
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: (run / "vocab.txt").unlink(), "vocab.txt: vocabulary file missing"),
+    (lambda run: (run / "model.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100), "model.weights.h5: cannot be loaded"),
+    (lambda run: (run / "model.weights.h5").unlink(), "model.weights.h5: missing; the run has not finished an epoch"),
+    (lambda run: (run / "run.json").write_text("{not json"), "run.json: cannot be read"),
+    (lambda run: (run / "recipe.yaml").unlink(), "not a textseq run directory (no recipe.yaml or run.json)"),
+])
+def test_a_damaged_run_directory_gives_one_clear_message(run_copy, damage, message):
+    damage(run_copy)
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load(run_copy)
+    result = invoke("evaluate", run_copy, "--split", "test")
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def tsv_recipe(tmp_path, train_text: str) -> dict:
+    (tmp_path / "train.tsv").write_bytes(train_text.encode("utf-8"))
+    (tmp_path / "valid.tsv").write_text("5 May 2001\t2001-05-05\n")
+    (tmp_path / "test.tsv").write_text("6 May 2001\t2001-05-06\n")
+    return {**TINY, "data": {"source": "tsv", "dir": str(tmp_path), "train": "train.tsv", "validation": "valid.tsv",
+                             "test": "test.tsv"}}
+
+
+def test_tsv_corpora_take_crlf_bom_and_blank_lines_and_name_a_bad_line(tmp_path):
+    recipe = tsv_recipe(tmp_path, "\ufeff3rd of March 1998\t1998-03-03\r\n\r\nTue, 03.03.98\t1998-03-03\r\n")
+    (tmp_path / "tsv.yaml").write_text(yaml.safe_dump(recipe))
+    result = invoke("check", tmp_path / "tsv.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["train_examples"] == 2
+
+    recipe = tsv_recipe(tmp_path, "a\tb\nc\td\te\nf\tg\n")
+    (tmp_path / "tsv.yaml").write_text(yaml.safe_dump(recipe))
+    result = invoke("check", tmp_path / "tsv.yaml")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip() == (
+        f"Error: data.train: {tmp_path}/train.tsv, line 2: 3 tab-separated column(s) in 'c\\td\\te'; every line must "
+        "be SOURCE<TAB>TARGET (a tab inside a text must be replaced by a space)")
+
+    del recipe["data"]["test"]
+    (tmp_path / "tsv.yaml").write_text(yaml.safe_dump(recipe))
+    result = invoke("check", tmp_path / "tsv.yaml")
+    assert result.exit_code == 2 and "data.test is needed with data.source: tsv" in result.stderr
