@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from textseq.distribute import describe, make_strategy, precision
+from textseq.distribute import describe, make_strategy, precision, resolve_precision
 from textseq.errors import UserError
 from textseq.recipe import TrainConfig, recipe_from_dict
 from textseq.training import train
@@ -18,6 +18,21 @@ from conftest import ROOT, TINY
 def test_auto_picks_the_default_strategy_here(monkeypatch):
     monkeypatch.delenv("TPU_NAME", raising=False)
     assert describe(make_strategy(TrainConfig(strategy="auto"))) == "default strategy, 1 replica"
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse2 avx2 avx512f avx512_bf16", "mixed_bfloat16"),  # AMD Zen 4, Intel Cooper Lake
+    ("fpu sse2 avx2 avx512f amx_bf16 amx_tile", "mixed_bfloat16"),  # Intel Sapphire Rapids
+    ("fpu sse2 avx2 avx512f", "float32"),  # AVX-512 without bf16: emulated bf16 is slower than float32
+    (None, "float32"),  # no /proc/cpuinfo (macOS, Windows)
+])
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, flags, expected):
+    monkeypatch.setattr("tensorflow.config.list_physical_devices", lambda kind=None: [])
+    cpuinfo = tmp_path / "cpuinfo"
+    if flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert resolve_precision("auto", cpuinfo=str(cpuinfo)) == expected
+    assert resolve_precision("mixed_float16", cpuinfo=str(cpuinfo)) == "mixed_float16"  # a named policy stays
 
 
 def test_tpu_without_a_tpu_says_what_was_looked_for(monkeypatch):

@@ -1,4 +1,6 @@
 import csv
+import json
+import shutil
 
 import h5py
 import keras
@@ -88,7 +90,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path, monkey
             return keras.ops.where(step < 12, 0.01, float("nan"))
 
     monkeypatch.setattr(textseq.training, "make_optimizer",
-                        lambda config: keras.optimizers.SGD(learning_rate=BrokenAfterOneEpoch()))
+                        lambda config, steps: keras.optimizers.SGD(learning_rate=BrokenAfterOneEpoch()))
     run = tmp_path / "run"
     with pytest.raises(UserError) as error:
         train(recipe_from_dict(TINY, ["train.epochs=3"]), run, verbose=0)
@@ -125,3 +127,35 @@ def test_two_trainings_never_write_one_run(tmp_path):
     (run / "training.lock").write_text(json.dumps({"pid": int(finished.stdout), "host": socket.gethostname()}))
     summary = train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)  # a dead process's lock is stale
     assert summary["resumed_from_epoch"] == 1 and summary["epochs_done"] == 2
+
+
+def test_a_cosine_schedule_decays_to_a_tenth_and_a_resumed_run_stays_on_the_curve(tmp_path):
+    recipe = recipe_from_dict(TINY, ["train.epochs=2", "train.schedule=cosine"])
+    straight = tmp_path / "straight"
+    train(recipe, straight, verbose=0)
+    with open(straight / "metrics.csv") as f:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    # Half-way the cosine is at 0: the rate is half-way between 0.01 and its floor 0.001.
+    np.testing.assert_allclose(rates, [0.0055, 0.001], rtol=1e-5)
+
+    # The same run, as if killed during its second epoch: only epoch 1's checkpoint is left.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    (resumed / "checkpoints" / "epoch-0002.weights.h5").unlink()
+    state = json.loads((resumed / "checkpoints" / "state.json").read_text())
+    (resumed / "checkpoints" / "state.json").write_text(
+        json.dumps({**state, "epoch": 1, "checkpoint": "epoch-0001.weights.h5"}))
+    lines = (resumed / "metrics.csv").read_text().splitlines(keepends=True)
+    (resumed / "metrics.csv").write_text("".join(lines[:-1]))
+
+    assert train(recipe, resumed, verbose=0)["resumed_from_epoch"] == 1
+    expected = h5_arrays(straight / "checkpoints" / "epoch-0002.weights.h5")
+    actual = h5_arrays(resumed / "checkpoints" / "epoch-0002.weights.h5")
+    for key in expected:
+        np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert (resumed / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
+
+
+def test_cosine_and_halving_on_plateaus_do_not_mix(tmp_path):
+    with pytest.raises(UserError, match="train.reduce_lr_patience halves a constant learning rate"):
+        recipe_from_dict(TINY, ["train.schedule=cosine", "train.reduce_lr_patience=1"])

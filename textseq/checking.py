@@ -9,7 +9,7 @@ from __future__ import annotations
 from textseq.data.sources import SPLITS, load_pairs
 from textseq.data.tasks import TaskData
 from textseq.data.vocab import UNK
-from textseq.distribute import check_tf_config
+from textseq.distribute import check_tf_config, resolve_precision
 from textseq.models import build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import Recipe
@@ -46,5 +46,5 @@ def check(recipe: Recipe) -> dict:
         "strategy": recipe.train.strategy,
         **cluster,
         "warnings": fast_path_warnings(recipe.model),
-        "precision": recipe.train.precision,
+        "precision": resolve_precision(recipe.train.precision),
     }

@@ -98,14 +98,19 @@ class TrainConfig:
     clipnorm: Optional[float] = _opt(1.0, "clip each gradient to this norm; null disables", above=0.0)
     early_stopping_patience: int = _opt(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0)
     reduce_lr_patience: int = _opt(0, "halve the learning rate after this many epochs without a better validation loss; 0 never", min=0)
+    schedule: Literal["constant", "cosine"] = _opt(
+        "constant", "learning rate over the run: constant (halved on plateaus by reduce_lr_patience), or cosine "
+        "from learning_rate down to a tenth of it at the last step of train.epochs")
     label_smoothing: float = _opt(0.0, "share of each target's probability spread over the whole vocabulary in the training loss", min=0.0, below=1.0)
     seed: int = _opt(0, "seed of weights initialisation, dropout and shuffling")
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = _opt(
         "auto", "auto: a TPU if found, mirrored over 2+ GPUs, else one device; multi_worker: the cluster in TF_CONFIG")
     devices: Optional[str] = _opt(None, "mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1 or /cpu:0,/cpu:1")
     tpu: Optional[str] = _opt(None, "tpu: the TPU's name or grpc:// address; empty on a TPU VM")
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = _opt(
-        "float32", "mixed_float16 on GPUs, mixed_bfloat16 on TPUs and CPUs with bf16; logits stay float32")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = _opt(
+        "float32", "mixed_float16 on GPUs, mixed_bfloat16 on TPUs and CPUs with bf16; logits stay float32. auto: "
+        "mixed_bfloat16 where the TPU, GPU (8.0+) or CPU (AVX512_BF16, AMX) has bf16, mixed_float16 on 7.x GPUs, "
+        "else float32")
 
 
 @dataclass(frozen=True)
@@ -315,6 +320,10 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
         key = path + ("devices",)
         raise UserError(f"{where(key)}{'.'.join(key)} applies to train.strategy: mirrored; "
                         f"got strategy {config.strategy!r}. Set train.strategy=mirrored or remove train.devices")
+    if isinstance(config, TrainConfig) and config.schedule == "cosine" and config.reduce_lr_patience:
+        key = path + ("reduce_lr_patience",)
+        raise UserError(f"{where(key)}{'.'.join(key)} halves a constant learning rate; train.schedule: cosine "
+                        "already decays it. Set one of them: reduce_lr_patience: 0, or schedule: constant")
     if isinstance(config, ModelConfig) and config.bidirectional and config.units % 2:
         key = path + ("units",)
         raise UserError(

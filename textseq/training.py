@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from textseq.data.pipeline import examples_dataset
 from textseq.data.tasks import TaskData
-from textseq.distribute import broadcast_from_chief, describe, is_chief, make_strategy, precision, workers
+from textseq.distribute import (broadcast_from_chief, describe, is_chief, make_strategy, precision, resolve_precision,
+                                workers)
 from textseq.errors import UserError
 from textseq.metrics import TokenAccuracy, token_loss
 from textseq.inference import load_weights
@@ -76,10 +77,13 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         validation_data = distribute(strategy, lambda context: data.dataset(
             "validation", recipe.train.batch_size, input_context=context, static_shapes=static_shapes))
         source_vocab, target_vocab = data.source.vocab, data.target.vocab
+        steps_per_epoch = int(data.dataset("train", recipe.train.batch_size, shuffle_seed=recipe.train.seed,
+                                           epoch=epoch).cardinality())
 
-        with strategy.scope(), precision(recipe.train.precision):
+        policy = resolve_precision(recipe.train.precision, strategy)
+        with strategy.scope(), precision(policy):
             model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
-            model.compile(optimizer=make_optimizer(recipe.train), loss=token_loss(recipe.train.label_smoothing),
+            model.compile(optimizer=make_optimizer(recipe.train, steps_per_epoch), loss=token_loss(recipe.train.label_smoothing),
                           metrics=[TokenAccuracy()])
             first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,
                                                      *data.max_lengths, static_shapes=static_shapes)))
@@ -98,7 +102,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
         initial_epoch = int(done.numpy())
         log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %s, epoch %d of %d",
-                 "resuming" if initial_epoch else "starting", run.path, strategy_name, recipe.train.precision,
+                 "resuming" if initial_epoch else "starting", run.path, strategy_name, policy,
                  model.count_params(), source_vocab.size, target_vocab.size, f"{train_count} training {data.unit}",
                  initial_epoch,
                  recipe.train.epochs)
@@ -106,7 +110,9 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         history = {}
         guard = StopOnNonFiniteLoss()
         if initial_epoch < recipe.train.epochs:
-            callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e)), guard]
+            callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e),
+                                                        on_epoch_end=lambda e, logs: log_learning_rate(model, logs)),
+                         guard]
             if chief:
                 checkpoint.guard = guard
                 callbacks += [checkpoint, FinishedEpochsLog(run.metrics_file, guard),
@@ -138,6 +144,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
             "last_metrics": {k: v[-1] for k, v in history.items()},
             "parameters": model.count_params(),
             "strategy": strategy_name,
+            "precision": policy,
             "chief": chief,
             "wall_seconds": round(time.monotonic() - started, 1),
         }
@@ -176,8 +183,25 @@ def distribute(strategy: tf.distribute.Strategy, make_dataset) -> tf.data.Datase
     return dataset
 
 
-def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    return OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate, clipnorm=config.clipnorm)
+def log_learning_rate(model: keras.Model, logs: dict) -> None:
+    """The rate the epoch's last step used, for metrics.csv and the progress bar."""
+    logs["learning_rate"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer; a cosine schedule counts the optimizer's steps, so a resumed run goes on
+    along the same curve.
+
+    >>> optimizer = make_optimizer(TrainConfig(schedule="cosine", learning_rate=1.0, epochs=2), 5)
+    >>> _ = optimizer.iterations.assign(10)  # the last step of epoch 2
+    >>> round(float(optimizer.learning_rate), 6)
+    0.1
+    """
+    learning_rate = config.learning_rate
+    if config.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1)
+    return OPTIMIZERS[config.optimizer](learning_rate=learning_rate, clipnorm=config.clipnorm)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
