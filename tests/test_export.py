@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from textseq.cli import cli
 from textseq.inference import LanguageModel, Translator
 
-INPUTS = ["3rd of March 1998", "", "@@@@ ~~~~", "Saturday, the 31st of December 1999 " * 4, "ünïcödé 1999 中文"]
+INPUTS = ["3rd of March 1998", "", " \t ", "@@@@ ~~~~", "Saturday, the 31st of December 1999 " * 4, "ünïcödé 1999 中文"]
 
 LOAD_AND_TRANSLATE = textwrap.dedent("""
     import json, sys
@@ -91,7 +91,7 @@ LOAD_AND_PREDICT = textwrap.dedent("""
                       "default_k": int(default["words"].shape[1]),
                       "generated": [t.decode("utf-8") for t in generated["text"].numpy()]}))
 """)
-LM_INPUTS = ["a man is riding a", "", "zzyzx qqq", "two dogs play in the snow while " * 10, "中文 émigré"]
+LM_INPUTS = ["a man is riding a", "", " \t ", "zzyzx qqq", "two dogs play in the snow while " * 10, "中文 émigré"]
 
 
 def test_language_model_export_predicts_and_generates_like_the_library(lm_run, tmp_path):

@@ -142,6 +142,18 @@ def test_a_run_from_a_newer_textseq_is_refused_with_what_to_do(run_copy):
     assert "(the run was made by textseq 9.0.0; this is textseq 0.1.0)" in result.stderr
 
 
+def test_a_run_from_an_older_textseq_loads_with_the_defaults_of_keys_added_since(run_copy):
+    info = json.loads((run_copy / "run.json").read_text())
+    info.pop("format", None)  # run.json had no format number before format 1
+    (run_copy / "run.json").write_text(json.dumps({**info, "textseq_version": "0.0.1"}))
+    recipe = yaml.safe_load((run_copy / "recipe.yaml").read_text())
+    del recipe["train"]["schedule"], recipe["data"]["carry_state"]  # keys that came later
+    (run_copy / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = invoke("translate", run_copy, "3rd of March 1998", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["translation"] == load(run_copy).translate(["3rd of March 1998"])[0]
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda run: (run / "vocab.txt").unlink(), "vocab.txt: vocabulary file missing"),
     (lambda run: (run / "model.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100), "model.weights.h5: cannot be loaded"),
