@@ -5,13 +5,78 @@ activations (tanh, sigmoid), `recurrent_dropout=0`, no unrolling, a bias, `reset
 GRU, and masks that are right-padded (every sequence's real tokens first): otherwise it steps
 through time in Python-level ops, several times slower. These constructors keep all of that except
 `recurrent_dropout`, which a recipe may ask for; `fast_path_warnings` says when it does.
+
+Where there is no cuDNN (CPUs, TPUs), Keras' fallback loop multiplies each step's inputs by the
+input kernel one step at a time and differentiates the loop step by step. `LSTM` and `GRU` here
+replace that fallback with the kernels in `textseq.layers.recurrent_kernels`, which hoist every
+matrix multiply that does not depend on the previous step out of the loop, forward and backward.
+They are Keras' layers otherwise: same weights, same config, same per-step `cell`.
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
-CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+from textseq.layers.recurrent_kernels import gru_sequence, lstm_sequence
+
+
+def _hoisted_kernel_applies(layer: keras.layers.RNN, training: bool) -> bool:
+    """True where Keras would otherwise take its slow step-by-step loop for this layer."""
+    return (keras.backend.backend() == "tensorflow" and not layer.unroll and layer.cell.use_bias
+            and layer.cell.activation is keras.activations.tanh
+            and layer.cell.recurrent_activation is keras.activations.sigmoid
+            and not (training and (layer.cell.dropout or layer.cell.recurrent_dropout))
+            and not tf.config.list_logical_devices("GPU"))
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class LSTM(keras.layers.LSTM):
+    """`keras.layers.LSTM` with the hoisted CPU/TPU kernel (see the module docstring).
+
+    >>> layer = LSTM(4, return_sequences=True, return_state=True)
+    >>> outputs, h, c = layer(keras.ops.ones((2, 3, 5)))
+    >>> tuple(outputs.shape), tuple(h.shape)
+    ((2, 3, 4), (2, 4))
+    """
+
+    def __init__(self, units, **kwargs):
+        kwargs.setdefault("zero_output_for_mask", True)  # as cuDNN and the hoisted kernel do
+        super().__init__(units, **kwargs)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not _hoisted_kernel_applies(self, training):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        cell = self.cell
+        outputs, h, c = lstm_sequence(sequences, initial_state[0], initial_state[1], mask, cell.kernel.value,
+                                      cell.recurrent_kernel.value, cell.bias.value, go_backwards=self.go_backwards)
+        return outputs[:, -1], outputs, [h, c]
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class GRU(keras.layers.GRU):
+    """`keras.layers.GRU` with the hoisted CPU/TPU kernel (`reset_after=True`, Keras' default).
+
+    >>> outputs, h = GRU(4, return_sequences=True, return_state=True)(keras.ops.ones((2, 3, 5)))
+    >>> tuple(outputs.shape), tuple(h.shape)
+    ((2, 3, 4), (2, 4))
+    """
+
+    def __init__(self, units, **kwargs):
+        kwargs.setdefault("zero_output_for_mask", True)  # as cuDNN and the hoisted kernel do
+        super().__init__(units, **kwargs)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not _hoisted_kernel_applies(self, training) or not self.reset_after:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        cell = self.cell
+        initial = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        outputs, h = gru_sequence(sequences, initial, mask, cell.kernel.value, cell.recurrent_kernel.value,
+                                  cell.bias.value, go_backwards=self.go_backwards)
+        return outputs[:, -1], outputs, [h]
+
+
+CELLS = {"lstm": LSTM, "gru": GRU}
 
 
 def recurrent_layer(cell: str, units: int, name: str, go_backwards: bool = False,

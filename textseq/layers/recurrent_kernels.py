@@ -1,0 +1,207 @@
+"""LSTM and GRU sequence kernels for CPUs and TPUs, with a hand-written gradient.
+
+Keras runs a recurrent layer without cuDNN as a loop over the cell: at every time step it
+multiplies that step's inputs by the input kernel, and TensorFlow's gradient of the loop again
+works step by step. Here everything that does not depend on the previous step is one large matrix
+multiply over all steps at once, as cuDNN does it:
+
+- forward: the input projections `x_t W + b` of all steps; the loop only adds `h_{t-1} U`;
+- backward: the loop only computes the pre-activation gradients `dz_t` and `dz_t U^T`; the
+  gradients of `W`, `U`, `b` and of the inputs are then single matrix multiplies over all steps.
+
+The weights are Keras' own (`kernel`, `recurrent_kernel`, `bias`, gates in Keras' order), so
+checkpoints and the per-step `cell` used for decoding are unchanged. Masks follow cuDNN (and
+Keras' loop with `zero_output_for_mask=True`): on a masked step the states stay as they were and
+the output is zero.
+
+>>> import numpy as np
+>>> x = tf.constant(np.ones((2, 3, 4), "float32")); h = tf.zeros((2, 5))
+>>> kernel, recurrent, bias = tf.ones((4, 20)) * 0.1, tf.ones((5, 20)) * 0.1, tf.zeros((20,))
+>>> outputs, h_last, c_last = lstm_sequence(x, h, h, tf.ones((2, 3), "bool"), kernel, recurrent, bias)
+>>> tuple(outputs.shape), tuple(h_last.shape)
+((2, 3, 5), (2, 5))
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _time_major(x):
+    return tf.transpose(x, [1, 0, 2])
+
+
+def _project(x_tm, kernel, bias):
+    """`x W + b` for every step of time-major `x` `[T, B, D]`, as one matrix multiply."""
+    steps, batch = tf.shape(x_tm)[0], tf.shape(x_tm)[1]
+    flat = tf.matmul(tf.reshape(x_tm, [-1, tf.shape(x_tm)[2]]), kernel) + bias
+    return tf.reshape(flat, [steps, batch, tf.shape(kernel)[1]])
+
+
+def _weight_gradients(inputs_tm, previous_tm, dz_tm, kernel, recurrent_kernel):
+    """dW = X^T dZ, dU = H_prev^T dZ, db = sum dZ and dX = dZ W^T, each one matrix multiply."""
+    width = tf.shape(dz_tm)[2]
+    dz = tf.reshape(dz_tm, [-1, width])
+    x = tf.reshape(inputs_tm, [-1, tf.shape(inputs_tm)[2]])
+    h = tf.reshape(previous_tm, [-1, tf.shape(previous_tm)[2]])
+    d_kernel = tf.matmul(x, dz, transpose_a=True)
+    d_recurrent = tf.matmul(h, dz, transpose_a=True)
+    d_inputs = tf.reshape(tf.matmul(dz, kernel, transpose_b=True), tf.shape(inputs_tm))
+    return d_inputs, d_kernel, d_recurrent, dz
+
+
+def _zeros_for_none(gradients, values):
+    """Outputs nothing depends on get None as their gradient; the loops need zeros (of batch-major shape)."""
+    return [tf.zeros_like(tf.transpose(v, [1, 0, 2]) if v.shape.rank == 3 else v) if g is None else g
+            for g, v in zip(gradients, values)]
+
+
+def _reversed(x_tm, go_backwards):
+    return tf.reverse(x_tm, [0]) if go_backwards else x_tm
+
+
+def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backwards=False):
+    """Runs an LSTM over `inputs` `[B, T, D]` from `(h0, c0)`.
+
+    Returns `(outputs [B, T, H], h_last, c_last)`; with `go_backwards` the steps run from the last
+    to the first and `outputs` are in the order they were computed (as Keras returns them).
+    `mask` is boolean `[B, T]` or None.
+    """
+    dtype = inputs.dtype
+    if mask is None:
+        mask = tf.ones(tf.shape(inputs)[:2], dtype="bool")
+    mask_tm = _reversed(tf.transpose(mask)[:, :, None], go_backwards)
+    kernel, recurrent_kernel, bias = (tf.cast(w, dtype) for w in (kernel, recurrent_kernel, bias))
+    units = tf.shape(recurrent_kernel)[0]
+    # tanh(x) = 2 sigmoid(2x) - 1: one sigmoid over all four gates, the cell input's pre-scaled by 2.
+    gate_scale = tf.concat([tf.ones([2 * units], dtype), tf.fill([units], tf.constant(2, dtype)),
+                            tf.ones([units], dtype)], 0)
+
+    @tf.custom_gradient
+    def run(inputs, h0, c0, kernel, recurrent_kernel, bias):
+        x_tm = _reversed(_time_major(inputs), go_backwards)
+        steps = tf.shape(x_tm)[0]
+        projected = _project(x_tm, kernel * gate_scale, bias * gate_scale)
+        scaled_recurrent = recurrent_kernel * gate_scale
+
+        def forward_step(t, h, c, gates_ta, cells_ta, hidden_ta):
+            gates = tf.sigmoid(projected[t] + tf.matmul(h, scaled_recurrent))
+            i, f, g, o = tf.split(gates, 4, axis=1)
+            c_new = f * c + i * (2 * g - 1)
+            h_new = o * tf.tanh(c_new)
+            m = mask_tm[t]
+            c_new, h_new = tf.where(m, c_new, c), tf.where(m, h_new, h)
+            return t + 1, h_new, c_new, gates_ta.write(t, gates), cells_ta.write(t, c_new), hidden_ta.write(t, h_new)
+
+        arrays = [tf.TensorArray(dtype, size=steps) for _ in range(3)]
+        _, h_last, c_last, gates_ta, cells_ta, hidden_ta = tf.while_loop(
+            lambda t, *_: t < steps, forward_step, [tf.constant(0), h0, c0, *arrays])
+        gates, cells, hidden = gates_ta.stack(), cells_ta.stack(), hidden_ta.stack()
+        outputs_tm = tf.where(mask_tm, hidden, tf.zeros([], dtype))
+
+        def grad(d_outputs, d_h_last, d_c_last):
+            d_outputs, d_h_last, d_c_last = _zeros_for_none((d_outputs, d_h_last, d_c_last),
+                                                            (outputs_tm, h_last, c_last))
+            d_outputs_tm = tf.where(mask_tm, _time_major(d_outputs), tf.zeros([], dtype))
+            # Everything the loop multiplies by that does not depend on the carried gradients, over all
+            # steps at once (large elementwise ops are cheap; many small ones per step are not).
+            # Masked steps get zeros here, so that their gradients pass straight through the loop.
+            m = tf.cast(mask_tm, dtype)
+            i, f, g, o = tf.split(gates, 4, axis=2)
+            g = 2 * g - 1
+            tanh_c = tf.tanh(cells)
+            previous_cells = tf.concat([c0[None], cells[:-1]], 0)
+            through_cell = o * (1 - tanh_c * tanh_c) * m  # d c_new / d h
+            pre_activation = tf.concat([g * i * (1 - i), previous_cells * f * (1 - f), i * (1 - g * g),
+                                        tanh_c * o * (1 - o)], 2) * m
+            forget = f * m + (1 - m)
+            skip = 1 - m
+            recurrent_transposed = tf.transpose(recurrent_kernel)  # once, not at every step
+
+            def backward_step(t, dh, dc, dz_ta):
+                dh = dh + d_outputs_tm[t]
+                dc_new = dc + dh * through_cell[t]
+                dz = tf.concat([dc_new, dc_new, dc_new, dh], 1) * pre_activation[t]
+                dh_previous = tf.matmul(dz, recurrent_transposed) + dh * skip[t]
+                return t - 1, dh_previous, dc_new * forget[t], dz_ta.write(t, dz)
+
+            _, d_h0, d_c0, dz_ta = tf.while_loop(
+                lambda t, *_: t >= 0, backward_step,
+                [steps - 1, tf.cast(d_h_last, dtype), tf.cast(d_c_last, dtype), tf.TensorArray(dtype, size=steps)])
+            previous_hidden = tf.concat([h0[None], hidden[:-1]], 0)
+            d_x_tm, d_kernel, d_recurrent, dz = _weight_gradients(x_tm, previous_hidden, dz_ta.stack(), kernel,
+                                                                  recurrent_kernel)
+            d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
+            return d_inputs, d_h0, d_c0, d_kernel, d_recurrent, tf.reduce_sum(dz, 0)
+
+        return (tf.transpose(outputs_tm, [1, 0, 2]), h_last, c_last), grad
+
+    return run(inputs, h0, c0, kernel, recurrent_kernel, bias)
+
+
+def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=False):
+    """Runs a GRU (Keras' `reset_after=True` form; `bias` is `[2, 3H]`) over `inputs` `[B, T, D]`
+    from `h0`. Returns `(outputs [B, T, H], h_last)`; `go_backwards` and `mask` as in `lstm_sequence`.
+    """
+    dtype = inputs.dtype
+    if mask is None:
+        mask = tf.ones(tf.shape(inputs)[:2], dtype="bool")
+    mask_tm = _reversed(tf.cast(tf.transpose(mask)[:, :, None], dtype), go_backwards)
+    kernel, recurrent_kernel, bias = (tf.cast(w, dtype) for w in (kernel, recurrent_kernel, bias))
+
+    @tf.custom_gradient
+    def run(inputs, h0, kernel, recurrent_kernel, bias):
+        x_tm = _reversed(_time_major(inputs), go_backwards)
+        steps = tf.shape(x_tm)[0]
+        projected = _project(x_tm, kernel, bias[0])
+
+        def forward_step(t, h, gates_ta, hidden_ta):
+            xz, xr, xh = tf.split(projected[t], 3, axis=1)
+            rz, rr, rh = tf.split(tf.matmul(h, recurrent_kernel) + bias[1], 3, axis=1)
+            z, r = tf.sigmoid(xz + rz), tf.sigmoid(xr + rr)
+            candidate = tf.tanh(xh + r * rh)
+            m = mask_tm[t]
+            h_new = m * (z * h + (1 - z) * candidate) + (1 - m) * h
+            return t + 1, h_new, gates_ta.write(t, tf.concat([z, r, candidate, rh], 1)), hidden_ta.write(t, h_new)
+
+        arrays = [tf.TensorArray(dtype, size=steps) for _ in range(2)]
+        _, h_last, gates_ta, hidden_ta = tf.while_loop(
+            lambda t, *_: t < steps, forward_step, [tf.constant(0), h0, *arrays])
+        gates, hidden = gates_ta.stack(), hidden_ta.stack()
+        outputs_tm = hidden * mask_tm
+        previous_hidden = tf.concat([h0[None], hidden[:-1]], 0)
+
+        def grad(d_outputs, d_h_last):
+            d_outputs, d_h_last = _zeros_for_none((d_outputs, d_h_last), (outputs_tm, h_last))
+            d_outputs_tm = _time_major(d_outputs)
+
+            def backward_step(t, dh, dx_ta, dr_ta):
+                m = mask_tm[t]
+                dh = dh + d_outputs_tm[t] * m
+                z, r, candidate, rh = tf.split(gates[t], 4, axis=1)
+                d_candidate = dh * (1 - z) * (1 - candidate * candidate)  # d of xh + r * rh
+                dz = dh * (previous_hidden[t] - candidate) * z * (1 - z)
+                dr = d_candidate * rh * r * (1 - r)
+                d_input_part = tf.concat([dz, dr, d_candidate], 1) * m  # gradient of the input projection
+                d_recurrent_part = tf.concat([dz, dr, d_candidate * r], 1) * m  # of h U + b_h
+                dh_previous = (tf.matmul(d_recurrent_part, recurrent_kernel, transpose_b=True)
+                               + m * dh * z + (1 - m) * dh)
+                return t - 1, dh_previous, dx_ta.write(t, d_input_part), dr_ta.write(t, d_recurrent_part)
+
+            _, d_h0, dx_ta, dr_ta = tf.while_loop(
+                lambda t, *_: t >= 0, backward_step,
+                [steps - 1, tf.cast(d_h_last, dtype), tf.TensorArray(dtype, size=steps), tf.TensorArray(dtype, size=steps)])
+            width = tf.shape(kernel)[1]
+            d_input_part = tf.reshape(dx_ta.stack(), [-1, width])
+            d_recurrent_part = tf.reshape(dr_ta.stack(), [-1, width])
+            x = tf.reshape(x_tm, [-1, tf.shape(x_tm)[2]])
+            h = tf.reshape(previous_hidden, [-1, tf.shape(previous_hidden)[2]])
+            d_x_tm = tf.reshape(tf.matmul(d_input_part, kernel, transpose_b=True), tf.shape(x_tm))
+            d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
+            d_bias = tf.stack([tf.reduce_sum(d_input_part, 0), tf.reduce_sum(d_recurrent_part, 0)])
+            return (d_inputs, d_h0, tf.matmul(x, d_input_part, transpose_a=True),
+                    tf.matmul(h, d_recurrent_part, transpose_a=True), d_bias)
+
+        return (tf.transpose(outputs_tm, [1, 0, 2]), h_last), grad
+
+    return run(inputs, h0, kernel, recurrent_kernel, bias)
