@@ -38,16 +38,19 @@ def _project(x_tm, kernel, bias):
     return tf.reshape(flat, [steps, batch, tf.shape(kernel)[1]])
 
 
-def _weight_gradients(inputs_tm, previous_tm, dz_tm, kernel, recurrent_kernel):
-    """dW = X^T dZ, dU = H_prev^T dZ, db = sum dZ and dX = dZ W^T, each one matrix multiply."""
-    width = tf.shape(dz_tm)[2]
-    dz = tf.reshape(dz_tm, [-1, width])
+def _weight_gradients(inputs_tm, previous_tm, d_input_tm, d_recurrent_tm, kernel):
+    """Given the gradients of the input projection `x W + b_x` and of the recurrent one `h U + b_h`
+    for every step, dX = dZx W^T, dW = X^T dZx and dU = H_prev^T dZh, each one matrix multiply.
+    Also returns dZx and dZh flattened to `[T * B, width]`, whose column sums are the bias gradients.
+    """
+    width = tf.shape(kernel)[1]
+    d_input = tf.reshape(d_input_tm, [-1, width])
+    d_recurrent = tf.reshape(d_recurrent_tm, [-1, width])
     x = tf.reshape(inputs_tm, [-1, tf.shape(inputs_tm)[2]])
     h = tf.reshape(previous_tm, [-1, tf.shape(previous_tm)[2]])
-    d_kernel = tf.matmul(x, dz, transpose_a=True)
-    d_recurrent = tf.matmul(h, dz, transpose_a=True)
-    d_inputs = tf.reshape(tf.matmul(dz, kernel, transpose_b=True), tf.shape(inputs_tm))
-    return d_inputs, d_kernel, d_recurrent, dz
+    d_inputs = tf.reshape(tf.matmul(d_input, kernel, transpose_b=True), tf.shape(inputs_tm))
+    return (d_inputs, tf.matmul(x, d_input, transpose_a=True), tf.matmul(h, d_recurrent, transpose_a=True),
+            d_input, d_recurrent)
 
 
 def _zeros_for_none(gradients, values):
@@ -129,8 +132,8 @@ def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backw
                 lambda t, *_: t >= 0, backward_step,
                 [steps - 1, tf.cast(d_h_last, dtype), tf.cast(d_c_last, dtype), tf.TensorArray(dtype, size=steps)])
             previous_hidden = tf.concat([h0[None], hidden[:-1]], 0)
-            d_x_tm, d_kernel, d_recurrent, dz = _weight_gradients(x_tm, previous_hidden, dz_ta.stack(), kernel,
-                                                                  recurrent_kernel)
+            dz = dz_ta.stack()  # the input and the recurrent projections share one pre-activation
+            d_x_tm, d_kernel, d_recurrent, dz, _ = _weight_gradients(x_tm, previous_hidden, dz, dz, kernel)
             d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
             return d_inputs, d_h0, d_c0, d_kernel, d_recurrent, tf.reduce_sum(dz, 0)
 
@@ -191,16 +194,11 @@ def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=
             _, d_h0, dx_ta, dr_ta = tf.while_loop(
                 lambda t, *_: t >= 0, backward_step,
                 [steps - 1, tf.cast(d_h_last, dtype), tf.TensorArray(dtype, size=steps), tf.TensorArray(dtype, size=steps)])
-            width = tf.shape(kernel)[1]
-            d_input_part = tf.reshape(dx_ta.stack(), [-1, width])
-            d_recurrent_part = tf.reshape(dr_ta.stack(), [-1, width])
-            x = tf.reshape(x_tm, [-1, tf.shape(x_tm)[2]])
-            h = tf.reshape(previous_hidden, [-1, tf.shape(previous_hidden)[2]])
-            d_x_tm = tf.reshape(tf.matmul(d_input_part, kernel, transpose_b=True), tf.shape(x_tm))
+            d_x_tm, d_kernel, d_recurrent, d_input_part, d_recurrent_part = _weight_gradients(
+                x_tm, previous_hidden, dx_ta.stack(), dr_ta.stack(), kernel)
             d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
             d_bias = tf.stack([tf.reduce_sum(d_input_part, 0), tf.reduce_sum(d_recurrent_part, 0)])
-            return (d_inputs, d_h0, tf.matmul(x, d_input_part, transpose_a=True),
-                    tf.matmul(h, d_recurrent_part, transpose_a=True), d_bias)
+            return d_inputs, d_h0, d_kernel, d_recurrent, d_bias
 
         return (tf.transpose(outputs_tm, [1, 0, 2]), h_last), grad
 

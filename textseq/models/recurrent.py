@@ -26,18 +26,14 @@ def _hoisted_kernel_applies(layer: keras.layers.RNN, training: bool) -> bool:
     return (keras.backend.backend() == "tensorflow" and not layer.unroll and layer.cell.use_bias
             and layer.cell.activation is keras.activations.tanh
             and layer.cell.recurrent_activation is keras.activations.sigmoid
+            and getattr(layer, "reset_after", True)  # GRU: the kernel is the cuDNN-compatible form
             and not (training and (layer.cell.dropout or layer.cell.recurrent_dropout))
             and not tf.config.list_logical_devices("GPU"))
 
 
-@keras.saving.register_keras_serializable(package="textseq")
-class LSTM(keras.layers.LSTM):
-    """`keras.layers.LSTM` with the hoisted CPU/TPU kernel (see the module docstring).
-
-    >>> layer = LSTM(4, return_sequences=True, return_state=True)
-    >>> outputs, h, c = layer(keras.ops.ones((2, 3, 5)))
-    >>> tuple(outputs.shape), tuple(h.shape)
-    ((2, 3, 4), (2, 4))
+class _HoistedLoop:
+    """Shared by `LSTM` and `GRU`: zero outputs on masked steps on every path, and the hoisted kernel
+    (`_run_hoisted`) wherever Keras would otherwise step through time.
     """
 
     def __init__(self, units, **kwargs):
@@ -47,14 +43,28 @@ class LSTM(keras.layers.LSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not _hoisted_kernel_applies(self, training):
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        cell = self.cell
-        outputs, h, c = lstm_sequence(sequences, initial_state[0], initial_state[1], mask, cell.kernel.value,
-                                      cell.recurrent_kernel.value, cell.bias.value, go_backwards=self.go_backwards)
-        return outputs[:, -1], outputs, [h, c]
+        outputs, *states = self._run_hoisted(sequences, initial_state, mask)
+        return outputs[:, -1], outputs, states
 
 
 @keras.saving.register_keras_serializable(package="textseq")
-class GRU(keras.layers.GRU):
+class LSTM(_HoistedLoop, keras.layers.LSTM):
+    """`keras.layers.LSTM` with the hoisted CPU/TPU kernel (see the module docstring).
+
+    >>> layer = LSTM(4, return_sequences=True, return_state=True)
+    >>> outputs, h, c = layer(keras.ops.ones((2, 3, 5)))
+    >>> tuple(outputs.shape), tuple(h.shape)
+    ((2, 3, 4), (2, 4))
+    """
+
+    def _run_hoisted(self, sequences, initial_state, mask):
+        cell = self.cell
+        return lstm_sequence(sequences, initial_state[0], initial_state[1], mask, cell.kernel.value,
+                             cell.recurrent_kernel.value, cell.bias.value, go_backwards=self.go_backwards)
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class GRU(_HoistedLoop, keras.layers.GRU):
     """`keras.layers.GRU` with the hoisted CPU/TPU kernel (`reset_after=True`, Keras' default).
 
     >>> outputs, h = GRU(4, return_sequences=True, return_state=True)(keras.ops.ones((2, 3, 5)))
@@ -62,18 +72,11 @@ class GRU(keras.layers.GRU):
     ((2, 3, 4), (2, 4))
     """
 
-    def __init__(self, units, **kwargs):
-        kwargs.setdefault("zero_output_for_mask", True)  # as cuDNN and the hoisted kernel do
-        super().__init__(units, **kwargs)
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if not _hoisted_kernel_applies(self, training) or not self.reset_after:
-            return super().inner_loop(sequences, initial_state, mask, training=training)
+    def _run_hoisted(self, sequences, initial_state, mask):
         cell = self.cell
         initial = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        outputs, h = gru_sequence(sequences, initial, mask, cell.kernel.value, cell.recurrent_kernel.value,
-                                  cell.bias.value, go_backwards=self.go_backwards)
-        return outputs[:, -1], outputs, [h]
+        return gru_sequence(sequences, initial, mask, cell.kernel.value, cell.recurrent_kernel.value,
+                            cell.bias.value, go_backwards=self.go_backwards)
 
 
 CELLS = {"lstm": LSTM, "gru": GRU}
