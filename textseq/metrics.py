@@ -28,8 +28,8 @@ def token_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
 class TokenLoss(keras.losses.Loss):
     """(Label-smoothed) cross-entropy over non-padding tokens, one mean per batch.
 
-    Computed by `token_cross_entropy`: one pass over the logits forward and one backward, where
-    TensorFlow's sparse softmax cross-entropy takes several times as long on CPUs.
+    Computed by `token_cross_entropy` (under XLA where the logits have a fixed shape): a few passes
+    over the logits, where TensorFlow's sparse softmax cross-entropy takes several times as long on CPUs.
 
     >>> loss = TokenLoss(0.1)
     >>> round(float(loss(ops.array([[1, 0]]), ops.array([[[0., 9, 0], [5., 0, 0]]]))), 4)
@@ -44,7 +44,7 @@ class TokenLoss(keras.losses.Loss):
         y_true = tf.cast(y_true, "int32")
         vocab = tf.shape(y_pred)[-1]
         losses = token_cross_entropy(tf.reshape(tf.cast(y_pred, "float32"), [-1, vocab]), tf.reshape(y_true, [-1]),
-                                     self.label_smoothing)
+                                     self.label_smoothing, compiled=y_pred.shape.is_fully_defined())
         real = tf.cast(tf.not_equal(tf.reshape(y_true, [-1]), PAD), "float32")
         mean = tf.math.divide_no_nan(tf.reduce_sum(losses * real), tf.reduce_sum(real))
         # Keras divides per-example losses by the number of replicas (their gradients are summed
@@ -55,35 +55,64 @@ class TokenLoss(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-def token_cross_entropy(logits, labels, label_smoothing: float = 0.0):
+def token_cross_entropy(logits, labels, label_smoothing: float = 0.0, compiled: bool = False):
     """Per-row cross-entropy of float32 `logits` `[N, V]` against int `labels` `[N]`, with the gradient
-    `softmax - target` written out (one scatter for the labels, no one-hot tensor).
+    `softmax - target` written out (no one-hot tensor).
+
+    With `compiled`, forward and backward are each one XLA function: the max, the exponentials and
+    their sum fuse into two passes over the logits, the gradient into one. XLA compiles once per
+    shape, so `TokenLoss` asks for it only where batches have one fixed shape.
 
     >>> round(float(token_cross_entropy(tf.constant([[0., 0.]]), tf.constant([1]))[0]), 4)  # log 2
     0.6931
     """
+    smoothing = tf.constant(label_smoothing, "float32")
+    forward, backward = ((_compiled_cross_entropy_forward, _compiled_cross_entropy_backward) if compiled
+                         else (_cross_entropy_forward, _graph_cross_entropy_backward))
 
     @tf.custom_gradient
     def cross_entropy(logits):
-        top = tf.stop_gradient(tf.reduce_max(logits, -1, keepdims=True))
-        exp = tf.exp(logits - top)
-        total = tf.reduce_sum(exp, -1, keepdims=True)
-        log_normalizer = tf.squeeze(tf.math.log(total) + top, -1)
-        picked = tf.gather(logits, labels, batch_dims=1)
-        losses = log_normalizer - (1.0 - label_smoothing) * picked
-        if label_smoothing:
-            losses -= label_smoothing * tf.reduce_mean(logits, -1)
+        losses, log_normalizer = forward(*_cut(logits, labels, smoothing))
 
         def grad(upstream):
-            gradient = exp * (upstream[:, None] / total)
-            if label_smoothing:
-                gradient -= upstream[:, None] * (label_smoothing / tf.cast(tf.shape(logits)[-1], logits.dtype))
-            rows = tf.stack([tf.range(tf.shape(labels)[0]), labels], 1)
-            return tf.tensor_scatter_nd_sub(gradient, rows, (1.0 - label_smoothing) * upstream)
+            return backward(*_cut(logits, labels, smoothing, log_normalizer, upstream))
 
         return losses, grad
 
     return cross_entropy(logits)
+
+
+def _cut(*tensors):
+    """The tensors cut from any tape: a tape-watched XLA function would be traced for differentiation."""
+    return [tf.stop_gradient(t) for t in tensors]
+
+
+def _cross_entropy_forward(logits, labels, smoothing):
+    top = tf.reduce_max(logits, -1, keepdims=True)
+    log_normalizer = tf.math.log(tf.reduce_sum(tf.exp(logits - top), -1)) + top[:, 0]
+    picked = tf.gather(logits, labels, batch_dims=1)
+    losses = log_normalizer - (1.0 - smoothing) * picked - smoothing * tf.reduce_mean(logits, -1)
+    return losses, log_normalizer
+
+
+def _compiled_cross_entropy_backward(logits, labels, smoothing, log_normalizer, upstream):
+    """Fused by XLA into one pass: the one-hot comparison costs nothing there."""
+    vocab = tf.shape(logits)[-1]
+    target = tf.where(tf.range(vocab)[None, :] == labels[:, None], 1.0 - smoothing, 0.0)
+    target += smoothing / tf.cast(vocab, "float32")
+    return (tf.exp(logits - log_normalizer[:, None]) - target) * upstream[:, None]
+
+
+def _graph_cross_entropy_backward(logits, labels, smoothing, log_normalizer, upstream):
+    """Op by op: the softmax times the upstream gradient, then the labels' share taken off by one scatter."""
+    gradient = tf.exp(logits - log_normalizer[:, None]) * upstream[:, None]
+    gradient -= upstream[:, None] * (smoothing / tf.cast(tf.shape(logits)[-1], "float32"))
+    rows = tf.stack([tf.range(tf.shape(labels)[0]), labels], 1)
+    return tf.tensor_scatter_nd_sub(gradient, rows, (1.0 - smoothing) * upstream)
+
+
+_compiled_cross_entropy_forward = tf.function(_cross_entropy_forward, jit_compile=True, autograph=False)
+_compiled_cross_entropy_backward = tf.function(_compiled_cross_entropy_backward, jit_compile=True, autograph=False)
 
 
 @keras.saving.register_keras_serializable(package="textseq")

@@ -1,5 +1,6 @@
 """The hoisted LSTM/GRU kernels compute what Keras' own loop computes: outputs, final states and
-every gradient, with masks, initial states and both directions."""
+every gradient, with masks, initial states and both directions, with the loops under XLA (training on
+fixed shapes) and as graph loops (inference, or batches of varying shapes)."""
 
 import keras
 import numpy as np
@@ -21,10 +22,10 @@ def _pair(layer_class, go_backwards):
     return ours, reference
 
 
-def _run(layer, inputs, initial_state, mask):
+def _run(layer, inputs, initial_state, mask, training):
     with tf.GradientTape() as tape:
         tape.watch([inputs, *initial_state])
-        outputs, *states = layer(inputs, initial_state=initial_state, mask=mask, training=True)
+        outputs, *states = layer(inputs, initial_state=initial_state, mask=mask, training=training)
         # Weighted sums, so that each output and state gets its own upstream gradient.
         total = tf.reduce_sum(outputs * tf.cos(tf.range(6, dtype="float32")))
         total += sum(tf.reduce_sum(s * (i + 2.0)) for i, s in enumerate(states))
@@ -34,7 +35,8 @@ def _run(layer, inputs, initial_state, mask):
 
 @pytest.mark.parametrize("layer_class", [LSTM, GRU])
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_hoisted_kernels_match_keras_outputs_states_and_gradients(layer_class, go_backwards):
+@pytest.mark.parametrize("training", [True, False], ids=["xla-loops", "graph-loops"])
+def test_hoisted_kernels_match_keras_outputs_states_and_gradients(layer_class, go_backwards, training):
     rng = np.random.default_rng(0)
     inputs = tf.constant(rng.normal(size=(3, 5, 4)), "float32")
     mask = tf.constant([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]) > 0  # right-padded rows
@@ -42,8 +44,8 @@ def test_hoisted_kernels_match_keras_outputs_states_and_gradients(layer_class, g
     initial_state = [tf.constant(rng.normal(size=(3, 6)), "float32") for _ in range(states)]
     ours, reference = _pair(layer_class, go_backwards)
 
-    values, gradients = _run(ours, inputs, initial_state, mask)
-    expected_values, expected_gradients = _run(reference, inputs, initial_state, mask)
+    values, gradients = _run(ours, inputs, initial_state, mask, training)
+    expected_values, expected_gradients = _run(reference, inputs, initial_state, mask, training)
 
     for value, expected in zip(values, expected_values):
         np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
@@ -78,20 +80,32 @@ def test_layers_round_trip_through_their_config():
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
-def test_token_loss_and_its_gradient_match_the_textbook_formula(label_smoothing):
+@pytest.mark.parametrize("fixed_shape", [True, False], ids=["xla", "graph"])
+def test_token_loss_and_its_gradient_match_the_textbook_formula(label_smoothing, fixed_shape):
     from textseq.metrics import token_loss
 
     rng = np.random.default_rng(1)
     logits = tf.constant(rng.normal(size=(2, 3, 7)) * 3, "float32")
     labels = tf.constant([[4, 2, 0], [6, 0, 0]])  # 0 is padding
-    with tf.GradientTape(persistent=True) as tape:
+    loss = token_loss(label_smoothing)
+    # Logits of a fixed shape take the XLA functions, others TensorFlow's ops.
+    spec = [tf.TensorSpec([2, 3], tf.int32), tf.TensorSpec([2, 3, 7])] if fixed_shape else [
+        tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None, 7])]
+
+    @tf.function(input_signature=spec)
+    def ours_and_gradient(labels, logits):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            value = loss(labels, logits)
+        return value, tape.gradient(value, logits)
+
+    ours, gradient = ours_and_gradient(labels, logits)
+    with tf.GradientTape() as tape:
         tape.watch(logits)
-        ours = token_loss(label_smoothing)(labels, logits)
         log_probs = tf.nn.log_softmax(logits)
         target = (1 - label_smoothing) * tf.one_hot(labels, 7) + label_smoothing / 7
         real = tf.cast(labels > 0, "float32")
         expected = tf.reduce_sum(-tf.reduce_sum(target * log_probs, -1) * real) / tf.reduce_sum(real)
     np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-6)
-    np.testing.assert_allclose(tape.gradient(ours, logits).numpy(), tape.gradient(expected, logits).numpy(),
-                               rtol=1e-5, atol=1e-7)
-    assert not np.any(tape.gradient(ours, logits).numpy()[1, 1:])  # padded tokens get no gradient
+    np.testing.assert_allclose(gradient.numpy(), tape.gradient(expected, logits).numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.any(gradient.numpy()[1, 1:])  # padded tokens get no gradient

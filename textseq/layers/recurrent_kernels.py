@@ -14,6 +14,12 @@ checkpoints and the per-step `cell` used for decoding are unchanged. Masks follo
 Keras' loop with `zero_output_for_mask=True`): on a masked step the states stay as they were and
 the output is zero.
 
+With `compiled=True` the two loops (and the backward pass's elementwise factors) run as XLA
+functions: TensorFlow's executor spends several microseconds on each small op of every step, XLA
+fuses a step's elementwise work into one kernel. XLA compiles once per sequence length and batch
+size, so `textseq.models.recurrent` asks for it only when training on fixed shapes; the matrix
+multiplies outside the loops stay on oneDNN, and inference graphs (exports) need no XLA.
+
 >>> import numpy as np
 >>> x = tf.constant(np.ones((2, 3, 4), "float32")); h = tf.zeros((2, 5))
 >>> kernel, recurrent, bias = tf.ones((4, 20)) * 0.1, tf.ones((5, 20)) * 0.1, tf.zeros((20,))
@@ -23,6 +29,8 @@ the output is zero.
 """
 
 from __future__ import annotations
+
+import collections
 
 import tensorflow as tf
 
@@ -63,14 +71,115 @@ def _reversed(x_tm, go_backwards):
     return tf.reverse(x_tm, [0]) if go_backwards else x_tm
 
 
-def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backwards=False):
+def _lstm_forward(projected, h0, c0, mask_tm, recurrent_kernel):
+    """The forward recurrence: gates, cell states and outputs `[T, B, ...]` of every step, and the last states."""
+    steps = tf.shape(projected)[0]
+
+    def step(t, h, c, gates_ta, cells_ta, hidden_ta):
+        gates = tf.sigmoid(projected[t] + tf.matmul(h, recurrent_kernel))
+        i, f, g, o = tf.split(gates, 4, axis=1)
+        c_new = f * c + i * (2 * g - 1)
+        h_new = o * tf.tanh(c_new)
+        m = mask_tm[t]
+        c_new, h_new = tf.where(m, c_new, c), tf.where(m, h_new, h)
+        return t + 1, h_new, c_new, gates_ta.write(t, gates), cells_ta.write(t, c_new), hidden_ta.write(t, h_new)
+
+    arrays = [tf.TensorArray(projected.dtype, size=steps) for _ in range(3)]
+    _, h_last, c_last, gates, cells, hidden = tf.while_loop(lambda t, *_: t < steps, step, [0, h0, c0, *arrays])
+    return h_last, c_last, gates.stack(), cells.stack(), hidden.stack()
+
+
+def _lstm_backward(d_outputs_tm, d_h_last, d_c_last, gates, cells, c0, mask_tm, recurrent_kernel):
+    """The backward recurrence: the pre-activation gradients `dz` `[T, B, 4H]` and those of `(h0, c0)`."""
+    steps, dtype = tf.shape(d_outputs_tm)[0], d_outputs_tm.dtype
+    # Everything the loop multiplies by that does not depend on the carried gradients, over all
+    # steps at once. Masked steps get zeros here, so that their gradients pass straight through.
+    m = tf.cast(mask_tm, dtype)
+    d_outputs_tm = d_outputs_tm * m
+    i, f, g, o = tf.split(gates, 4, axis=2)
+    g = 2 * g - 1
+    tanh_c = tf.tanh(cells)
+    previous_cells = tf.concat([c0[None], cells[:-1]], 0)
+    through_cell = o * (1 - tanh_c * tanh_c) * m  # d c_new / d h
+    pre_activation = tf.concat([g * i * (1 - i), previous_cells * f * (1 - f), i * (1 - g * g),
+                                tanh_c * o * (1 - o)], 2) * m
+    forget = f * m + (1 - m)
+    skip = 1 - m
+    recurrent_transposed = tf.transpose(recurrent_kernel)  # once, not at every step
+
+    def step(t, dh, dc, dz_ta):
+        dh = dh + d_outputs_tm[t]
+        dc_new = dc + dh * through_cell[t]
+        dz = tf.concat([dc_new, dc_new, dc_new, dh], 1) * pre_activation[t]
+        dh_previous = tf.matmul(dz, recurrent_transposed) + dh * skip[t]
+        return t - 1, dh_previous, dc_new * forget[t], dz_ta.write(t, dz)
+
+    _, d_h0, d_c0, dz = tf.while_loop(lambda t, *_: t >= 0, step,
+                                      [steps - 1, d_h_last, d_c_last, tf.TensorArray(dtype, size=steps)])
+    return d_h0, d_c0, dz.stack()
+
+
+def _gru_forward(projected, h0, mask_tm, recurrent_kernel, recurrent_bias):
+    """The forward recurrence: `[z, r, candidate, h U_h + b_h]` and outputs `[T, B, ...]`, and the last state."""
+    steps = tf.shape(projected)[0]
+
+    def step(t, h, gates_ta, hidden_ta):
+        xz, xr, xh = tf.split(projected[t], 3, axis=1)
+        rz, rr, rh = tf.split(tf.matmul(h, recurrent_kernel) + recurrent_bias, 3, axis=1)
+        z, r = tf.sigmoid(xz + rz), tf.sigmoid(xr + rr)
+        candidate = tf.tanh(xh + r * rh)
+        h_new = tf.where(mask_tm[t], z * h + (1 - z) * candidate, h)
+        return t + 1, h_new, gates_ta.write(t, tf.concat([z, r, candidate, rh], 1)), hidden_ta.write(t, h_new)
+
+    arrays = [tf.TensorArray(projected.dtype, size=steps) for _ in range(2)]
+    _, h_last, gates, hidden = tf.while_loop(lambda t, *_: t < steps, step, [0, h0, *arrays])
+    return h_last, gates.stack(), hidden.stack()
+
+
+def _gru_backward(d_outputs_tm, d_h_last, gates, previous_hidden, mask_tm, recurrent_transposed):
+    """The backward recurrence: the gradients of the input projection and of `h U + b_h` `[T, B, 3H]`
+    (zero on masked steps), and that of `h0`."""
+    steps = tf.shape(d_outputs_tm)[0]
+
+    def step(t, dh, dx_ta, dr_ta):
+        m, zero = mask_tm[t], tf.zeros([], dh.dtype)
+        dh = dh + tf.where(m, d_outputs_tm[t], zero)
+        z, r, candidate, rh = tf.split(gates[t], 4, axis=1)
+        d_candidate = tf.where(m, dh * (1 - z) * (1 - candidate * candidate), zero)  # d of xh + r * rh
+        dz = tf.where(m, dh * (previous_hidden[t] - candidate) * z * (1 - z), zero)
+        dr = d_candidate * rh * r * (1 - r)
+        d_recurrent = tf.concat([dz, dr, d_candidate * r], 1)  # of h U + b_h
+        dh_previous = tf.matmul(d_recurrent, recurrent_transposed) + tf.where(m, dh * z, dh)
+        return t - 1, dh_previous, dx_ta.write(t, tf.concat([dz, dr, d_candidate], 1)), dr_ta.write(t, d_recurrent)
+
+    arrays = [tf.TensorArray(d_h_last.dtype, size=steps) for _ in range(2)]
+    _, d_h0, d_input, d_recurrent = tf.while_loop(lambda t, *_: t >= 0, step, [steps - 1, d_h_last, *arrays])
+    return d_h0, d_input.stack(), d_recurrent.stack()
+
+
+Loops = collections.namedtuple("Loops", "lstm_forward lstm_backward gru_forward gru_backward")
+GRAPH_LOOPS = Loops(_lstm_forward, _lstm_backward, _gru_forward, _gru_backward)
+
+
+def _compiled(loop):
+    """`loop` as an XLA function. Its inputs are cut from the tape: the kernels' gradients are written
+    out, and a function that a tape watches would be traced for differentiation, which XLA refuses."""
+    function = tf.function(loop, jit_compile=True, autograph=False)
+    return lambda *tensors: function(*(tf.stop_gradient(t) for t in tensors))
+
+
+COMPILED_LOOPS = Loops(*map(_compiled, GRAPH_LOOPS))
+
+
+def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backwards=False, compiled=False):
     """Runs an LSTM over `inputs` `[B, T, D]` from `(h0, c0)`.
 
     Returns `(outputs [B, T, H], h_last, c_last)`; with `go_backwards` the steps run from the last
     to the first and `outputs` are in the order they were computed (as Keras returns them).
-    `mask` is boolean `[B, T]` or None.
+    `mask` is boolean `[B, T]` or None; `compiled` runs the loops under XLA.
     """
     dtype = inputs.dtype
+    loops = COMPILED_LOOPS if compiled else GRAPH_LOOPS
     if mask is None:
         mask = tf.ones(tf.shape(inputs)[:2], dtype="bool")
     mask_tm = _reversed(tf.transpose(mask)[:, :, None], go_backwards)
@@ -83,56 +192,19 @@ def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backw
     @tf.custom_gradient
     def run(inputs, h0, c0, kernel, recurrent_kernel, bias):
         x_tm = _reversed(_time_major(inputs), go_backwards)
-        steps = tf.shape(x_tm)[0]
         projected = _project(x_tm, kernel * gate_scale, bias * gate_scale)
         scaled_recurrent = recurrent_kernel * gate_scale
 
-        def forward_step(t, h, c, gates_ta, cells_ta, hidden_ta):
-            gates = tf.sigmoid(projected[t] + tf.matmul(h, scaled_recurrent))
-            i, f, g, o = tf.split(gates, 4, axis=1)
-            c_new = f * c + i * (2 * g - 1)
-            h_new = o * tf.tanh(c_new)
-            m = mask_tm[t]
-            c_new, h_new = tf.where(m, c_new, c), tf.where(m, h_new, h)
-            return t + 1, h_new, c_new, gates_ta.write(t, gates), cells_ta.write(t, c_new), hidden_ta.write(t, h_new)
-
-        arrays = [tf.TensorArray(dtype, size=steps) for _ in range(3)]
-        _, h_last, c_last, gates_ta, cells_ta, hidden_ta = tf.while_loop(
-            lambda t, *_: t < steps, forward_step, [tf.constant(0), h0, c0, *arrays])
-        gates, cells, hidden = gates_ta.stack(), cells_ta.stack(), hidden_ta.stack()
+        h_last, c_last, gates, cells, hidden = loops.lstm_forward(projected, h0, c0, mask_tm, scaled_recurrent)
         outputs_tm = tf.where(mask_tm, hidden, tf.zeros([], dtype))
 
         def grad(d_outputs, d_h_last, d_c_last):
             d_outputs, d_h_last, d_c_last = _zeros_for_none((d_outputs, d_h_last, d_c_last),
                                                             (outputs_tm, h_last, c_last))
-            d_outputs_tm = tf.where(mask_tm, _time_major(d_outputs), tf.zeros([], dtype))
-            # Everything the loop multiplies by that does not depend on the carried gradients, over all
-            # steps at once (large elementwise ops are cheap; many small ones per step are not).
-            # Masked steps get zeros here, so that their gradients pass straight through the loop.
-            m = tf.cast(mask_tm, dtype)
-            i, f, g, o = tf.split(gates, 4, axis=2)
-            g = 2 * g - 1
-            tanh_c = tf.tanh(cells)
-            previous_cells = tf.concat([c0[None], cells[:-1]], 0)
-            through_cell = o * (1 - tanh_c * tanh_c) * m  # d c_new / d h
-            pre_activation = tf.concat([g * i * (1 - i), previous_cells * f * (1 - f), i * (1 - g * g),
-                                        tanh_c * o * (1 - o)], 2) * m
-            forget = f * m + (1 - m)
-            skip = 1 - m
-            recurrent_transposed = tf.transpose(recurrent_kernel)  # once, not at every step
-
-            def backward_step(t, dh, dc, dz_ta):
-                dh = dh + d_outputs_tm[t]
-                dc_new = dc + dh * through_cell[t]
-                dz = tf.concat([dc_new, dc_new, dc_new, dh], 1) * pre_activation[t]
-                dh_previous = tf.matmul(dz, recurrent_transposed) + dh * skip[t]
-                return t - 1, dh_previous, dc_new * forget[t], dz_ta.write(t, dz)
-
-            _, d_h0, d_c0, dz_ta = tf.while_loop(
-                lambda t, *_: t >= 0, backward_step,
-                [steps - 1, tf.cast(d_h_last, dtype), tf.cast(d_c_last, dtype), tf.TensorArray(dtype, size=steps)])
+            d_h0, d_c0, dz = loops.lstm_backward(_time_major(d_outputs), tf.cast(d_h_last, dtype),
+                                                 tf.cast(d_c_last, dtype), gates, cells, c0, mask_tm, recurrent_kernel)
             previous_hidden = tf.concat([h0[None], hidden[:-1]], 0)
-            dz = dz_ta.stack()  # the input and the recurrent projections share one pre-activation
+            # the input and the recurrent projections share one pre-activation gradient, dz
             d_x_tm, d_kernel, d_recurrent, dz, _ = _weight_gradients(x_tm, previous_hidden, dz, dz, kernel)
             d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
             return d_inputs, d_h0, d_c0, d_kernel, d_recurrent, tf.reduce_sum(dz, 0)
@@ -142,60 +214,34 @@ def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backw
     return run(inputs, h0, c0, kernel, recurrent_kernel, bias)
 
 
-def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=False):
+def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=False, compiled=False):
     """Runs a GRU (Keras' `reset_after=True` form; `bias` is `[2, 3H]`) over `inputs` `[B, T, D]`
-    from `h0`. Returns `(outputs [B, T, H], h_last)`; `go_backwards` and `mask` as in `lstm_sequence`.
+    from `h0`. Returns `(outputs [B, T, H], h_last)`; the other arguments as in `lstm_sequence`.
     """
     dtype = inputs.dtype
+    loops = COMPILED_LOOPS if compiled else GRAPH_LOOPS
     if mask is None:
         mask = tf.ones(tf.shape(inputs)[:2], dtype="bool")
-    mask_tm = _reversed(tf.cast(tf.transpose(mask)[:, :, None], dtype), go_backwards)
+    mask_tm = _reversed(tf.transpose(mask)[:, :, None], go_backwards)
     kernel, recurrent_kernel, bias = (tf.cast(w, dtype) for w in (kernel, recurrent_kernel, bias))
 
     @tf.custom_gradient
     def run(inputs, h0, kernel, recurrent_kernel, bias):
         x_tm = _reversed(_time_major(inputs), go_backwards)
-        steps = tf.shape(x_tm)[0]
         projected = _project(x_tm, kernel, bias[0])
 
-        def forward_step(t, h, gates_ta, hidden_ta):
-            xz, xr, xh = tf.split(projected[t], 3, axis=1)
-            rz, rr, rh = tf.split(tf.matmul(h, recurrent_kernel) + bias[1], 3, axis=1)
-            z, r = tf.sigmoid(xz + rz), tf.sigmoid(xr + rr)
-            candidate = tf.tanh(xh + r * rh)
-            m = mask_tm[t]
-            h_new = m * (z * h + (1 - z) * candidate) + (1 - m) * h
-            return t + 1, h_new, gates_ta.write(t, tf.concat([z, r, candidate, rh], 1)), hidden_ta.write(t, h_new)
-
-        arrays = [tf.TensorArray(dtype, size=steps) for _ in range(2)]
-        _, h_last, gates_ta, hidden_ta = tf.while_loop(
-            lambda t, *_: t < steps, forward_step, [tf.constant(0), h0, *arrays])
-        gates, hidden = gates_ta.stack(), hidden_ta.stack()
-        outputs_tm = hidden * mask_tm
+        h_last, gates, hidden = loops.gru_forward(projected, h0, mask_tm, recurrent_kernel, bias[1])
+        outputs_tm = tf.where(mask_tm, hidden, tf.zeros([], dtype))
         previous_hidden = tf.concat([h0[None], hidden[:-1]], 0)
 
         def grad(d_outputs, d_h_last):
             d_outputs, d_h_last = _zeros_for_none((d_outputs, d_h_last), (outputs_tm, h_last))
             d_outputs_tm = _time_major(d_outputs)
 
-            def backward_step(t, dh, dx_ta, dr_ta):
-                m = mask_tm[t]
-                dh = dh + d_outputs_tm[t] * m
-                z, r, candidate, rh = tf.split(gates[t], 4, axis=1)
-                d_candidate = dh * (1 - z) * (1 - candidate * candidate)  # d of xh + r * rh
-                dz = dh * (previous_hidden[t] - candidate) * z * (1 - z)
-                dr = d_candidate * rh * r * (1 - r)
-                d_input_part = tf.concat([dz, dr, d_candidate], 1) * m  # gradient of the input projection
-                d_recurrent_part = tf.concat([dz, dr, d_candidate * r], 1) * m  # of h U + b_h
-                dh_previous = (tf.matmul(d_recurrent_part, recurrent_kernel, transpose_b=True)
-                               + m * dh * z + (1 - m) * dh)
-                return t - 1, dh_previous, dx_ta.write(t, d_input_part), dr_ta.write(t, d_recurrent_part)
-
-            _, d_h0, dx_ta, dr_ta = tf.while_loop(
-                lambda t, *_: t >= 0, backward_step,
-                [steps - 1, tf.cast(d_h_last, dtype), tf.TensorArray(dtype, size=steps), tf.TensorArray(dtype, size=steps)])
+            d_h0, d_input_part, d_recurrent_part = loops.gru_backward(
+                d_outputs_tm, tf.cast(d_h_last, dtype), gates, previous_hidden, mask_tm, tf.transpose(recurrent_kernel))
             d_x_tm, d_kernel, d_recurrent, d_input_part, d_recurrent_part = _weight_gradients(
-                x_tm, previous_hidden, dx_ta.stack(), dr_ta.stack(), kernel)
+                x_tm, previous_hidden, d_input_part, d_recurrent_part, kernel)
             d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
             d_bias = tf.stack([tf.reduce_sum(d_input_part, 0), tf.reduce_sum(d_recurrent_part, 0)])
             return d_inputs, d_h0, d_kernel, d_recurrent, d_bias

@@ -31,6 +31,15 @@ def _hoisted_kernel_applies(layer: keras.layers.RNN, training: bool) -> bool:
             and not tf.config.list_logical_devices("GPU"))
 
 
+def _static_shape(sequences) -> bool:
+    """XLA loops where batch and length are fixed (language-model windows, TPU batches): XLA compiles
+    once per shape (~0.7 s for a layer's two loops), which pays off over many identical steps, not
+    over translation batches of every length. Training only: inference graphs, and so exports,
+    stay free of XLA.
+    """
+    return sequences.shape[0] is not None and sequences.shape[1] is not None
+
+
 class _HoistedLoop:
     """Shared by `LSTM` and `GRU`: zero outputs on masked steps on every path, and the hoisted kernel
     (`_run_hoisted`) wherever Keras would otherwise step through time.
@@ -43,7 +52,8 @@ class _HoistedLoop:
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not _hoisted_kernel_applies(self, training):
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        outputs, *states = self._run_hoisted(sequences, initial_state, mask)
+        outputs, *states = self._run_hoisted(sequences, initial_state, mask,
+                                             compiled=training is True and _static_shape(sequences))
         return outputs[:, -1], outputs, states
 
 
@@ -57,10 +67,10 @@ class LSTM(_HoistedLoop, keras.layers.LSTM):
     ((2, 3, 4), (2, 4))
     """
 
-    def _run_hoisted(self, sequences, initial_state, mask):
+    def _run_hoisted(self, sequences, initial_state, mask, compiled):
         cell = self.cell
         return lstm_sequence(sequences, initial_state[0], initial_state[1], mask, cell.kernel.value,
-                             cell.recurrent_kernel.value, cell.bias.value, go_backwards=self.go_backwards)
+                             cell.recurrent_kernel.value, cell.bias.value, self.go_backwards, compiled)
 
 
 @keras.saving.register_keras_serializable(package="textseq")
@@ -72,11 +82,11 @@ class GRU(_HoistedLoop, keras.layers.GRU):
     ((2, 3, 4), (2, 4))
     """
 
-    def _run_hoisted(self, sequences, initial_state, mask):
+    def _run_hoisted(self, sequences, initial_state, mask, compiled):
         cell = self.cell
         initial = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
         return gru_sequence(sequences, initial, mask, cell.kernel.value, cell.recurrent_kernel.value,
-                            cell.bias.value, go_backwards=self.go_backwards)
+                            cell.bias.value, self.go_backwards, compiled)
 
 
 CELLS = {"lstm": LSTM, "gru": GRU}
