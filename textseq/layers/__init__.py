@@ -1,5 +1,6 @@
 """Keras layers of textseq."""
 
 from textseq.layers.attention import BahdanauAttention
+from textseq.layers.dense import Dense
 
-__all__ = ["BahdanauAttention"]
+__all__ = ["BahdanauAttention", "Dense"]

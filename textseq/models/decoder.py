@@ -12,6 +12,7 @@ from keras import ops
 
 from textseq.data.vocab import PAD
 from textseq.layers.attention import BahdanauAttention
+from textseq.layers.dense import Dense
 from textseq.models.recurrent import check_dropout, check_positive, recurrent_layer
 
 
@@ -65,9 +66,9 @@ class Decoder(keras.layers.Layer):
         self.rnns = [recurrent_layer(cell, units, name=f"{cell}_{i}", recurrent_dropout=recurrent_dropout)
                      for i in range(num_layers)]
         self.attention = attention
-        self.combine = keras.layers.Dense(units, activation="tanh", name="combine")
+        self.combine = Dense(units, activation="tanh", name="combine")
         # Logits stay float32 under mixed precision, so the softmax and the loss do too.
-        self.logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
+        self.logits = Dense(vocab_size, dtype="float32", name="logits")
         self.drop = keras.layers.Dropout(dropout)
 
     def build(self, token_ids_shape, initial_states_shape, encoder_outputs_shape, encoder_mask_shape):
