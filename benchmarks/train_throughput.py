@@ -1,6 +1,7 @@
-"""Training throughput of textseq's recurrent layers beside a hand-written PyTorch loop, same shapes.
+"""Training throughput of textseq beside a hand-written PyTorch loop, same shapes, same batches.
 
     python benchmarks/train_throughput.py --shapes ptb-small --data-dir ../shared/data
+    python benchmarks/train_throughput.py --shapes multi30k --data-dir ../shared/data
 
 `ptb-small` is the classic small Penn Treebank language model (Zaremba et al. 2014): embedding 200,
 2 x LSTM(200), a full softmax over 10,000 words, batch 20, 35 steps of truncated back-propagation
@@ -9,16 +10,27 @@ English side of Multi30k (`multi30k/tok/train.lc.norm.tok.en` under --data-dir, 
 mirror `textseq data fetch multi30k --from` takes), mapped into 10,000 ids (padding, `<unk>`,
 `<eos>` at line ends, and the 9,997 most frequent words), as PTB is prepared.
 
-Each side runs in its own process (TensorFlow's and PyTorch's thread pools would compete), the two
-alternating --pairs times; each process times --windows windows of --steps training steps after
+Each side runs in its own process (TensorFlow's and PyTorch's thread pools would compete), the
+sides alternating --pairs times; each process times --windows windows of --steps training steps after
 warm-up and reports the median. The table gives tokens/s, the achieved FLOP/s (3x the forward
 multiply-adds per token, the usual count for training) and the ratio to the best float32 matrix
 multiply measured in the same run. The last line is one JSON object.
 
-textseq trains encoder-decoders; this measures its recurrent layers (`textseq.models.recurrent`,
-the layers every textseq model uses) in a plain LSTM language model trained by Keras, next to
-`torch.nn.LSTM` in the loop most PyTorch tutorials write. PyTorch is the `bench` extra
-(`pip install torch==2.13.0` installs the CPU build).
+For ptb-small, textseq's recurrent layers, output layer and loss (`textseq.models.recurrent`,
+`textseq.layers.Dense`, `textseq.metrics`: what every textseq model uses) run in a plain LSTM
+language model trained by Keras, next to
+`torch.nn.LSTM` in the loop most PyTorch tutorials write.
+
+`multi30k` is the whole model and pipeline of `recipes/multi30k-de-en.yaml`: textseq's
+encoder-decoder (bidirectional LSTM encoder 2 x 256, LSTM(512) decoder, additive attention 256,
+tanh combination layer, label-smoothed loss, Adam with per-weight gradient clipping, dropout 0.3)
+trained on the batches textseq's pipeline makes from Multi30k (batch 64, grouped by length), next
+to the same model written in PyTorch (packed bidirectional encoder, the same attention) trained on
+the very same batches. Tokens/s counts real target tokens; the table also gives the padding the
+pipeline adds over a whole epoch. Warm-up runs every batch once (textseq compiles its recurrent
+loops once per sequence length, as a real run does in its first epoch).
+
+PyTorch is the `bench` extra (`pip install torch==2.13.0` installs the CPU build).
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +51,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-SIDES = ["textseq", "textseq-xla", "keras", "keras-xla", "torch"]
+# PyTorch runs right after textseq: the machines drift by 10-20% over minutes, and the ratio pairs them.
+SIDES = {"ptb-small": ["textseq", "torch", "textseq-xla", "keras", "keras-xla"], "multi30k": ["textseq", "torch"]}
 SHAPES = {
     "ptb-small": dict(vocab=10_000, embedding=200, units=200, layers=2, batch=20, steps=35, learning_rate=1.0,
                       clipnorm=5.0),
+    "multi30k": dict(recipe="recipes/multi30k-de-en.yaml", batches=40),
 }
+MULTI30K_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "multi30k-de-en.yaml"
 
 
 def corpus_batches(data_dir: Path, shape: dict, count: int) -> np.ndarray:
@@ -76,20 +92,26 @@ def flops_per_token(shape: dict) -> float:
     return 3 * 2 * (recurrent + features * shape["vocab"])
 
 
-def time_windows(step, batches: np.ndarray, windows: int, steps: int) -> float:
-    """Median tokens/s over `windows` windows of `steps` calls of `step(inputs, targets)`, after warm-up."""
-    count = batches.shape[1]
-    for i in range(3):
-        step(batches[0, i], batches[1, i])
-    rates, i = [], 3
-    tokens = steps * batches.shape[2] * batches.shape[3]
+def time_windows(step, batches: list, windows: int, steps: int, warm_up: int = 3, tokens=None) -> float:
+    """Median tokens/s over `windows` windows of `steps` calls of `step(*batch)`, after `warm_up` calls.
+    `tokens(batch)` counts a batch's tokens (default: the size of its last array)."""
+    tokens = tokens or (lambda batch: batch[-1].size)
+    for i in range(warm_up):
+        step(*batches[i % len(batches)])
+    rates, i = [], warm_up
     for _ in range(windows):
-        started = time.perf_counter()
+        count, started = 0, time.perf_counter()
         for _ in range(steps):
-            step(batches[0, i % count], batches[1, i % count])
+            batch = batches[i % len(batches)]
+            step(*batch)
+            count += tokens(batch)
             i += 1
-        rates.append(tokens / (time.perf_counter() - started))
+        rates.append(count / (time.perf_counter() - started))
     return statistics.median(rates)
+
+
+def ptb_batches(batches: np.ndarray) -> list:
+    return [(batches[0, i], batches[1, i]) for i in range(batches.shape[1])]
 
 
 def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, jit: bool, plain_keras: bool) -> dict:
@@ -97,23 +119,24 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
     import keras
     import tensorflow as tf
 
+    from textseq.layers import Dense
     from textseq.metrics import token_loss
     from textseq.models.recurrent import LSTM
 
     if plain_keras:
-        LSTM = keras.layers.LSTM  # noqa: N806
+        LSTM, Dense = keras.layers.LSTM, keras.layers.Dense  # noqa: N806
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(batch_shape=(shape["batch"], shape["steps"]), dtype="int32")
     x = keras.layers.Embedding(shape["vocab"], shape["embedding"])(inputs)
     for _ in range(shape["layers"]):
         x = LSTM(shape["units"], return_sequences=True, stateful=True)(x)  # carries the state across windows
-    logits = keras.layers.Dense(shape["vocab"])(x)
+    logits = Dense(shape["vocab"])(x)
     model = keras.Model(inputs, logits)
-    model.compile(optimizer=keras.optimizers.SGD(shape["learning_rate"], clipnorm=shape["clipnorm"]),
+    model.compile(optimizer=keras.optimizers.SGD(shape["learning_rate"], global_clipnorm=shape["clipnorm"]),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if plain_keras else token_loss(),
                   jit_compile=jit)
-    rate = time_windows(lambda x, y: model.train_on_batch(x, y), batches, windows, steps)
+    rate = time_windows(lambda x, y: model.train_on_batch(x, y), ptb_batches(batches), windows, steps)
     return {"tokens_per_s": rate, "matmul_gflops": matmul_rate(lambda a, b: tf.matmul(a, b).numpy(), tf.constant)}
 
 
@@ -147,8 +170,126 @@ def torch_worker(shape: dict, batches: np.ndarray, windows: int, steps: int) -> 
         torch.nn.utils.clip_grad_norm_(model.parameters(), shape["clipnorm"])
         optimizer.step()
 
-    rate = time_windows(step, batches, windows, steps)
+    rate = time_windows(step, ptb_batches(batches), windows, steps)
     return {"tokens_per_s": rate, "matmul_gflops": matmul_rate(lambda a, b: torch.mm(a, b), torch.from_numpy)}
+
+
+def multi30k_recipe(data_dir: Path):
+    from textseq.recipe import load_recipe
+
+    return load_recipe(MULTI30K_RECIPE, [f"data.dir={data_dir.resolve()}"])
+
+
+def multi30k_batches(data_dir: Path, count: int, path: Path) -> dict:
+    """Saves `count` training batches of textseq's pipeline to `path` (.npz) and returns the vocabulary
+    sizes and the padding of a whole epoch: padded steps over real tokens, sources and targets."""
+    import tensorflow as tf
+
+    from textseq.data.tasks import TaskData
+
+    recipe = multi30k_recipe(data_dir)
+    data = TaskData.load(recipe)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    dataset = data.dataset("train", recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch)
+    arrays, slots, real = {}, np.zeros(2), np.zeros(2)
+    for i, (inputs, target_out) in enumerate(dataset.as_numpy_iterator()):
+        for j, ids in enumerate((inputs["source"], target_out)):
+            slots[j] += ids.size
+            real[j] += np.count_nonzero(ids)
+        if i < count:
+            arrays.update({f"source_{i}": inputs["source"], f"target_in_{i}": inputs["target_in"],
+                           f"target_out_{i}": target_out})
+    np.savez(path, **arrays)
+    return {"source_vocab": data.source.vocab.size, "target_vocab": data.target.vocab.size,
+            "source_padding": slots[0] / real[0] - 1, "target_padding": slots[1] / real[1] - 1,
+            "padding": slots.sum() / real.sum() - 1}
+
+
+def load_multi30k_batches(path: Path) -> list:
+    arrays = np.load(path)
+    count = len([name for name in arrays.files if name.startswith("source_")])
+    return [(arrays[f"source_{i}"], arrays[f"target_in_{i}"], arrays[f"target_out_{i}"]) for i in range(count)]
+
+
+def real_target_tokens(batch) -> int:
+    return int(np.count_nonzero(batch[2]))
+
+
+def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: int, steps: int) -> dict:
+    """The recipe's model built and compiled as `textseq train` does (no accuracy metric: the PyTorch
+    loop computes none), trained by `train_on_batch` on the saved batches."""
+    import keras
+
+    from textseq.metrics import token_loss
+    from textseq.models.seq2seq import build_seq2seq
+    from textseq.training import make_optimizer
+
+    recipe = multi30k_recipe(data_dir)
+    keras.utils.set_random_seed(0)
+    model = build_seq2seq(recipe.model, sizes["source_vocab"], sizes["target_vocab"])
+    model.compile(optimizer=make_optimizer(recipe.train, 1), loss=token_loss(recipe.train.label_smoothing))
+    step = lambda source, target_in, target_out: model.train_on_batch(  # noqa: E731
+        {"source": source, "target_in": target_in}, target_out)
+    rate = time_windows(step, batches, windows, steps, warm_up=len(batches), tokens=real_target_tokens)
+    return {"tokens_per_s": rate}
+
+
+def torch_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: int, steps: int) -> dict:
+    """The same encoder-decoder in PyTorch, written as its tutorials write one."""
+    import torch
+    from torch import nn
+
+    config = multi30k_recipe(data_dir)
+    model_config, train_config = config.model, config.train
+    embedding, units, attention_units = model_config.embedding_dim, model_config.units, model_config.attention_units
+    torch.manual_seed(0)
+
+    class Seq2Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.source_embedding = nn.Embedding(sizes["source_vocab"], embedding, padding_idx=0)
+            self.encoder = nn.LSTM(embedding, units // 2, batch_first=True, bidirectional=True)
+            self.target_embedding = nn.Embedding(sizes["target_vocab"], embedding, padding_idx=0)
+            self.decoder = nn.LSTM(embedding, units, batch_first=True)
+            self.query = nn.Linear(units, attention_units, bias=False)
+            self.key = nn.Linear(units, attention_units)
+            self.score = nn.Linear(attention_units, 1, bias=False)
+            self.combine = nn.Linear(2 * units, units)
+            self.logits = nn.Linear(units, sizes["target_vocab"])
+            self.drop = nn.Dropout(model_config.dropout)
+
+        def forward(self, source, target_in):
+            lengths = (source != 0).sum(1)
+            packed = nn.utils.rnn.pack_padded_sequence(self.drop(self.source_embedding(source)), lengths.cpu(),
+                                                       batch_first=True, enforce_sorted=False)
+            packed_outputs, (h, c) = self.encoder(packed)
+            keys, _ = nn.utils.rnn.pad_packed_sequence(packed_outputs, batch_first=True,
+                                                       total_length=source.shape[1])
+            keys = self.drop(keys)
+            state = (torch.cat([h[0], h[1]], -1)[None], torch.cat([c[0], c[1]], -1)[None])
+            x, _ = self.decoder(self.drop(self.target_embedding(target_in)), state)
+            x = self.drop(x)
+            hidden = torch.tanh(self.query(x)[:, :, None] + self.key(keys)[:, None])
+            scores = self.score(hidden)[..., 0].masked_fill((source == 0)[:, None], -1e9)
+            context = torch.softmax(scores, -1) @ keys
+            return self.logits(self.drop(torch.tanh(self.combine(torch.cat([x, context], -1)))))
+
+    model = Seq2Seq()
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+
+    def step(source, target_in, target_out):
+        optimizer.zero_grad()
+        logits = model(torch.from_numpy(source).long(), torch.from_numpy(target_in).long())
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                           torch.from_numpy(target_out).long().reshape(-1), ignore_index=0,
+                                           label_smoothing=train_config.label_smoothing)
+        loss.backward()
+        for parameter in model.parameters():  # Keras' clipnorm clips each weight's gradient on its own
+            nn.utils.clip_grad_norm_([parameter], train_config.clipnorm)
+        optimizer.step()
+
+    rate = time_windows(step, batches, windows, steps, warm_up=len(batches), tokens=real_target_tokens)
+    return {"tokens_per_s": rate}
 
 
 def matmul_rate(matmul, to_tensor) -> float:
@@ -175,13 +316,30 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def run_worker(args, side: str) -> dict:
+def run_worker(args, side: str, extra: list[str] = ()) -> dict:
     command = [sys.executable, __file__, "--worker", side, "--shapes", args.shapes, "--data-dir", str(args.data_dir),
-               "--windows", str(args.windows), "--steps", str(args.steps)]
+               "--windows", str(args.windows), "--steps", str(args.steps), *extra]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"error: the {side} worker failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def alternate(args, sides: list[str], extra: list[str] = ()) -> dict:
+    """Each side's results over --pairs rounds, the sides alternating within each round."""
+    results = {side: [] for side in sides}
+    for pair in range(args.pairs):
+        for side in sides:
+            results[side].append(run_worker(args, side, extra))
+            print(f"run {pair + 1}/{args.pairs} {side:12s} {results[side][-1]['tokens_per_s']:8.0f} tokens/s",
+                  file=sys.stderr)
+    return results
+
+
+def paired_ratios(results: dict) -> dict:
+    """Per side, the median over rounds of its tokens/s over PyTorch's in the same round."""
+    return {side: statistics.median(t["tokens_per_s"] / p["tokens_per_s"] for t, p in zip(runs, results["torch"]))
+            for side, runs in results.items()}
 
 
 def main() -> None:
@@ -191,11 +349,50 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="alternating textseq/PyTorch runs (default 3)")
     parser.add_argument("--windows", type=int, default=5, help="timed windows per run; the median counts")
     parser.add_argument("--steps", type=int, default=10, help="training steps per window")
-    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=sorted({s for sides in SIDES.values() for s in sides}),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--batches-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", type=json.loads, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    shape = SHAPES[args.shapes]
-    batches = corpus_batches(args.data_dir, shape, count=40)
+    if args.shapes == "multi30k":
+        multi30k_main(args)
+    else:
+        ptb_main(args)
 
+
+def multi30k_main(args) -> None:
+    shape = SHAPES["multi30k"]
+    if args.worker:
+        worker = torch_seq2seq_worker if args.worker == "torch" else textseq_seq2seq_worker
+        print(json.dumps(worker(args.data_dir, args.sizes, load_multi30k_batches(args.batches_file),
+                                args.windows, args.steps)))
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "batches.npz"
+        sizes = multi30k_batches(args.data_dir, shape["batches"], path)
+        results = alternate(args, SIDES["multi30k"], ["--batches-file", str(path), "--sizes", json.dumps(sizes)])
+    median = {side: statistics.median(r["tokens_per_s"] for r in runs) for side, runs in results.items()}
+    ratios = paired_ratios(results)
+    cpu = cpu_model()
+    print(f"multi30k-de-en on {cpu}, {os.cpu_count()} cores; vocabularies {sizes['source_vocab']}/"
+          f"{sizes['target_vocab']}, batch 64, {shape['batches']} batches of the first epoch")
+    print(f"padding over a whole epoch (padded steps / real tokens): sources {sizes['source_padding']:.1%}, "
+          f"targets {sizes['target_padding']:.1%}, both {sizes['padding']:.1%}")
+    print(f"{'':30s} {'target tokens/s':>15s} {'vs PyTorch':>10s}")
+    names = {"textseq": "textseq (recipe's model)", "torch": "PyTorch encoder-decoder"}
+    for side in results:
+        print(f"{names[side]:30s} {median[side]:15.0f} {ratios[side]:9.2f}x")
+    print(json.dumps({
+        "shapes": "multi30k", "textseq_tokens_per_s": round(median["textseq"]),
+        "torch_tokens_per_s": round(median["torch"]), "ratio": round(ratios["textseq"], 3),
+        "padding": round(sizes["padding"], 4), "source_padding": round(sizes["source_padding"], 4),
+        "target_padding": round(sizes["target_padding"], 4), "cpu": cpu,
+    }))
+
+
+def ptb_main(args) -> None:
+    shape = SHAPES["ptb-small"]
+    batches = corpus_batches(args.data_dir, shape, count=40)
     if args.worker:
         if args.worker == "torch":
             result = torch_worker(shape, batches, args.windows, args.steps)
@@ -205,18 +402,12 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    sides = SIDES
-    results = {side: [] for side in sides}
-    for pair in range(args.pairs):
-        for side in sides:
-            results[side].append(run_worker(args, side))
-            print(f"run {pair + 1}/{args.pairs} {side:12s} {results[side][-1]['tokens_per_s']:8.0f} tokens/s",
-                  file=sys.stderr)
+    sides = SIDES["ptb-small"]
+    results = alternate(args, sides)
     flops = flops_per_token(shape)
     matmul = max(r["matmul_gflops"] for side in sides for r in results[side])
     median = {side: statistics.median(r["tokens_per_s"] for r in results[side]) for side in sides}
-    ratios = {side: statistics.median(t["tokens_per_s"] / p["tokens_per_s"]
-                                      for t, p in zip(results[side], results["torch"])) for side in sides}
+    ratios = paired_ratios(results)
     cpu = cpu_model()
     print(f"{args.shapes} on {cpu}, {os.cpu_count()} cores; {flops / 1e6:.1f} MFLOP per training token; "
           f"best float32 matmul {matmul:.0f} GFLOP/s")

@@ -1,0 +1,39 @@
+"""textseq's Dense computes what Keras' Dense computes, on inputs of any rank, and round-trips."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from textseq.layers import Dense
+
+
+def test_dense_matches_keras_dense_on_3d_inputs_with_gradients():
+    ours, reference = Dense(5, activation="tanh"), keras.layers.Dense(5, activation="tanh")
+    inputs = tf.constant(np.random.default_rng(0).normal(size=(2, 3, 4)), "float32")
+    ours.build(inputs.shape)
+    reference.build(inputs.shape)
+    reference.set_weights(ours.get_weights())
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 4])])  # batch and steps unknown, as in training
+    def outputs_and_gradients(x):
+        results = []
+        for layer in (ours, reference):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x)
+                total = tf.reduce_sum(y * tf.range(5, dtype="float32"))
+            results.append((y, tape.gradient(total, [x, *layer.trainable_variables])))
+        return results
+
+    (y, gradients), (expected, expected_gradients) = outputs_and_gradients(inputs)
+    assert y.shape == (2, 3, 5)
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
+    for gradient, expected_gradient in zip(gradients, expected_gradients):
+        np.testing.assert_allclose(gradient.numpy(), expected_gradient.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours(inputs[0]).numpy(), reference(inputs[0]).numpy(), rtol=1e-6)  # 2-D as well
+
+
+def test_dense_round_trips_through_its_config():
+    layer = Dense(7, activation="tanh", dtype="float32", name="logits")
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is Dense and clone.get_config() == layer.get_config()
