@@ -1,0 +1,93 @@
+"""Next-word latency and generation speed of a language-model run, in-process and through its export.
+
+    textseq export runs/multi30k-en-lm exports/multi30k-en-lm
+    python benchmarks/inference_latency.py runs/multi30k-en-lm exports/multi30k-en-lm
+
+In-process is `textseq.inference.load(RUN)` (what `textseq predict`, `generate` and `serve` call);
+the export is the SavedModel loaded with TensorFlow alone (`next_words`, `generate`). Next-word
+latency is one text of 13 words (a typical Multi30k caption) at batch 1: median and p99 over
+--calls calls after warm-up. Generation is greedy, --tokens tokens from the same text, the median
+of --rounds runs. Prints a table, and as its last line one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_throughput import cpu_model  # noqa: E402
+
+TEXT = "a man in a blue shirt is standing on a ladder cleaning a"
+
+
+def latencies_ms(call, calls: int, warm_up: int = 10) -> dict:
+    for _ in range(warm_up):
+        call()
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"median_ms": round(statistics.median(times), 2), "p99_ms": round(times[int(0.99 * (len(times) - 1))], 2)}
+
+
+def tokens_per_second(generate, tokens: int, rounds: int) -> float:
+    generate()  # warm-up: traces the function
+    rates = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        generate()
+        rates.append(tokens / (time.perf_counter() - started))
+    return round(statistics.median(rates), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a trained language-model run directory")
+    parser.add_argument("export", type=Path, help="its export (textseq export RUN DIR)")
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from textseq.inference import load
+
+    lm = load(args.run)
+    if lm.task != "language_model":
+        sys.exit(f"error: {args.run} is a {lm.task} run; this benchmark measures language models")
+    exported = tf.saved_model.load(str(args.export))
+    next_words, generate = exported.signatures["next_words"], exported.signatures["generate"]
+    text = tf.constant([TEXT])
+
+    results = {
+        "in_process_next_word": latencies_ms(lambda: lm.predict([TEXT], 5), args.calls),
+        "export_next_word": latencies_ms(lambda: next_words(text=text, k=tf.constant(5)), args.calls),
+        "in_process_generate_tokens_per_s": tokens_per_second(
+            lambda: lm.generate(TEXT, max_tokens=args.tokens), args.tokens, args.rounds),
+        "export_generate_tokens_per_s": tokens_per_second(
+            lambda: generate(text=text, max_tokens=tf.constant(args.tokens))["text"].numpy(), args.tokens, args.rounds),
+    }
+    cpu = cpu_model()
+    print(f"{args.run} on {cpu}, {os.cpu_count()} cores; next word after {len(TEXT.split())} words, batch 1; "
+          f"greedy generation of {args.tokens} tokens")
+    print(f"{'':14s} {'next word median':>17s} {'p99':>8s} {'generation tokens/s':>20s}")
+    for side in ("in_process", "export"):
+        latency = results[f"{side}_next_word"]
+        print(f"{side.replace('_', '-'):14s} {latency['median_ms']:14.2f} ms {latency['p99_ms']:5.2f} ms "
+              f"{results[f'{side}_generate_tokens_per_s']:20.1f}")
+    print(json.dumps({**results, "run": str(args.run), "cpu": cpu}))
+
+
+if __name__ == "__main__":
+    main()
