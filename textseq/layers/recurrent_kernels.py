@@ -62,9 +62,8 @@ def _weight_gradients(inputs_tm, previous_tm, d_input_tm, d_recurrent_tm, kernel
 
 
 def _zeros_for_none(gradients, values):
-    """Outputs nothing depends on get None as their gradient; the loops need zeros (of batch-major shape)."""
-    return [tf.zeros_like(tf.transpose(v, [1, 0, 2]) if v.shape.rank == 3 else v) if g is None else g
-            for g, v in zip(gradients, values)]
+    """Outputs nothing depends on get None as their gradient; the loops need zeros."""
+    return [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, values)]
 
 
 def _reversed(x_tm, go_backwards):
@@ -72,7 +71,8 @@ def _reversed(x_tm, go_backwards):
 
 
 def _lstm_forward(projected, h0, c0, mask_tm, recurrent_kernel):
-    """The forward recurrence: gates, cell states and outputs `[T, B, ...]` of every step, and the last states."""
+    """The forward recurrence: the last states; gates, cell states and the hidden state each step
+    starts from `[T, B, ...]`; the outputs `[B, T, H]` (zero on masked steps)."""
     steps = tf.shape(projected)[0]
 
     def step(t, h, c, gates_ta, cells_ta, hidden_ta):
@@ -86,16 +86,23 @@ def _lstm_forward(projected, h0, c0, mask_tm, recurrent_kernel):
 
     arrays = [tf.TensorArray(projected.dtype, size=steps) for _ in range(3)]
     _, h_last, c_last, gates, cells, hidden = tf.while_loop(lambda t, *_: t < steps, step, [0, h0, c0, *arrays])
-    return h_last, c_last, gates.stack(), cells.stack(), hidden.stack()
+    return (h_last, c_last, gates.stack(), cells.stack(), *_previous_and_outputs(h0, hidden.stack(), mask_tm))
 
 
-def _lstm_backward(d_outputs_tm, d_h_last, d_c_last, gates, cells, c0, mask_tm, recurrent_kernel):
-    """The backward recurrence: the pre-activation gradients `dz` `[T, B, 4H]` and those of `(h0, c0)`."""
-    steps, dtype = tf.shape(d_outputs_tm)[0], d_outputs_tm.dtype
+def _previous_and_outputs(h0, hidden, mask_tm):
+    """The hidden state each step starts from `[T, B, H]`, and the outputs `[B, T, H]` (zero where masked)."""
+    outputs = tf.transpose(tf.where(mask_tm, hidden, tf.zeros([], hidden.dtype)), [1, 0, 2])
+    return tf.concat([h0[None], hidden[:-1]], 0), outputs
+
+
+def _lstm_backward(d_outputs, d_h_last, d_c_last, gates, cells, c0, mask_tm, recurrent_kernel):
+    """The backward recurrence from the outputs' gradient `[B, T, H]`: the pre-activation gradients
+    `dz` `[T, B, 4H]` and those of `(h0, c0)`."""
+    steps, dtype = tf.shape(gates)[0], gates.dtype
     # Everything the loop multiplies by that does not depend on the carried gradients, over all
     # steps at once. Masked steps get zeros here, so that their gradients pass straight through.
     m = tf.cast(mask_tm, dtype)
-    d_outputs_tm = d_outputs_tm * m
+    d_outputs_tm = tf.transpose(d_outputs, [1, 0, 2]) * m
     i, f, g, o = tf.split(gates, 4, axis=2)
     g = 2 * g - 1
     tanh_c = tf.tanh(cells)
@@ -120,7 +127,8 @@ def _lstm_backward(d_outputs_tm, d_h_last, d_c_last, gates, cells, c0, mask_tm, 
 
 
 def _gru_forward(projected, h0, mask_tm, recurrent_kernel, recurrent_bias):
-    """The forward recurrence: `[z, r, candidate, h U_h + b_h]` and outputs `[T, B, ...]`, and the last state."""
+    """The forward recurrence: the last state; `[z, r, candidate, h U_h + b_h]` and the state each step
+    starts from `[T, B, ...]`; the outputs `[B, T, H]` (zero on masked steps)."""
     steps = tf.shape(projected)[0]
 
     def step(t, h, gates_ta, hidden_ta):
@@ -133,13 +141,14 @@ def _gru_forward(projected, h0, mask_tm, recurrent_kernel, recurrent_bias):
 
     arrays = [tf.TensorArray(projected.dtype, size=steps) for _ in range(2)]
     _, h_last, gates, hidden = tf.while_loop(lambda t, *_: t < steps, step, [0, h0, *arrays])
-    return h_last, gates.stack(), hidden.stack()
+    return (h_last, gates.stack(), *_previous_and_outputs(h0, hidden.stack(), mask_tm))
 
 
-def _gru_backward(d_outputs_tm, d_h_last, gates, previous_hidden, mask_tm, recurrent_transposed):
-    """The backward recurrence: the gradients of the input projection and of `h U + b_h` `[T, B, 3H]`
-    (zero on masked steps), and that of `h0`."""
-    steps = tf.shape(d_outputs_tm)[0]
+def _gru_backward(d_outputs, d_h_last, gates, previous_hidden, mask_tm, recurrent_transposed):
+    """The backward recurrence from the outputs' gradient `[B, T, H]`: the gradients of the input
+    projection and of `h U + b_h` `[T, B, 3H]` (zero on masked steps), and that of `h0`."""
+    steps = tf.shape(gates)[0]
+    d_outputs_tm = tf.transpose(d_outputs, [1, 0, 2])
 
     def step(t, dh, dx_ta, dr_ta):
         m, zero = mask_tm[t], tf.zeros([], dh.dtype)
@@ -195,21 +204,20 @@ def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backw
         projected = _project(x_tm, kernel * gate_scale, bias * gate_scale)
         scaled_recurrent = recurrent_kernel * gate_scale
 
-        h_last, c_last, gates, cells, hidden = loops.lstm_forward(projected, h0, c0, mask_tm, scaled_recurrent)
-        outputs_tm = tf.where(mask_tm, hidden, tf.zeros([], dtype))
+        h_last, c_last, gates, cells, previous_hidden, outputs = loops.lstm_forward(
+            projected, h0, c0, mask_tm, scaled_recurrent)
 
         def grad(d_outputs, d_h_last, d_c_last):
             d_outputs, d_h_last, d_c_last = _zeros_for_none((d_outputs, d_h_last, d_c_last),
-                                                            (outputs_tm, h_last, c_last))
-            d_h0, d_c0, dz = loops.lstm_backward(_time_major(d_outputs), tf.cast(d_h_last, dtype),
-                                                 tf.cast(d_c_last, dtype), gates, cells, c0, mask_tm, recurrent_kernel)
-            previous_hidden = tf.concat([h0[None], hidden[:-1]], 0)
+                                                            (outputs, h_last, c_last))
+            d_h0, d_c0, dz = loops.lstm_backward(d_outputs, tf.cast(d_h_last, dtype), tf.cast(d_c_last, dtype),
+                                                 gates, cells, c0, mask_tm, recurrent_kernel)
             # the input and the recurrent projections share one pre-activation gradient, dz
             d_x_tm, d_kernel, d_recurrent, dz, _ = _weight_gradients(x_tm, previous_hidden, dz, dz, kernel)
             d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
             return d_inputs, d_h0, d_c0, d_kernel, d_recurrent, tf.reduce_sum(dz, 0)
 
-        return (tf.transpose(outputs_tm, [1, 0, 2]), h_last, c_last), grad
+        return (outputs, h_last, c_last), grad
 
     return run(inputs, h0, c0, kernel, recurrent_kernel, bias)
 
@@ -230,22 +238,18 @@ def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=
         x_tm = _reversed(_time_major(inputs), go_backwards)
         projected = _project(x_tm, kernel, bias[0])
 
-        h_last, gates, hidden = loops.gru_forward(projected, h0, mask_tm, recurrent_kernel, bias[1])
-        outputs_tm = tf.where(mask_tm, hidden, tf.zeros([], dtype))
-        previous_hidden = tf.concat([h0[None], hidden[:-1]], 0)
+        h_last, gates, previous_hidden, outputs = loops.gru_forward(projected, h0, mask_tm, recurrent_kernel, bias[1])
 
         def grad(d_outputs, d_h_last):
-            d_outputs, d_h_last = _zeros_for_none((d_outputs, d_h_last), (outputs_tm, h_last))
-            d_outputs_tm = _time_major(d_outputs)
-
+            d_outputs, d_h_last = _zeros_for_none((d_outputs, d_h_last), (outputs, h_last))
             d_h0, d_input_part, d_recurrent_part = loops.gru_backward(
-                d_outputs_tm, tf.cast(d_h_last, dtype), gates, previous_hidden, mask_tm, tf.transpose(recurrent_kernel))
+                d_outputs, tf.cast(d_h_last, dtype), gates, previous_hidden, mask_tm, tf.transpose(recurrent_kernel))
             d_x_tm, d_kernel, d_recurrent, d_input_part, d_recurrent_part = _weight_gradients(
                 x_tm, previous_hidden, d_input_part, d_recurrent_part, kernel)
             d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
             d_bias = tf.stack([tf.reduce_sum(d_input_part, 0), tf.reduce_sum(d_recurrent_part, 0)])
             return d_inputs, d_h0, d_kernel, d_recurrent, d_bias
 
-        return (tf.transpose(outputs_tm, [1, 0, 2]), h_last), grad
+        return (outputs, h_last), grad
 
     return run(inputs, h0, kernel, recurrent_kernel, bias)
