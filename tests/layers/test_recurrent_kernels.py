@@ -109,3 +109,29 @@ def test_token_loss_and_its_gradient_match_the_textbook_formula(label_smoothing,
     np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-6)
     np.testing.assert_allclose(gradient.numpy(), tape.gradient(expected, logits).numpy(), rtol=1e-5, atol=1e-7)
     assert not np.any(gradient.numpy()[1, 1:])  # padded tokens get no gradient
+
+
+def _uses_xla(layer, inputs, training) -> bool:
+    """Whether the graph of `layer(inputs)` (with its gradient when training) calls an XLA function."""
+
+    @tf.function(input_signature=[tf.TensorSpec(inputs.shape, inputs.dtype)])  # a tensor or a TensorSpec
+    def call(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x, training=training)
+        return outputs, tape.gradient(tf.reduce_sum(tf.cast(outputs, "float32")), x)
+
+    graph = call.get_concrete_function().graph.as_graph_def()
+    functions = [node.attr for function in graph.library.function for node in function.node_def]
+    return any(attr["_XlaMustCompile"].b for attr in [*(n.attr for n in graph.node), *functions])
+
+
+def test_xla_loops_only_where_they_pay_off():
+    fixed = tf.ones((2, 4, 3))
+    assert _uses_xla(LSTM(8, return_sequences=True), fixed, training=True)  # float32 training, fixed shape
+    assert not _uses_xla(LSTM(8, return_sequences=True), fixed, training=False)  # inference: exports stay plain
+    # bfloat16: oneDNN's graph ops use the CPU's bf16 units, XLA converts to float32.
+    assert not _uses_xla(LSTM(8, return_sequences=True, dtype="mixed_bfloat16"), fixed, training=True)
+    # Batches of every length would compile once per length.
+    assert not _uses_xla(GRU(8, return_sequences=True), tf.TensorSpec((2, None, 3)), training=True)
+    assert _uses_xla(GRU(8, return_sequences=True), fixed, training=True)
