@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras import ops
 
 from textseq.data.vocab import PAD
+from textseq.xla import xla_function
 
 
 def token_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
@@ -72,19 +73,14 @@ def token_cross_entropy(logits, labels, label_smoothing: float = 0.0, compiled: 
 
     @tf.custom_gradient
     def cross_entropy(logits):
-        losses, log_normalizer = forward(*_cut(logits, labels, smoothing))
+        losses, log_normalizer = forward(logits, labels, smoothing)
 
         def grad(upstream):
-            return backward(*_cut(logits, labels, smoothing, log_normalizer, upstream))
+            return backward(logits, labels, smoothing, log_normalizer, upstream)
 
         return losses, grad
 
     return cross_entropy(logits)
-
-
-def _cut(*tensors):
-    """The tensors cut from any tape: a tape-watched XLA function would be traced for differentiation."""
-    return [tf.stop_gradient(t) for t in tensors]
 
 
 def _cross_entropy_forward(logits, labels, smoothing):
@@ -111,8 +107,8 @@ def _graph_cross_entropy_backward(logits, labels, smoothing, log_normalizer, ups
     return tf.tensor_scatter_nd_sub(gradient, rows, (1.0 - smoothing) * upstream)
 
 
-_compiled_cross_entropy_forward = tf.function(_cross_entropy_forward, jit_compile=True, autograph=False)
-_compiled_cross_entropy_backward = tf.function(_compiled_cross_entropy_backward, jit_compile=True, autograph=False)
+_compiled_cross_entropy_forward = xla_function(_cross_entropy_forward)
+_compiled_cross_entropy_backward = xla_function(_compiled_cross_entropy_backward)
 
 
 @keras.saving.register_keras_serializable(package="textseq")

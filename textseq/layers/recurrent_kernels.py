@@ -34,6 +34,8 @@ import collections
 
 import tensorflow as tf
 
+from textseq.xla import xla_function
+
 
 def _time_major(x):
     return tf.transpose(x, [1, 0, 2])
@@ -169,15 +171,17 @@ def _gru_backward(d_outputs, d_h_last, gates, previous_hidden, mask_tm, recurren
 Loops = collections.namedtuple("Loops", "lstm_forward lstm_backward gru_forward gru_backward")
 GRAPH_LOOPS = Loops(_lstm_forward, _lstm_backward, _gru_forward, _gru_backward)
 
-
-def _compiled(loop):
-    """`loop` as an XLA function. Its inputs are cut from the tape: the kernels' gradients are written
-    out, and a function that a tape watches would be traced for differentiation, which XLA refuses."""
-    function = tf.function(loop, jit_compile=True, autograph=False)
-    return lambda *tensors: function(*(tf.stop_gradient(t) for t in tensors))
+COMPILED_LOOPS = Loops(*map(xla_function, GRAPH_LOOPS))
 
 
-COMPILED_LOOPS = Loops(*map(_compiled, GRAPH_LOOPS))
+def _prepare(inputs, mask, go_backwards, compiled, *weights):
+    """What both kernels start from: their loops, the time-major boolean mask `[T, B, 1]` in the
+    order the steps run (all true without a mask), and the weights in the inputs' dtype."""
+    loops = COMPILED_LOOPS if compiled else GRAPH_LOOPS
+    if mask is None:
+        mask = tf.ones(tf.shape(inputs)[:2], dtype="bool")
+    mask_tm = _reversed(tf.transpose(mask)[:, :, None], go_backwards)
+    return loops, mask_tm, [tf.cast(w, inputs.dtype) for w in weights]
 
 
 def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backwards=False, compiled=False):
@@ -188,11 +192,8 @@ def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backw
     `mask` is boolean `[B, T]` or None; `compiled` runs the loops under XLA.
     """
     dtype = inputs.dtype
-    loops = COMPILED_LOOPS if compiled else GRAPH_LOOPS
-    if mask is None:
-        mask = tf.ones(tf.shape(inputs)[:2], dtype="bool")
-    mask_tm = _reversed(tf.transpose(mask)[:, :, None], go_backwards)
-    kernel, recurrent_kernel, bias = (tf.cast(w, dtype) for w in (kernel, recurrent_kernel, bias))
+    loops, mask_tm, (kernel, recurrent_kernel, bias) = _prepare(
+        inputs, mask, go_backwards, compiled, kernel, recurrent_kernel, bias)
     units = tf.shape(recurrent_kernel)[0]
     # tanh(x) = 2 sigmoid(2x) - 1: one sigmoid over all four gates, the cell input's pre-scaled by 2.
     gate_scale = tf.concat([tf.ones([2 * units], dtype), tf.fill([units], tf.constant(2, dtype)),
@@ -227,11 +228,8 @@ def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=
     from `h0`. Returns `(outputs [B, T, H], h_last)`; the other arguments as in `lstm_sequence`.
     """
     dtype = inputs.dtype
-    loops = COMPILED_LOOPS if compiled else GRAPH_LOOPS
-    if mask is None:
-        mask = tf.ones(tf.shape(inputs)[:2], dtype="bool")
-    mask_tm = _reversed(tf.transpose(mask)[:, :, None], go_backwards)
-    kernel, recurrent_kernel, bias = (tf.cast(w, dtype) for w in (kernel, recurrent_kernel, bias))
+    loops, mask_tm, (kernel, recurrent_kernel, bias) = _prepare(
+        inputs, mask, go_backwards, compiled, kernel, recurrent_kernel, bias)
 
     @tf.custom_gradient
     def run(inputs, h0, kernel, recurrent_kernel, bias):
