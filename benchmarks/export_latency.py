@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import cpu_model  # noqa: E402
 
 # 13 words, the length of a typical Multi30k caption.
 SENTENCES = {
@@ -67,21 +70,11 @@ def main() -> None:
         "batch1_median_ms": round(statistics.median(latencies), 2),
         "batch1_p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
         "batch64_texts_per_second": round(per_second, 1), "calls": args.calls,
-        "cpu": platform.processor() or cpu_model(), "cores": os.cpu_count(),
+        "cpu": cpu_model(), "cores": os.cpu_count(),
     }
     for key, value in result.items():
         print(f"{key:26} {value}")
     print(json.dumps(result))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 if __name__ == "__main__":
