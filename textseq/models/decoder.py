@@ -91,7 +91,7 @@ class Decoder(keras.layers.Layer):
             x, *layer_states = rnn(x, initial_state=states, mask=mask, training=training)
             final_states.append(layer_states)  # at each row's last real step: padding leaves states alone
             x = self.drop(x, training=training)
-        context, weights = self.attention(x, encoder_outputs, keys_mask=encoder_mask)
+        context, weights = self.attention(x, encoder_outputs, keys_mask=encoder_mask, training=training)
         if return_states:
             return self._output(x, context, training), weights, final_states
         return self._output(x, context, training), weights
