@@ -99,6 +99,16 @@ def test_perplexity_is_exp_of_the_mean_token_loss_by_hand(lm_run, carry):
     assert metrics["top1_accuracy"] <= metrics["top5_accuracy"] <= 1
 
 
+def test_evaluate_reads_the_split_in_the_rows_the_run_validated_with(lm_run):
+    """Rows start cold (from the encoder's states), so their number changes the loss a little: by
+    default the CLI uses the run's train.batch_size, as the validation loss in metrics.csv does."""
+    model = LanguageModel.from_run(lm_run)
+    by_default = json.loads(invoke("evaluate", lm_run, "--split", "test", "--json").stdout)
+    assert by_default == evaluate(model, "test", batch_size=model.recipe.train.batch_size)
+    two_rows = json.loads(invoke("evaluate", lm_run, "--split", "test", "--json", "--batch-size", "2").stdout)
+    assert two_rows == evaluate(model, "test", batch_size=2)
+
+
 def test_consecutive_windows_split_the_stream_into_rows_and_carry_on():
     stream = np.arange(10, 33)
     batches = list(stream_dataset(stream, context=3, continuation=4, batch_size=3))

@@ -242,10 +242,13 @@ def read_input(path: Path) -> str:
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Sources decoded together.")
+@click.option("--batch-size", type=int, default=None,
+              help="Sources decoded together (translation; default 64). Language models read the split in "
+                   "this many rows, each from its first token; default the run's train.batch_size, the rows "
+                   "its validation loss was measured with.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of metrics.")
 @decoding_options
-def evaluate(run: Path, split: str, batch_size: int, as_json: bool, **flags):
+def evaluate(run: Path, split: str, batch_size: int | None, as_json: bool, **flags):
     """Score RUN on a data split: loss, perplexity, token accuracy; for translation runs also the
     decoded outputs' exact match, BLEU and chrF (sacrebleu; its signatures are in the result).
 
@@ -264,8 +267,9 @@ def evaluate(run: Path, split: str, batch_size: int, as_json: bool, **flags):
         if any(value is not None for value in flags.values()):
             raise InputError("decoding flags (--beam, --temperature, ...) apply to translation runs; "
                              "a language model is scored on every token of the split")
-        metrics = evaluation.evaluate(loaded, split, batch_size=batch_size)
+        metrics = evaluation.evaluate(loaded, split, batch_size=batch_size or loaded.recipe.train.batch_size)
     else:
+        batch_size = batch_size or 64
         options = loaded.options(**flags)
         examples = len(library("textseq.data.sources").load_pairs(loaded.recipe.data, split))
         with progress_bar(examples, f"decoding {split}") as bar:
