@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras import ops
 
 from textseq.data.vocab import PAD
-from textseq.xla import xla_function
+from textseq.xla import fixed_shape, xla_function
 
 
 def token_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
@@ -45,7 +45,7 @@ class TokenLoss(keras.losses.Loss):
         y_true = tf.cast(y_true, "int32")
         vocab = tf.shape(y_pred)[-1]
         losses = token_cross_entropy(tf.reshape(tf.cast(y_pred, "float32"), [-1, vocab]), tf.reshape(y_true, [-1]),
-                                     self.label_smoothing, compiled=y_pred.shape.is_fully_defined())
+                                     self.label_smoothing, compiled=fixed_shape(y_pred))
         real = tf.cast(tf.not_equal(tf.reshape(y_true, [-1]), PAD), "float32")
         mean = tf.math.divide_no_nan(tf.reduce_sum(losses * real), tf.reduce_sum(real))
         # Keras divides per-example losses by the number of replicas (their gradients are summed

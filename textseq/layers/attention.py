@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from textseq.xla import xla_function
+from textseq.xla import fixed_shape, xla_function
 
 # Added to the scores of padded keys before the softmax; the weights are then set to exactly 0.
 _MASKED_SCORE = -1e9
@@ -54,7 +54,7 @@ class BahdanauAttention(keras.layers.Layer):
 
     def call(self, query, keys, keys_mask=None, training=None):
         # Fused scores where a training step repeats one shape (see `additive_scores`).
-        compiled = training is True and all(d is not None for d in (*query.shape[:-1], *keys.shape[:-1]))
+        compiled = training is True and fixed_shape(query, keys)
         weights = self.attention_weights(query, self.project_keys(keys), keys_mask, compiled)
         return ops.matmul(weights, keys), weights
 

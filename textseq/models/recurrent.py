@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from textseq.layers.recurrent_kernels import gru_sequence, lstm_sequence
+from textseq.xla import fixed_shape
 
 
 def _hoisted_kernel_applies(layer: keras.layers.RNN, training: bool) -> bool:
@@ -32,13 +33,12 @@ def _hoisted_kernel_applies(layer: keras.layers.RNN, training: bool) -> bool:
 
 
 def _xla_loops_pay_off(sequences) -> bool:
-    """XLA loops where batch and length are fixed (language-model windows, TPU batches): XLA compiles
-    once per shape (~0.7 s for a layer's two loops), which pays off over many identical steps, not
-    over translation batches of every length. Float32 only: XLA on CPUs multiplies bfloat16 by
-    converting it, where oneDNN's graph ops use the CPU's bf16 (AMX) units, 2.5x float32's rate.
-    Training only (the caller's condition): inference graphs, and so exports, stay free of XLA.
+    """XLA loops where batch and length are fixed (`fixed_shape`). Float32 only: XLA on CPUs
+    multiplies bfloat16 by converting it, where oneDNN's graph ops use the CPU's bf16 (AMX) units,
+    2.5x float32's rate. Training only (the caller's condition): inference graphs, and so exports,
+    stay free of XLA.
     """
-    return sequences.shape[0] is not None and sequences.shape[1] is not None and sequences.dtype == "float32"
+    return fixed_shape(sequences) and sequences.dtype == "float32"
 
 
 class _HoistedLoop:
