@@ -16,9 +16,9 @@ warm-up and reports the median. The table gives tokens/s, the achieved FLOP/s (3
 multiply-adds per token, the usual count for training) and the ratio to the best float32 matrix
 multiply measured in the same run. The last line is one JSON object.
 
-For ptb-small, textseq's recurrent layers, output layer and loss (`textseq.models.recurrent`,
-`textseq.layers.Dense`, `textseq.metrics`: what every textseq model uses) run in a plain LSTM
-language model trained by Keras, next to
+For ptb-small, textseq's recurrent layers, output layer, loss and optimizer (`textseq.models.recurrent`,
+`textseq.layers.Dense`, `textseq.metrics`, `textseq.optimizers`: what every textseq model uses) run in a
+plain LSTM language model trained by Keras, next to
 `torch.nn.LSTM` in the loop most PyTorch tutorials write.
 
 `multi30k` is the whole model and pipeline of `recipes/multi30k-de-en.yaml`: textseq's
@@ -122,9 +122,10 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
     from textseq.layers import Dense
     from textseq.metrics import token_loss
     from textseq.models.recurrent import LSTM
+    from textseq.optimizers import SGD
 
     if plain_keras:
-        LSTM, Dense = keras.layers.LSTM, keras.layers.Dense  # noqa: N806
+        LSTM, Dense, SGD = keras.layers.LSTM, keras.layers.Dense, keras.optimizers.SGD  # noqa: N806
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(batch_shape=(shape["batch"], shape["steps"]), dtype="int32")
@@ -133,7 +134,7 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
         x = LSTM(shape["units"], return_sequences=True, stateful=True)(x)  # carries the state across windows
     logits = Dense(shape["vocab"])(x)
     model = keras.Model(inputs, logits)
-    model.compile(optimizer=keras.optimizers.SGD(shape["learning_rate"], global_clipnorm=shape["clipnorm"]),
+    model.compile(optimizer=SGD(shape["learning_rate"], global_clipnorm=shape["clipnorm"]),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if plain_keras else token_loss(),
                   jit_compile=jit)
     rate = time_windows(lambda x, y: model.train_on_batch(x, y), ptb_batches(batches), windows, steps)

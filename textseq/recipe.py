@@ -95,7 +95,10 @@ class TrainConfig:
     batch_size: int = _opt(64, "examples per batch: the global batch, split evenly across replicas", min=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = _opt("adam", "optimizer")
     learning_rate: float = _opt(1e-3, "learning rate", above=0.0)
-    clipnorm: Optional[float] = _opt(1.0, "clip each gradient to this norm; null disables", above=0.0)
+    clipnorm: Optional[float] = _opt(1.0, "largest gradient norm (see train.clip); null disables clipping", above=0.0)
+    clip: Literal["each", "global"] = _opt(
+        "each", "each: every weight's gradient is clipped to clipnorm on its own (Keras' clipnorm); global: all "
+        "gradients are scaled together so that their joint norm is at most clipnorm (PyTorch's clip_grad_norm_)")
     early_stopping_patience: int = _opt(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0)
     reduce_lr_patience: int = _opt(0, "halve the learning rate after this many epochs without a better validation loss; 0 never", min=0)
     schedule: Literal["constant", "cosine"] = _opt(

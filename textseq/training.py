@@ -24,18 +24,11 @@ from textseq.metrics import TokenAccuracy, token_loss
 from textseq.inference import load_weights
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
+from textseq.optimizers import OPTIMIZERS
 from textseq.recipe import Recipe, TrainConfig
 from textseq.runs import Run
 
 log = logging.getLogger(__name__)
-
-OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "sgd": keras.optimizers.SGD,
-    "rmsprop": keras.optimizers.RMSprop,
-}
-
 
 def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose: int | str = "auto") -> dict:
     """Trains (or resumes) the run in `run_dir` and returns a summary of what happened.
@@ -201,7 +194,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     if config.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1)
-    return OPTIMIZERS[config.optimizer](learning_rate=learning_rate, clipnorm=config.clipnorm)
+    clipping = {"global_clipnorm" if config.clip == "global" else "clipnorm": config.clipnorm}
+    return OPTIMIZERS[config.optimizer](learning_rate=learning_rate, **clipping)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

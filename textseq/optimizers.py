@@ -1,0 +1,88 @@
+"""Keras' optimizers with gradient clipping that keeps embedding gradients sparse and measures them exactly.
+
+An embedding's gradient is a `tf.IndexedSlices`: one row per lookup, a row repeated wherever its
+token is. Keras' `global_clipnorm` turns it into a dense `[vocabulary, dimension]` tensor, and
+the update then rewrites every row of the table (on the ptb-small language model, a third of
+the optimizer's time; benchmarks/README.md). `tf.clip_by_norm`, behind Keras' `clipnorm`, keeps it
+sparse but measures the rows before repeats are summed, which is not the norm of the gradient.
+Here repeated rows are summed before the norm is taken, and clipped gradients stay sparse.
+
+>>> optimizer = SGD(1.0, global_clipnorm=5.0)
+>>> rows = tf.IndexedSlices(tf.constant([[3.0], [3.0]]), tf.constant([1, 1]), tf.constant([4, 1]))
+>>> float(gradient_norm([rows]))  # one row of 6, not two of 3
+6.0
+>>> clipped = optimizer._clip_gradients([rows])[0]
+>>> type(clipped).__name__, clipped.values.numpy().ravel().tolist()
+('IndexedSlices', [2.5, 2.5])
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def squared_norm(gradient) -> tf.Tensor:
+    """The squared L2 norm of a dense or `IndexedSlices` gradient (repeated rows summed first)."""
+    if isinstance(gradient, tf.IndexedSlices):
+        rows, position = tf.unique(gradient.indices)
+        gradient = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
+    return tf.reduce_sum(tf.square(tf.cast(gradient, "float32")))
+
+
+def gradient_norm(gradients: list) -> tf.Tensor:
+    """The L2 norm of all `gradients` together (None entries skipped)."""
+    return tf.sqrt(tf.add_n([squared_norm(g) for g in gradients if g is not None]))
+
+
+def scale(gradient, factor: tf.Tensor):
+    """`gradient * factor`; an `IndexedSlices` stays one."""
+    if gradient is None:
+        return None
+    factor = tf.cast(factor, gradient.dtype)
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
+
+
+def clip_factor(norm: tf.Tensor, clipnorm: float) -> tf.Tensor:
+    """`clipnorm / norm` where the norm is larger, else 1; NaN when the norm is not finite (as Keras),
+    so that a diverged step shows in the loss instead of being scaled to zero."""
+    return clipnorm / tf.maximum(norm, clipnorm) + (norm - norm)
+
+
+class SparseClipping:
+    """Mixin for a Keras optimizer: `clipnorm` (each weight) and `global_clipnorm` (all together)
+    as Keras defines them, computed as above."""
+
+    def _clip_gradients(self, grads):
+        if self.clipnorm and self.clipnorm > 0:
+            return [scale(g, clip_factor(gradient_norm([g]), self.clipnorm)) if g is not None else None
+                    for g in grads]
+        if self.global_clipnorm and self.global_clipnorm > 0:
+            factor = clip_factor(gradient_norm(grads), self.global_clipnorm)
+            return [scale(g, factor) for g in grads]
+        return super()._clip_gradients(grads)
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class SGD(SparseClipping, keras.optimizers.SGD):
+    """`keras.optimizers.SGD` with sparse, exact clipping."""
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class Adam(SparseClipping, keras.optimizers.Adam):
+    """`keras.optimizers.Adam` with sparse, exact clipping."""
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class AdamW(SparseClipping, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` with sparse, exact clipping."""
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class RMSprop(SparseClipping, keras.optimizers.RMSprop):
+    """`keras.optimizers.RMSprop` with sparse, exact clipping."""
+
+
+OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}
