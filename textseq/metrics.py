@@ -67,7 +67,7 @@ def token_cross_entropy(logits, labels, label_smoothing: float = 0.0, compiled: 
     >>> round(float(token_cross_entropy(tf.constant([[0., 0.]]), tf.constant([1]))[0]), 4)  # log 2
     0.6931
     """
-    smoothing = tf.constant(label_smoothing, "float32")
+    smoothing = float(label_smoothing)  # a constant of the graph: without smoothing, no pass for the mean
     forward, backward = ((_compiled_cross_entropy_forward, _compiled_cross_entropy_backward) if compiled
                          else (_cross_entropy_forward, _graph_cross_entropy_backward))
 
@@ -87,7 +87,9 @@ def _cross_entropy_forward(logits, labels, smoothing):
     top = tf.reduce_max(logits, -1, keepdims=True)
     log_normalizer = tf.math.log(tf.reduce_sum(tf.exp(logits - top), -1)) + top[:, 0]
     picked = tf.gather(logits, labels, batch_dims=1)
-    losses = log_normalizer - (1.0 - smoothing) * picked - smoothing * tf.reduce_mean(logits, -1)
+    losses = log_normalizer - (1.0 - smoothing) * picked
+    if smoothing:
+        losses -= smoothing * tf.reduce_mean(logits, -1)
     return losses, log_normalizer
 
 
@@ -95,14 +97,16 @@ def _compiled_cross_entropy_backward(logits, labels, smoothing, log_normalizer, 
     """Fused by XLA into one pass: the one-hot comparison costs nothing there."""
     vocab = tf.shape(logits)[-1]
     target = tf.where(tf.range(vocab)[None, :] == labels[:, None], 1.0 - smoothing, 0.0)
-    target += smoothing / tf.cast(vocab, "float32")
+    if smoothing:
+        target += smoothing / tf.cast(vocab, "float32")
     return (tf.exp(logits - log_normalizer[:, None]) - target) * upstream[:, None]
 
 
 def _graph_cross_entropy_backward(logits, labels, smoothing, log_normalizer, upstream):
     """Op by op: the softmax times the upstream gradient, then the labels' share taken off by one scatter."""
     gradient = tf.exp(logits - log_normalizer[:, None]) * upstream[:, None]
-    gradient -= upstream[:, None] * (smoothing / tf.cast(tf.shape(logits)[-1], "float32"))
+    if smoothing:
+        gradient -= upstream[:, None] * (smoothing / tf.cast(tf.shape(logits)[-1], "float32"))
     rows = tf.stack([tf.range(tf.shape(labels)[0]), labels], 1)
     return tf.tensor_scatter_nd_sub(gradient, rows, (1.0 - smoothing) * upstream)
 

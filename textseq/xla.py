@@ -11,13 +11,14 @@ import tensorflow as tf
 
 
 def xla_function(function):
-    """`function` compiled by XLA (`tf.function(jit_compile=True)`), its inputs cut from any tape.
+    """`function` compiled by XLA (`tf.function(jit_compile=True)`), its tensor inputs cut from any
+    tape; Python numbers are constants of the compiled function.
 
     textseq writes the gradients of these pieces out (`tf.custom_gradient`); a tape that watched the
     inputs would instead trace the function for differentiation, which XLA refuses.
     """
     compiled = tf.function(function, jit_compile=True, autograph=False)
-    return lambda *tensors: compiled(*(tf.stop_gradient(t) for t in tensors))
+    return lambda *inputs: compiled(*(t if isinstance(t, (int, float)) else tf.stop_gradient(t) for t in inputs))
 
 
 def fixed_shape(*tensors) -> bool:
