@@ -37,3 +37,24 @@ def test_dense_round_trips_through_its_config():
     layer = Dense(7, activation="tanh", dtype="float32", name="logits")
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(clone) is Dense and clone.get_config() == layer.get_config()
+
+
+def test_dense_under_mixed_bfloat16_matches_keras_dense_and_keeps_float32_weight_gradients():
+    ours = Dense(5, dtype="mixed_bfloat16")
+    reference = keras.layers.Dense(5, dtype="mixed_bfloat16")
+    inputs = tf.constant(np.random.default_rng(2).normal(size=(3, 4, 6)), "float32")
+    ours.build(inputs.shape)
+    reference.build(inputs.shape)
+    reference.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            y = layer(inputs)
+            total = tf.reduce_sum(tf.cast(y, "float32") * tf.range(5, dtype="float32"))
+        results.append((y, tape.gradient(total, layer.trainable_variables)))
+    (y, gradients), (expected, expected_gradients) = results
+    assert y.dtype == tf.bfloat16 and [g.dtype for g in gradients] == [tf.float32, tf.float32]
+    np.testing.assert_allclose(tf.cast(y, "float32").numpy(), tf.cast(expected, "float32").numpy(), rtol=2e-2, atol=2e-2)
+    for gradient, expected_gradient in zip(gradients, expected_gradients):
+        np.testing.assert_allclose(gradient.numpy(), expected_gradient.numpy(), rtol=2e-2, atol=2e-2)
+
