@@ -30,6 +30,7 @@ from textseq.runs import Run
 
 log = logging.getLogger(__name__)
 
+
 def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose: int | str = "auto") -> dict:
     """Trains (or resumes) the run in `run_dir` and returns a summary of what happened.
 

@@ -57,4 +57,3 @@ def test_dense_under_mixed_bfloat16_matches_keras_dense_and_keeps_float32_weight
     np.testing.assert_allclose(tf.cast(y, "float32").numpy(), tf.cast(expected, "float32").numpy(), rtol=2e-2, atol=2e-2)
     for gradient, expected_gradient in zip(gradients, expected_gradients):
         np.testing.assert_allclose(gradient.numpy(), expected_gradient.numpy(), rtol=2e-2, atol=2e-2)
-
