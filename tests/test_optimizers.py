@@ -1,6 +1,11 @@
 """textseq's optimizers clip as PyTorch's clip_grad_norm_ would on the dense gradient, and keep
 embedding gradients sparse."""
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -33,8 +38,9 @@ def test_the_norm_of_an_embedding_gradient_is_that_of_its_dense_form():
     assert abs(naive - expected) > 1e-3 * expected
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("clip", ["global_clipnorm", "clipnorm"])
-def test_a_clipped_sgd_step_equals_the_step_on_dense_gradients_and_leaves_other_rows(clip):
+def test_a_clipped_sgd_step_equals_the_step_on_dense_gradients_and_leaves_other_rows(clip, momentum):
     variables, gradients = embedding_and_dense_gradients(100.0)  # norms far above the limit
     dense_gradients = [tf.convert_to_tensor(g).numpy() for g in gradients]
     if clip == "global_clipnorm":
@@ -44,10 +50,8 @@ def test_a_clipped_sgd_step_equals_the_step_on_dense_gradients_and_leaves_other_
         expected_gradients = [g * 2.0 / np.sqrt(np.sum(g ** 2)) for g in dense_gradients]
     before = [v.numpy() for v in variables]
 
-    optimizer = optimizers.SGD(0.5, **{clip: 2.0})
-    clipped = optimizer._clip_gradients(gradients)
-    assert isinstance(clipped[0], tf.IndexedSlices)
-    optimizer.apply_gradients(zip(gradients, variables))
+    optimizer = optimizers.SGD(0.5, momentum=momentum, **{clip: 2.0})
+    optimizer.apply_gradients(zip(gradients, variables))  # a first step: the momentum is the step itself
 
     for variable, start, gradient in zip(variables, before, expected_gradients):
         np.testing.assert_allclose(variable.numpy(), start - 0.5 * gradient, rtol=1e-5, atol=1e-6)
@@ -55,11 +59,57 @@ def test_a_clipped_sgd_step_equals_the_step_on_dense_gradients_and_leaves_other_
     np.testing.assert_array_equal(variables[0].numpy()[untouched], before[0][untouched])
 
 
-def test_a_gradient_under_the_limit_is_unchanged_and_a_nan_one_stays_nan():
-    optimizer = optimizers.SGD(0.1, global_clipnorm=10.0)
+@pytest.mark.parametrize("optimizer", [optimizers.Adam, optimizers.RMSprop])
+def test_clipped_embedding_gradients_stay_sparse(optimizer):
+    _, gradients = embedding_and_dense_gradients(100.0)
+    for clip in ("global_clipnorm", "clipnorm"):
+        clipped = optimizer(0.1, **{clip: 2.0})._clip_gradients(gradients)
+        assert isinstance(clipped[0], tf.IndexedSlices)
+        np.testing.assert_allclose(optimizers.gradient_norm(clipped[1:] if clip == "clipnorm" else clipped), 2.0,
+                                   rtol=1e-5)
+
+
+def test_a_gradient_under_the_limit_steps_unchanged_and_a_nan_one_makes_nan_weights():
+    weights = tf.Variable([1.0, 1.0])
+    optimizers.SGD(0.1, global_clipnorm=10.0).apply_gradients([(tf.constant([3.0, 4.0]), weights)])
+    np.testing.assert_allclose(weights.numpy(), [0.7, 0.6], rtol=1e-6)
+    optimizers.SGD(0.1, global_clipnorm=10.0).apply_gradients([(tf.constant([np.nan, 1.0]), weights)])
+    assert np.isnan(weights.numpy()).all()  # the step shows the divergence instead of hiding it
     small = tf.constant([3.0, 4.0])
-    np.testing.assert_array_equal(optimizer._clip_gradients([small])[0].numpy(), [3.0, 4.0])
-    assert np.isnan(optimizer._clip_gradients([tf.constant([np.nan, 1.0])])[0].numpy()).all()
+    np.testing.assert_array_equal(optimizers.Adam(0.1, global_clipnorm=10.0)._clip_gradients([small])[0], [3.0, 4.0])
+
+
+MIRRORED_SGD = textwrap.dedent("""
+    import json
+    import keras, numpy as np, tensorflow as tf
+    from textseq import optimizers
+    from textseq.distribute import make_strategy
+    from textseq.recipe import TrainConfig
+    strategy = make_strategy(TrainConfig(strategy="mirrored", devices="/cpu:0,/cpu:1"))
+    results = {}
+    for name, make in [("textseq", optimizers.SGD), ("keras", keras.optimizers.SGD)]:
+        with strategy.scope():
+            weights = tf.Variable([1.0, 1.0, 1.0])
+            optimizer = make(0.5, global_clipnorm=1.0)
+        def step():
+            replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, "float32")
+            optimizer.apply_gradients([(tf.constant([3.0, 4.0, 0.0]) * (replica + 1.0), weights)])
+        tf.function(lambda: strategy.run(step))()
+        results[name] = [v.numpy().tolist() for v in strategy.experimental_local_results(weights)]
+    print(json.dumps(results))
+""")
+
+
+def test_sgd_under_two_replicas_clips_each_replicas_gradients_as_keras():
+    """Each replica clips its own gradients before they are summed (as Keras does); the copies stay equal."""
+    process = subprocess.run([sys.executable, "-c", MIRRORED_SGD], capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    results = json.loads(process.stdout.strip().splitlines()[-1])
+    first, second = results["textseq"]
+    np.testing.assert_allclose(first, second)
+    # replica gradients (3, 4, 0) and (6, 8, 0), each clipped to norm 1 and summed: (1.2, 1.6, 0)
+    np.testing.assert_allclose(first, [1 - 0.5 * 1.2, 1 - 0.5 * 1.6, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(results["keras"][0], first, rtol=1e-6)
 
 
 def test_the_recipe_picks_the_clipping_and_the_optimizer_round_trips():

@@ -7,7 +7,7 @@ the optimizer's time; benchmarks/README.md). `tf.clip_by_norm`, behind Keras' `c
 sparse but measures the rows before repeats are summed, which is not the norm of the gradient.
 Here repeated rows are summed before the norm is taken, and clipped gradients stay sparse.
 
->>> optimizer = SGD(1.0, global_clipnorm=5.0)
+>>> optimizer = Adam(1.0, global_clipnorm=5.0)
 >>> rows = tf.IndexedSlices(tf.constant([[3.0], [3.0]]), tf.constant([1, 1]), tf.constant([4, 1]))
 >>> float(gradient_norm([rows]))  # one row of 6, not two of 3
 6.0
@@ -27,7 +27,7 @@ def squared_norm(gradient) -> tf.Tensor:
     if isinstance(gradient, tf.IndexedSlices):
         rows, position = tf.unique(gradient.indices)
         gradient = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
-    return tf.reduce_sum(tf.square(tf.cast(gradient, "float32")))
+    return 2.0 * tf.nn.l2_loss(tf.cast(gradient, "float32"))  # one pass, no squared copy
 
 
 def gradient_norm(gradients: list) -> tf.Tensor:
@@ -67,7 +67,32 @@ class SparseClipping:
 
 @keras.saving.register_keras_serializable(package="textseq")
 class SGD(SparseClipping, keras.optimizers.SGD):
-    """`keras.optimizers.SGD` with sparse, exact clipping."""
+    """`keras.optimizers.SGD` with sparse, exact clipping.
+
+    With one replica, the clipping factor scales the learning rate instead of every gradient (the
+    same step, one pass fewer over the weights), and a dense step without momentum is TensorFlow's
+    fused `ResourceApplyGradientDescent`. With several replicas each clips its own gradients before
+    they are summed, as Keras does, so the factor stays on the gradients there.
+    """
+
+    def _clip_gradients(self, grads):
+        return grads if self._clips_by_learning_rate() else super()._clip_gradients(grads)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if self._clips_by_learning_rate() and self.global_clipnorm:
+            learning_rate = learning_rate * clip_factor(gradient_norm(grads), self.global_clipnorm)
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._clips_by_learning_rate() and self.clipnorm:
+            learning_rate = learning_rate * clip_factor(gradient_norm([gradient]), self.clipnorm)
+        if self.momentum or isinstance(gradient, tf.IndexedSlices) or not isinstance(variable, tf.Variable):
+            return super().update_step(gradient, variable, learning_rate)
+        tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=tf.cast(learning_rate, variable.dtype),
+                                                delta=tf.cast(gradient, variable.dtype))
+
+    def _clips_by_learning_rate(self) -> bool:
+        return bool(self.clipnorm or self.global_clipnorm) and tf.distribute.get_strategy().num_replicas_in_sync == 1
 
 
 @keras.saving.register_keras_serializable(package="textseq")
