@@ -147,6 +147,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         if chief:
             run.unlock()
 
+
 def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
     """Two Keras 3 gaps under MultiWorkerMirroredStrategy (keras-team/keras#20329, #20585), closed here.
 
