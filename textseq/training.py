@@ -77,8 +77,8 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         policy = resolve_precision(recipe.train.precision, strategy)
         with strategy.scope(), precision(policy):
             model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
-            model.compile(optimizer=make_optimizer(recipe.train, steps_per_epoch), loss=token_loss(recipe.train.label_smoothing),
-                          metrics=[TokenAccuracy()])
+            model.compile(optimizer=make_optimizer(recipe.train, steps_per_epoch),
+                          loss=token_loss(recipe.train.label_smoothing), metrics=[TokenAccuracy()])
             first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,
                                                      *data.max_lengths, static_shapes=static_shapes)))
             model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
