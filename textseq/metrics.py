@@ -88,11 +88,10 @@ def _loss_and_gradient(logits, labels, weights, smoothing):
     top = tf.reduce_max(logits, -1, keepdims=True)
     exp = tf.exp(logits - top)
     total = tf.reduce_sum(exp, -1, keepdims=True)
-    losses = tf.math.log(total[:, 0]) + top[:, 0] - (1.0 - smoothing) * tf.gather(logits, labels, batch_dims=1)
+    losses = _losses(logits, labels, smoothing, tf.math.log(total[:, 0]) + top[:, 0])
     vocab = tf.shape(logits)[-1]
     target = tf.where(tf.range(vocab)[None, :] == labels[:, None], 1.0 - smoothing, 0.0)
     if smoothing:
-        losses -= smoothing * tf.reduce_mean(logits, -1)
         target += smoothing / tf.cast(vocab, "float32")
     return tf.reduce_sum(losses * weights), (exp / total - target) * weights[:, None]
 
@@ -124,11 +123,15 @@ def token_cross_entropy(logits, labels, label_smoothing: float = 0.0):
 def _cross_entropy_forward(logits, labels, smoothing):
     top = tf.reduce_max(logits, -1, keepdims=True)
     log_normalizer = tf.math.log(tf.reduce_sum(tf.exp(logits - top), -1)) + top[:, 0]
-    picked = tf.gather(logits, labels, batch_dims=1)
-    losses = log_normalizer - (1.0 - smoothing) * picked
+    return _losses(logits, labels, smoothing, log_normalizer), log_normalizer
+
+
+def _losses(logits, labels, smoothing, log_normalizer):
+    """Each row's cross-entropy against `(1 - smoothing)` on its label plus `smoothing` spread evenly."""
+    losses = log_normalizer - (1.0 - smoothing) * tf.gather(logits, labels, batch_dims=1)
     if smoothing:
         losses -= smoothing * tf.reduce_mean(logits, -1)
-    return losses, log_normalizer
+    return losses
 
 
 def _cross_entropy_backward(logits, labels, smoothing, log_normalizer, upstream):
