@@ -24,6 +24,12 @@ TINY = {
 }
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests first: pytest-xdist hands tests out in collection order, so a slow test that
+    came last would leave the other workers idle at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def tiny_recipe_file(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"

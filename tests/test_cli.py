@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from textseq.cli import cli
@@ -119,6 +120,7 @@ def test_every_verb_has_help_with_an_example():
         assert result.exit_code == 0 and "textseq " + verb in result.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume_and_the_rerun_resumes(tiny_recipe_file, tmp_path):
     import signal
     import time

@@ -86,6 +86,7 @@ def train_single_and_mirrored(tmp_path, task: str) -> dict[str, dict]:
     return metrics
 
 
+@pytest.mark.slow
 def test_a_language_model_carries_each_replicas_own_states(tmp_path):
     """Each replica keeps the states of its own rows: training and validation with carried states
     under two replicas give one device's losses (a mix-up of rows between replicas would not)."""
@@ -96,6 +97,7 @@ def test_a_language_model_carries_each_replicas_own_states(tmp_path):
         assert metrics["mirrored"][key] == pytest.approx(metrics["single"][key], rel=2e-3), metrics
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path):
     script = MIRRORED_VS_SINGLE.format(tests=str(ROOT / "tests"))
     losses = {}

@@ -94,6 +94,7 @@ LOAD_AND_PREDICT = textwrap.dedent("""
 LM_INPUTS = ["a man is riding a", "", " \t ", "zzyzx qqq", "two dogs play in the snow while " * 10, "中文 émigré"]
 
 
+@pytest.mark.slow
 def test_language_model_export_predicts_and_generates_like_the_library(lm_run, tmp_path):
     out = tmp_path / "lm"
     result = CliRunner().invoke(cli, ["export", str(lm_run), str(out)])

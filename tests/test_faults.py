@@ -48,6 +48,7 @@ def wait_for_epoch(out, epoch: int, process: subprocess.Popen, timeout: float = 
     raise AssertionError(f"epoch {epoch} did not finish in {timeout} s")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_loses_only_that_epoch_and_the_rerun_continues_exactly(tmp_path):
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(LONG_EPOCHS))
@@ -102,6 +103,7 @@ CRASH_WHILE_SAVING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_usable(tmp_path):
     out = tmp_path / "run"
     script = CRASH_WHILE_SAVING.format(tests=str(ROOT / "tests"))

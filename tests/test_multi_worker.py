@@ -53,6 +53,7 @@ def losses(run):
         return [float(row["loss"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_two_workers_train_and_resume_with_only_the_chief_writing(tiny_recipe_file, tmp_path, trained_run):
     # Each worker gets its own --out, as on two machines: the chief's must hold the run, the other's must not exist.
     chief_out, worker_out = tmp_path / "chief", tmp_path / "worker1"

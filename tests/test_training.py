@@ -29,6 +29,7 @@ def test_run_directory_layout(trained_run):
     assert Run(trained_run).recipe() == recipe_from_dict(TINY, ["train.epochs=2"])
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
     straight = tmp_path / "straight"
     train(recipe_from_dict(TINY, ["train.epochs=2"]), straight, verbose=0)
