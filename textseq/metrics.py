@@ -85,15 +85,13 @@ def weighted_cross_entropy(logits, labels, weights, label_smoothing: float = 0.0
 
 
 def _loss_and_gradient(logits, labels, weights, smoothing):
-    top = tf.reduce_max(logits, -1, keepdims=True)
-    exp = tf.exp(logits - top)
-    total = tf.reduce_sum(exp, -1, keepdims=True)
-    losses = _losses(logits, labels, smoothing, tf.math.log(total[:, 0]) + top[:, 0])
+    exp, total, log_normalizer = _softmax_parts(logits)
+    losses = _losses(logits, labels, smoothing, log_normalizer)
     vocab = tf.shape(logits)[-1]
     target = tf.where(tf.range(vocab)[None, :] == labels[:, None], 1.0 - smoothing, 0.0)
     if smoothing:
         target += smoothing / tf.cast(vocab, "float32")
-    return tf.reduce_sum(losses * weights), (exp / total - target) * weights[:, None]
+    return tf.reduce_sum(losses * weights), (exp / total[:, None] - target) * weights[:, None]
 
 
 _compiled_loss_and_gradient = xla_function(_loss_and_gradient)
@@ -121,9 +119,16 @@ def token_cross_entropy(logits, labels, label_smoothing: float = 0.0):
 
 
 def _cross_entropy_forward(logits, labels, smoothing):
-    top = tf.reduce_max(logits, -1, keepdims=True)
-    log_normalizer = tf.math.log(tf.reduce_sum(tf.exp(logits - top), -1)) + top[:, 0]
+    log_normalizer = _softmax_parts(logits)[2]
     return _losses(logits, labels, smoothing, log_normalizer), log_normalizer
+
+
+def _softmax_parts(logits):
+    """Each row's `exp(logits - max)`, its sum and the log normaliser `log(sum exp(logits))`, stably."""
+    top = tf.reduce_max(logits, -1, keepdims=True)
+    exp = tf.exp(logits - top)
+    total = tf.reduce_sum(exp, -1)
+    return exp, total, tf.math.log(total) + top[:, 0]
 
 
 def _losses(logits, labels, smoothing, log_normalizer):
