@@ -3,6 +3,7 @@ checkpoint is being written, damaged or foreign run directories, and malformed T
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import signal
@@ -198,3 +199,143 @@ def test_tsv_corpora_take_crlf_bom_and_blank_lines_and_name_a_bad_line(tmp_path)
     (tmp_path / "tsv.yaml").write_text(yaml.safe_dump(recipe))
     result = invoke("check", tmp_path / "tsv.yaml")
     assert result.exit_code == 2 and "data.test is needed with data.source: tsv" in result.stderr
+
+
+# --- the epoch commit, killed at each of its writes ---------------------------------------------------------
+
+KILL_IN_THE_COMMIT = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from conftest import TINY
+    import textseq.runs, textseq.training
+    from textseq.recipe import recipe_from_dict
+
+    where, index = sys.argv[2], int(sys.argv[3])  # killed before or after the index-th rename of epoch 2's commit
+    seen = []
+    real = textseq.runs.replace
+    def replace(tmp, path):
+        if path.name == "epoch-0002.weights.h5" or seen:
+            seen.append(path.name)
+        if where == "before" and len(seen) == index + 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(tmp, path)
+        if where == "after" and len(seen) == index + 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+    textseq.runs.replace = textseq.training.replace = replace
+    textseq.training.train(recipe_from_dict(TINY, ["train.epochs=3"]), sys.argv[1], verbose=0)
+""")
+
+# Epoch 2's commit renames, in order: its checkpoint, the best weights, metrics.csv, the checkpoint's
+# state and state.json. A kill before each and after the last covers every state between them.
+COMMIT = ["epoch-0002.weights.h5", "model.weights.h5", "metrics.csv", "epoch-0002.json", "state.json"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run nobody killed, and the files its epoch 2 commit renamed into place."""
+    import textseq.runs
+    import textseq.training
+
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    renamed, real = [], textseq.runs.replace
+
+    def replace(tmp, path):
+        renamed.append(path.name)
+        real(tmp, path)
+
+    textseq.runs.replace = textseq.training.replace = replace
+    try:
+        train(recipe_from_dict(TINY, ["train.epochs=3"]), out, verbose=0)
+    finally:
+        textseq.runs.replace = textseq.training.replace = real
+    start = renamed.index("epoch-0002.weights.h5")
+    assert renamed[start:start + len(COMMIT)] == COMMIT  # epoch 2 improved on epoch 1: it writes the best weights
+    return out
+
+
+def assert_same_run(actual, expected):
+    for name in ("checkpoints/epoch-0003.weights.h5", "model.weights.h5"):
+        want, got = h5_arrays(expected / name), h5_arrays(actual / name)
+        assert want.keys() == got.keys()
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=f"{name}: {key}")
+    rows = [list(csv.reader(open(run / "metrics.csv"))) for run in (actual, expected)]
+    assert rows[0][0] == rows[1][0] and [row[0] for row in rows[0][1:]] == ["0", "1", "2"]
+    np.testing.assert_allclose(np.array(rows[0][1:], float), np.array(rows[1][1:], float), rtol=1e-5)
+    assert json.loads((actual / "checkpoints" / "state.json").read_text()) == json.loads(
+        (expected / "checkpoints" / "state.json").read_text())
+    assert sorted(p.name for p in (actual / "checkpoints").iterdir()) == sorted(
+        p.name for p in (expected / "checkpoints").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where, index", [("before", i) for i in range(len(COMMIT))] + [("after", len(COMMIT) - 1)])
+def test_a_kill_at_any_write_of_an_epoch_commit_resumes_to_the_uninterrupted_run(tmp_path, uninterrupted, where,
+                                                                                 index):
+    out = tmp_path / "run"
+    script = KILL_IN_THE_COMMIT.format(tests=str(ROOT / "tests"))
+    killed = subprocess.run([sys.executable, "-c", script, str(out), where, str(index)], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    committed = where == "after"
+    assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == (2 if committed else 1)
+
+    summary = train(recipe_from_dict(TINY, ["train.epochs=3"]), out, verbose=0)
+    assert (summary["resumed_from_epoch"], summary["epochs_done"]) == (2 if committed else 1, 3)
+    assert_same_run(out, uninterrupted)
+
+
+def test_a_missing_state_json_resumes_from_the_newest_checkpoint_not_from_scratch(tmp_path, uninterrupted, caplog):
+    out = tmp_path / "run"
+    train(recipe_from_dict(TINY, ["train.epochs=2"]), out, verbose=0)
+    (out / "checkpoints" / "state.json").unlink()
+    best = (out / "model.weights.h5").read_bytes()
+    result = invoke("train", out / "recipe.yaml", "--out", out, "--set", "train.epochs=3")
+    assert result.exit_code == 0, result.output
+    assert "resumed_from_epoch 2" in result.stderr
+    assert f"resuming from epoch-0002.weights.h5 ({out}/checkpoints/state.json was missing or damaged)" in caplog.text
+    assert_same_run(out, uninterrupted)
+    assert best != (out / "model.weights.h5").read_bytes()  # epoch 3 was better, as in the uninterrupted run
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    train(recipe_from_dict(TINY, ["train.epochs=2"]), out, verbose=0)
+    (out / "checkpoints" / "epoch-0002.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100)
+    summary = train(recipe_from_dict(TINY, ["train.epochs=3"]), out, verbose=0)
+    assert (summary["resumed_from_epoch"], summary["epochs_done"]) == (1, 3)
+    assert_same_run(out, uninterrupted)
+
+
+@pytest.mark.parametrize("damage", ["delete checkpoints", "damage every checkpoint"])
+def test_a_run_without_an_intact_checkpoint_is_refused_and_keeps_its_best_weights(tmp_path, damage):
+    out = tmp_path / "run"
+    train(recipe_from_dict(TINY, ["train.epochs=2"]), out, verbose=0)
+    if damage == "delete checkpoints":
+        shutil.rmtree(out / "checkpoints")
+    else:
+        for path in (out / "checkpoints").glob("*.weights.h5"):
+            path.write_bytes(b"\x89HDF\r\n" + b"\0" * 100)
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    result = invoke("train", out / "recipe.yaml", "--out", out, "--set", "train.epochs=3")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{out}: has finished epochs but no intact checkpoint to resume from" in result.stderr
+    assert "pass --overwrite to train the run anew" in result.stderr
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+def test_a_run_without_its_recipe_is_never_deleted_without_overwrite(tmp_path, tiny_recipe_file):
+    out = tmp_path / "run"
+    train(recipe_from_dict(TINY), out, verbose=0)
+    (out / "recipe.yaml").unlink()
+    (out / "notes.txt").write_text("mine")
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    result = invoke("train", tiny_recipe_file, "--out", out)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{out}: a textseq run whose recipe.yaml is missing, so it cannot be resumed" in result.stderr
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+    # --overwrite deletes what textseq wrote there, and nothing else.
+    result = invoke("train", tiny_recipe_file, "--out", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == 1

@@ -107,26 +107,34 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path, monkey
         assert len(list(csv.DictReader(f))) == 1  # the broken epoch is not logged as finished
 
 
+HOLD_THE_LOCK = "import sys, time; from textseq.runs import Run; Run(sys.argv[1]).lock(); print('locked', flush=True); time.sleep(120)"
+
+
 def test_two_trainings_never_write_one_run(tmp_path):
-    import json
-    import os
-    import socket
     import subprocess
     import sys
 
     run = tmp_path / "run"
     train(recipe_from_dict(TINY), run, verbose=0)
     assert not (run / "training.lock").exists()  # released when training ends
-    (run / "training.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    with pytest.raises(UserError, match=rf"{run}: another textseq train \(pid {os.getpid()}\) is writing this run"):
-        train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)
-    with pytest.raises(UserError, match="another textseq train"):  # not even --overwrite deletes it
-        train(recipe_from_dict(TINY, ["model.cell=gru"]), run, overwrite=True, verbose=0)
-    assert Run(run).state()["epoch"] == 1
-
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (run / "training.lock").write_text(json.dumps({"pid": int(finished.stdout), "host": socket.gethostname()}))
-    summary = train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)  # a dead process's lock is stale
+    recipe = (run / "recipe.yaml").read_text()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        message = rf"{run}: another textseq train is writing this run \({run}/training.lock is locked: pid {holder.pid} on "
+        with pytest.raises(UserError, match=message) as error:
+            train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)
+        assert f"only if the process is gone for good (a machine that died, a network disk) delete {run}/training.lock" \
+            in str(error.value)
+        with pytest.raises(UserError, match="another textseq train"):  # not even --overwrite deletes it
+            train(recipe_from_dict(TINY, ["model.cell=gru"]), run, overwrite=True, verbose=0)
+        assert Run(run).state()["epoch"] == 1 and (run / "recipe.yaml").read_text() == recipe
+    finally:
+        holder.kill()
+        holder.wait()
+    # The lock went with its process; the file it left (as a crash would) blocks nothing.
+    assert (run / "training.lock").exists()
+    summary = train(recipe_from_dict(TINY, ["train.epochs=2"]), run, verbose=0)
     assert summary["resumed_from_epoch"] == 1 and summary["epochs_done"] == 2
 
 

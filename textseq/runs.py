@@ -4,10 +4,16 @@
       run.json            textseq version and creation time
       recipe.yaml         the resolved recipe (the single source of truth for this run)
       vocab.txt           or source.vocab.txt + target.vocab.txt when `vocab.shared` is false
-      checkpoints/        model + optimizer after each epoch, and state.json (last epoch, best)
+      checkpoints/        epoch-NNNN.weights.h5 (model + optimizer) and epoch-NNNN.json (the state after
+                          that epoch) for the last epochs; state.json names the one to resume from
       model.weights.h5    the weights with the best validation loss (what predict/evaluate use)
-      metrics.csv         one row per epoch
+      metrics.csv         one row per finished epoch
       logs/               TensorBoard event files
+      training.lock       while a `textseq train` writes the run (an OS lock, released when it ends)
+
+An epoch is committed by renaming complete files into place in a fixed order (checkpoint, best
+weights, metrics.csv, the checkpoint's state, state.json), so a crash at any moment leaves the
+previous epoch's state usable and nothing the next resume cannot redo exactly.
 
 >>> run = Run("runs/dates")  # doctest: +SKIP
 >>> run.recipe().model.cell
@@ -16,8 +22,12 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import fcntl
+import io
 import json
+import logging
 import os
 import shutil
 import socket
@@ -34,6 +44,13 @@ RUN_FORMAT = 1
 
 # Keys that change nothing already trained: more epochs, or how the export and translate decode.
 RESUMABLE_CHANGES = {"train.epochs", "export.max_output_length", "export.beam_size", "export.alpha"}
+
+# What `--overwrite` deletes from a run directory: the files textseq writes there, and nothing else.
+RUN_FILES = ("run.json", "recipe.yaml", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "checkpoints",
+             "model.weights.h5", "tmp-model.weights.h5", "metrics.csv", "metrics.csv.tmp", "logs", "eval-*.json",
+             "hyp-*.txt")
+
+log = logging.getLogger(__name__)
 
 
 class Run:
@@ -59,7 +76,7 @@ class Run:
         run.check_format()
         if not run.weights_file.exists():
             raise UserError(f"{run.weights_file}: missing; the run has not finished an epoch yet, "
-                            f"resume it with `textseq train {run.recipe_file}`")
+                            f"resume it with `textseq train {run.recipe_file} --out {run.path}`")
         return run
 
     def info(self) -> dict:
@@ -83,47 +100,100 @@ class Run:
 
     @classmethod
     def prepare(cls, path: str | Path, recipe: Recipe, overwrite: bool = False) -> tuple["Run", bool]:
-        """Creates a new run, or returns `(run, True)` for a run of the same recipe to resume."""
+        """Creates a new run, or returns `(run, True)` for a run of the same recipe to resume.
+
+        The run comes back locked (see `lock`); the caller unlocks it. Nothing is deleted without
+        `overwrite`, and `overwrite` deletes only a textseq run's own files (RUN_FILES).
+        """
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise UserError(f"{run.path}: exists and is not a directory; choose another --out")
-        run.check_not_locked()
-        if run.recipe_file.exists() and not overwrite:
-            changed = set(recipe_differences(run.recipe(), recipe))
+        if run.path.is_dir() and not run.info_file.exists() and any(
+                entry.name != run.lock_file.name for entry in run.path.iterdir()):
+            raise UserError(f"{run.path}: exists and is not a textseq run directory (no run.json); textseq does not "
+                            "write into it, with or without --overwrite. Choose another --out")
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.lock()
+        try:
+            return run, run._prepare_locked(recipe, overwrite)
+        except BaseException:
+            run.unlock()
+            raise
+
+    def _prepare_locked(self, recipe: Recipe, overwrite: bool) -> bool:
+        if self.recipe_file.exists() and not overwrite:
+            changed = set(recipe_differences(self.recipe(), recipe))
             if changed - RESUMABLE_CHANGES:
                 raise UserError(
-                    f"{run.path}: holds a run of a different recipe ({', '.join(sorted(changed))} differ); "
+                    f"{self.path}: holds a run of a different recipe ({', '.join(sorted(changed))} differ); "
                     "choose another --out, or pass --overwrite to replace that run")
-            run._write_recipe(recipe)
-            return run, True
-        if run.path.exists() and any(run.path.iterdir()):
-            if not run.info_file.exists():
-                raise UserError(f"{run.path}: exists and is not a textseq run directory; choose another --out")
-            shutil.rmtree(run.path)  # an explicit --overwrite of an earlier run
-        run.path.mkdir(parents=True, exist_ok=True)
-        write_atomically(run.info_file, json.dumps(
+            return True  # the recipe, with its resumable changes, is written once the checkpoint is restored
+        if self.info_file.exists():
+            if not overwrite:
+                raise UserError(
+                    f"{self.path}: a textseq run whose recipe.yaml is missing, so it cannot be resumed; put the "
+                    f"recipe it was trained with back as {self.recipe_file} and run the same command, or pass "
+                    "--overwrite to delete this run's files and train anew")
+            self.delete_files()
+        write_atomically(self.info_file, json.dumps(
             {"textseq_version": __version__, "format": RUN_FORMAT,
              "created": dt.datetime.now(dt.timezone.utc).isoformat()}, indent=2))
-        run._write_recipe(recipe)
-        return run, False
+        self.write_recipe(recipe)
+        return False
 
-    def check_not_locked(self) -> None:
-        """Refuses a run that a live `textseq train` process on this machine is writing."""
-        try:
-            owner = json.loads(self.lock_file.read_text())
-        except (OSError, ValueError):
-            return
-        if owner.get("host") == socket.gethostname() and _alive(owner.get("pid", -1)):
-            raise UserError(f"{self.path}: another textseq train (pid {owner['pid']}) is writing this run; wait for "
-                            "it to finish, stop it, or choose another --out")
+    def delete_files(self) -> None:
+        """Deletes the run's own files (an explicit --overwrite); whatever else the directory holds stays."""
+        for pattern in RUN_FILES:
+            for path in self.path.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
     def lock(self) -> None:
-        """Marks the run as being written by this process (a stale mark of a dead process is replaced)."""
-        self.check_not_locked()
-        write_atomically(self.lock_file, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        """Takes `training.lock` for this process, or says who holds it.
+
+        The lock is the operating system's (`flock`): it goes when the process ends, however it
+        ends, so a crash leaves no lock behind, and two trainings started together cannot both
+        get it.
+        """
+        while True:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.read(fd, 4096).decode("utf-8", "replace")
+                os.close(fd)
+                raise UserError(self._locked_message(owner)) from None
+            except OSError as error:
+                os.close(fd)
+                raise UserError(f"{self.lock_file}: cannot be locked ({error.strerror}); this file system does not "
+                                "support file locks: train in a directory on a local disk") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.lock_file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # else the holder removed the file between our open and lock: take the new one
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}).encode())
+        self._lock_fd = fd
+
+    def _locked_message(self, owner: str) -> str:
+        try:
+            who = json.loads(owner)
+            holder = f"pid {who['pid']} on {who['host']}, since {who.get('since', '?')}"
+        except (ValueError, TypeError, KeyError):
+            holder = "its holder did not say who it is"
+        return (f"{self.path}: another textseq train is writing this run ({self.lock_file} is locked: {holder}); "
+                "wait for it to finish, stop it, or choose another --out. The lock goes when that process ends; "
+                f"only if the process is gone for good (a machine that died, a network disk) delete {self.lock_file}")
 
     def unlock(self) -> None:
-        self.lock_file.unlink(missing_ok=True)
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            self.lock_file.unlink(missing_ok=True)  # before the lock goes, so no one locks a removed file
+            os.close(fd)
+            self._lock_fd = None
 
     def recipe(self) -> Recipe:
         try:
@@ -134,7 +204,7 @@ class Run:
                 raise UserError(f"{error} (the run was made by textseq {made_by}; this is textseq {__version__})") from None
             raise
 
-    def _write_recipe(self, recipe: Recipe) -> None:
+    def write_recipe(self, recipe: Recipe) -> None:
         write_atomically(self.recipe_file, recipe.to_yaml())
 
     def vocab_files(self, shared: bool) -> tuple[Path, Path]:
@@ -153,25 +223,86 @@ class Run:
         return Vocabulary.load(source_file), Vocabulary.load(target_file)
 
     def state(self) -> dict | None:
-        """What the last finished epoch left: `{"epoch", "checkpoint", "best_val_loss", ...}`."""
-        return json.loads(self.state_file.read_text()) if self.state_file.exists() else None
+        """What the last committed epoch left: `{"epoch", "checkpoint", "best_val_loss", "best_epoch"}`,
+        or None when state.json is missing or damaged (see `checkpoint_states` for what else there is)."""
+        return read_state(self.state_file)
 
-    def write_state(self, state: dict) -> None:
+    def checkpoint_states(self) -> list[dict]:
+        """The states saved beside each checkpoint (epoch-NNNN.json), newest first."""
+        found = (read_state(path) for path in sorted(self.checkpoints.glob("epoch-*.json"), reverse=True))
+        return [state for state in found if state is not None]
+
+    def commit_epoch(self, state: dict, metrics: dict) -> None:
+        """Records a finished epoch whose checkpoint (and best weights) are written: its metrics.csv
+        row, its checkpoint's state, then state.json, each replaced whole."""
+        self.write_metrics(state["epoch"], metrics)
+        write_atomically(self.checkpoints / state["checkpoint"].replace(".weights.h5", ".json"), json.dumps(state))
         write_atomically(self.state_file, json.dumps(state, indent=2))
 
+    def write_metrics(self, epochs: int, metrics: dict | None = None) -> None:
+        """metrics.csv with the rows of the first `epochs` epochs, plus `metrics` as row `epochs`.
 
-def _alive(pid: int) -> bool:
+        Rows beyond are dropped: they belong to an epoch whose commit a crash interrupted, which
+        the resumed run trains again.
+        """
+        header, rows = self.metrics()
+        rows = [row for row in rows if _epoch_index(row) is not None and _epoch_index(row) < epochs]
+        if metrics is not None:
+            header = header or ["epoch", *sorted(metrics)]
+            header += [key for key in sorted(metrics) if key not in header]
+            rows.append({"epoch": epochs - 1, **metrics})
+        if not header:
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, header, restval="", extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(self.metrics_file, out.getvalue())
+
+    def metrics(self) -> tuple[list[str], list[dict]]:
+        """metrics.csv's header and rows (empty when there is no file)."""
+        try:
+            text = self.metrics_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return [], []
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"{self.metrics_file}: cannot be read ({error}); restore it from a backup, or delete it "
+                            "(the curves of the epochs so far are then lost)") from None
+        reader = csv.DictReader(io.StringIO(text))
+        return list(reader.fieldnames or []), list(reader)
+
+
+def read_state(path: Path) -> dict | None:
+    """A state file's content, or None (with a warning) when it is missing or damaged."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return pid > 0
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(state, dict) and isinstance(state.get("epoch"), int) and isinstance(state.get("checkpoint"), str):
+            return state
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        pass
+    log.warning("warning: %s is damaged; ignoring it", path)
+    return None
+
+
+def _epoch_index(row: dict) -> int | None:
+    try:
+        return int(row.get("epoch") or "")
+    except ValueError:
+        return None
 
 
 def write_atomically(path: Path, text: str) -> None:
     """Writes a file so that a crash leaves either the old or the new content, never half."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    replace(tmp, path)
+
+
+def replace(tmp: Path, path: Path) -> None:
+    """Puts a completely written file in place: every commit of the run goes through here."""
     os.replace(tmp, path)

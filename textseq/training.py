@@ -26,7 +26,7 @@ from textseq.models import Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.optimizers import OPTIMIZERS
 from textseq.recipe import Recipe, TrainConfig
-from textseq.runs import Run
+from textseq.runs import Run, replace
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         raise UserError(f"train.batch_size: {recipe.train.batch_size} is the global batch, split evenly across the "
                         f"{replicas} replicas of the {strategy_name}; use a multiple of {replicas}, e.g. "
                         f"{recipe.train.batch_size // replicas * replicas or replicas}")
+    # The chief locks the run (two trainings never write one run directory) until it returns.
     run, resumed = Run.prepare(run_dir, recipe, overwrite) if chief else (Run(run_dir), False)
-    if chief:
-        run.lock()  # two trainings never write one run directory
     try:
         for warning in fast_path_warnings(recipe.model):
             log.warning("warning: %s", warning)
@@ -90,9 +89,11 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
             done = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Outside the scope: loading creates temporary variables, which under multi_worker would be
         # collective ops that only the chief runs.
-        checkpoint = EpochCheckpoint(run)
+        guard = StopOnNonFiniteLoss()
+        checkpoint = EpochCheckpoint(run, guard)
         if chief:
             done.assign(checkpoint.restore(model))
+            run.write_recipe(recipe)  # a resumed run's recipe keeps the changes it may take (more epochs)
         broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
         initial_epoch = int(done.numpy())
         log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %s, epoch %d of %d",
@@ -102,15 +103,12 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
                  recipe.train.epochs)
 
         history = {}
-        guard = StopOnNonFiniteLoss()
         if initial_epoch < recipe.train.epochs:
             callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e),
                                                         on_epoch_end=lambda e, logs: log_learning_rate(model, logs)),
                          guard]
             if chief:
-                checkpoint.guard = guard
-                callbacks += [checkpoint, FinishedEpochsLog(run.metrics_file, guard),
-                              keras.callbacks.TensorBoard(str(run.logs))]
+                callbacks += [checkpoint, keras.callbacks.TensorBoard(str(run.logs))]
             if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
                 callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
             if recipe.train.reduce_lr_patience:
@@ -120,7 +118,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
                                 initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose if chief else 0,
                                 shuffle=False).history  # the dataset shuffles itself, by the seed
 
-        state = (run.state() if chief else None) or {}
+        state = checkpoint.state if chief else {}
         if guard.stopped_at:
             kept = (f"its last good checkpoint is epoch {state['epoch']}" if state.get("epoch")
                     else "no epoch had finished")
@@ -219,63 +217,93 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class FinishedEpochsLog(keras.callbacks.CSVLogger):
-    """metrics.csv, one row per finished epoch: an epoch cut short by a NaN loss is not one (it runs again)."""
-
-    def __init__(self, path: Path, guard: StopOnNonFiniteLoss):
-        super().__init__(str(path), append=True)
-        self.guard = guard
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.guard.stopped_at:
-            super().on_epoch_end(epoch, logs)
-
-
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: model + optimizer to `checkpoints/`, best weights to `model.weights.h5`.
+    """After every epoch: model + optimizer to `checkpoints/`, the best weights to `model.weights.h5`,
+    then the epoch's commit (`Run.commit_epoch`: metrics.csv, the checkpoint's state, state.json).
 
-    Each file is written under a temporary name and renamed, and `state.json` (renamed last) names
-    the checkpoint to resume from, so a crash at any moment leaves the previous epoch usable.
+    Each file is written whole under a temporary name and renamed, state.json last, so a crash at
+    any moment leaves the previous epoch usable; `restore` resumes from it and drops what a crash
+    left of the epoch after it.
     """
 
-    keep = 2  # checkpoints kept on disk; older ones are deleted
+    keep = 2  # checkpoints kept on disk; older ones that this process resumed from or wrote are deleted
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, guard: StopOnNonFiniteLoss):
         super().__init__()
         self.run = run
-        self.guard: StopOnNonFiniteLoss | None = None  # when it stopped training, the epoch is not saved
+        self.guard = guard  # when it stopped training, the epoch is not saved
+        self.state: dict = {"epoch": 0, "best_val_loss": None, "best_epoch": None}
+        self.lineage: list[str] = []  # the checkpoints this process resumed from or wrote, oldest first
 
     def restore(self, model: Seq2Seq) -> int:
-        """Loads the last checkpoint into `model` and returns the number of finished epochs."""
-        state = self.run.state()
-        if state is None:
-            return 0
-        path = self.run.checkpoints / state["checkpoint"]
-        if not path.exists():
-            raise UserError(f"{path}: missing, but {self.run.state_file} names it; "
-                            "restore the file or train again with --overwrite")
-        load_weights(model, path)
-        return state["epoch"]
+        """Loads the newest intact checkpoint into `model` and returns the number of finished epochs.
+
+        state.json names it; when state.json is missing or damaged, or names a damaged checkpoint,
+        the newest intact earlier one (by the state saved beside it) is taken instead.
+        """
+        named = self.run.state()
+        candidates = ([named] if named else []) + [
+            state for state in self.run.checkpoint_states() if not named or state["epoch"] < named["epoch"]]
+        problems = []
+        for state in candidates:
+            try:
+                load_weights(model, self.run.checkpoints / state["checkpoint"])
+            except UserError as error:
+                problems.append(str(error).split(";")[0])
+                continue
+            if problems or state is not named:
+                log.warning("warning: resuming from %s (%s)", state["checkpoint"],
+                            "; ".join(problems) or f"{self.run.state_file} was missing or damaged")
+            self.state = state
+            self.lineage = [path.name for path in sorted(self.run.checkpoints.glob("epoch-*.weights.h5"),
+                                                         key=checkpoint_epoch)
+                            if checkpoint_epoch(path) < state["epoch"]] + [state["checkpoint"]]
+            self.run.write_metrics(state["epoch"])  # a crash may have left the next epoch's row
+            return state["epoch"]
+        if problems or self._trained_before():
+            raise UserError(
+                f"{self.run.path}: has finished epochs but no intact checkpoint to resume from "
+                f"({'; '.join(problems) or f'no {self.run.state_file.name} and no epoch-*.json'}); starting over "
+                f"would replace its best weights. Restore {self.run.checkpoints} from a backup to resume, pass "
+                "--overwrite to train the run anew (deleting its files), or choose another --out")
+        self.run.write_metrics(0)
+        return 0
+
+    def _trained_before(self) -> bool:
+        """Whether more than an uncommitted first epoch was trained here (which a restart redoes exactly)."""
+        _, rows = self.run.metrics()
+        return len(rows) > 1 or any(path.name != "epoch-0001.weights.h5"
+                                    for path in self.run.checkpoints.glob("epoch-*.weights.h5"))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
         logs = logs or {}
-        if self.guard is not None and self.guard.stopped_at:
+        if self.guard.stopped_at:
             return  # weights after a NaN step are not worth keeping; the previous epoch stays the last
         self.run.checkpoints.mkdir(exist_ok=True)
-        state = self.run.state() or {"best_val_loss": None, "best_epoch": None}
         name = f"epoch-{epoch + 1:04d}.weights.h5"
         save_weights_atomically(self.model, self.run.checkpoints / name)
+        state = {**self.state, "epoch": epoch + 1, "checkpoint": name}
         val_loss = logs.get("val_loss", logs.get("loss"))
         if val_loss is not None and math.isfinite(val_loss) and (
                 state["best_val_loss"] is None or val_loss < state["best_val_loss"]):
             save_weights_atomically(self.model, self.run.weights_file)
             state.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
-        self.run.write_state({**state, "epoch": epoch + 1, "checkpoint": name})
-        for old in sorted(self.run.checkpoints.glob("epoch-*.weights.h5"))[: -self.keep]:
-            old.unlink()
+        self.run.commit_epoch(state, {key: float(value) for key, value in logs.items()})
+        self.state = state
+        self.lineage.append(name)
+        for old in self.lineage[:-self.keep]:
+            (self.run.checkpoints / old).unlink(missing_ok=True)
+            (self.run.checkpoints / old.replace(".weights.h5", ".json")).unlink(missing_ok=True)
+        self.lineage = self.lineage[-self.keep:]
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch of `checkpoints/epoch-NNNN.weights.h5` (-1 for a name not of that form)."""
+    number = path.name.removeprefix("epoch-").removesuffix(".weights.h5")
+    return int(number) if number.isdigit() else -1
 
 
 def save_weights_atomically(model: keras.Model, path: Path) -> None:
     tmp = path.with_name("tmp-" + path.name)
     model.save_weights(tmp)
-    tmp.replace(path)
+    replace(tmp, path)
