@@ -130,3 +130,51 @@ def test_language_model_export_predicts_and_generates_like_the_library(lm_run, t
 def saved_model_cli(path) -> str:
     return subprocess.run(["saved_model_cli", "show", "--dir", str(path), "--all"], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
+
+
+def files_of(path):
+    return {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def test_export_overwrite_replaces_only_an_earlier_export(exported, trained_run, tmp_path):
+    stranger = tmp_path / "p"
+    (stranger / "sub").mkdir(parents=True)
+    (stranger / "t.tex").write_text("x")
+    for out, message in [(stranger, "is not a textseq export (no saved_model.pb and assets/textseq.json)"),
+                         (trained_run, "is inside the run directory"),
+                         (trained_run / "checkpoints", "is inside the run directory"),
+                         (trained_run.parent, "holds the run directory")]:
+        before = files_of(out)
+        result = CliRunner().invoke(cli, ["export", str(trained_run), str(out), "--overwrite"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert message in result.stderr
+        assert files_of(out) == before, f"{out} changed"
+
+    # An earlier export is replaced whole: a fresh copy of it, written over.
+    earlier = tmp_path / "earlier"
+    shutil.copytree(exported, earlier)
+    (earlier / "assets" / "stale.txt").write_text("from an earlier export")
+    result = CliRunner().invoke(cli, ["export", str(trained_run), str(earlier), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (earlier / "assets" / "stale.txt").exists() and (earlier / "saved_model.pb").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "p"]  # nothing left beside it
+
+
+def test_a_failed_export_leaves_the_earlier_one_whole(exported, trained_run, tmp_path, monkeypatch):
+    import textseq.export
+
+    earlier = tmp_path / "earlier"
+    shutil.copytree(exported, earlier)
+    before = files_of(earlier)
+
+    def disk_full(loaded, path):
+        path.mkdir()
+        (path / "saved_model.pb").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(textseq.export, "write_saved_model", disk_full)
+    result = CliRunner().invoke(cli, ["export", str(trained_run), str(earlier), "--overwrite"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{earlier}: cannot write the export (No space left on device)" in result.stderr
+    assert files_of(earlier) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier"]

@@ -22,6 +22,7 @@ Translation runs get the signatures `translate` (= `serving_default`): `text` [b
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -38,13 +39,62 @@ METADATA = "textseq.json"  # in the export's assets/
 
 
 def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Writes the run's SavedModel to `out_dir` and returns its path."""
-    loaded = load(run_dir)
+    """Writes the run's SavedModel to `out_dir` and returns its path.
+
+    The export is written beside `out_dir` and moved into place when complete, so a failure leaves
+    what was there before. `overwrite` replaces an earlier textseq export, never anything else.
+    """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
+    check_export_target(Path(run_dir), out, overwrite)
+    loaded = load(run_dir)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        write_saved_model(loaded, staging)
+        if out.exists():
+            previous = out.parent / f".{out.name}.previous-{os.getpid()}"
+            os.replace(out, previous)
+            os.replace(staging, out)
+            shutil.rmtree(previous)
+        else:
+            os.replace(staging, out)
+    except OSError as error:
+        raise UserError(f"{out}: cannot write the export ({error.strerror or error}); choose a directory you can "
+                        "write to, with room for the model") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def is_export(path: Path) -> bool:
+    """Whether `path` holds a SavedModel that textseq exported."""
+    return (path / "saved_model.pb").is_file() and (path / "assets" / METADATA).is_file()
+
+
+def check_export_target(run_dir: Path, out: Path, overwrite: bool) -> None:
+    """Refuses an OUT that would put the run or anything else than an earlier export at risk."""
+    run, target = run_dir.resolve(), out.resolve()
+    if target == run or run in target.parents:
+        raise UserError(f"{out}: is inside the run directory {run_dir}; export to a directory of its own, "
+                        f"e.g. exports/{run.name}")
+    if target in run.parents:
+        raise UserError(f"{out}: holds the run directory {run_dir}; export to a directory of its own, "
+                        f"e.g. exports/{run.name}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; choose another export directory")
+    if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise UserError(f"{out}: exists and is not empty; choose another directory or pass --overwrite")
-        shutil.rmtree(out)
+            raise UserError(f"{out}: exists and is not empty; choose another directory, or pass --overwrite to "
+                            "replace an earlier export there")
+        if not is_export(out):
+            raise UserError(f"{out}: is not a textseq export (no saved_model.pb and assets/{METADATA}); "
+                            "--overwrite replaces only an earlier export, and nothing was deleted. Choose another "
+                            "directory")
+
+
+def write_saved_model(loaded: LanguageModel | Translator, out: Path) -> None:
+    """The SavedModel of a loaded run, with its signatures and `assets/textseq.json`, in `out`."""
     archive = keras.export.ExportArchive()
     archive.track(loaded.model)
     for tokenizer in {id(loaded.source): loaded.source, id(loaded.target): loaded.target}.values():
@@ -61,7 +111,6 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) ->
         metadata["decoding"] = loaded.options().describe()
     (out / "assets").mkdir(exist_ok=True)
     (out / "assets" / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-    return out
 
 
 def translation_endpoints(translator) -> dict:
