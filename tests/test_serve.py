@@ -30,8 +30,8 @@ NO_BROWSER = "Chromium is not installed (Debian: apt-get install chromium chromi
 class Server:
     """`textseq serve RUN --port 0` in a subprocess; `stop()` sends Ctrl-C (SIGINT)."""
 
-    def __init__(self, run: Path):
-        self.process = subprocess.Popen([sys.executable, "-m", "textseq", "serve", str(run), "--port", "0"],
+    def __init__(self, run: Path, *options: str):
+        self.process = subprocess.Popen([sys.executable, "-m", "textseq", "serve", str(run), "--port", "0", *options],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = []
         for line in self.process.stderr:  # the URL line comes once the run is loaded and the port bound
@@ -117,11 +117,83 @@ def test_the_api_answers_as_the_library_does(lm_run, lm_server):
     ("api/predict", b"", 400, "the request body is empty"),
     ("api/generate", b"  ", 400, "the request body is empty"),
     ("api/translate", {"text": "a"}, 404, "needs a translate run"),
+    ("api/predict", b'{"top_k": ' + b"9" * 4301 + b"}", 400, "a number of thousands of digits"),
+    ("api/predict", b'{"top_k": ' + b"9" * 400 + b"}", 400, 'field "top_k": 999999999999... is out of range'),
+    ("api/predict", b"[" * 30_000 + b"]" * 30_000, 400, "the request body nests too deeply"),
+    ("api/predict", b'{"text": ' + b"[" * 1000 + b"]" * 1000 + b"}", 400, 'field "text": expected a string, got a list'),
+    ("api/predict", {"text": "a", "top_k": {"n": 3}}, 400, 'field "top_k": expected an integer, got an object'),
+    ("api/predict", b'{"text": "a \\ud800 b"}', 400, 'field "text": character 3 is an unpaired surrogate ("\\ud800")'),
+    ("api/predict", b'{"\\udfff": 1}', 400, 'unknown field "\\udfff"'),
+    ("api/generate", b'{"text": "a", "temperature": NaN}', 400, 'field "temperature": expected a finite number'),
+    ("api/generate", b'{"text": "a", "temperature": Infinity}', 400, 'field "temperature": expected a finite number'),
+    ("api/generate", {"text": "a", "temperature": 1e-300}, 400, "expected at least 0.001 and at most 100"),
+    ("api/generate", {"text": "a", "top_p": 1e400}, 400, 'field "top_p": expected a finite number'),
 ])
 def test_bad_requests_get_json_4xx_errors(lm_server, endpoint, body, status, message):
     got, answer = lm_server.post(endpoint, body)
     assert (got, answer["status"]) == (status, status)
     assert message in answer["error"]
+
+
+def raw_request(url: str, method: str, path: str, body: bytes = b"", headers: dict | None = None):
+    """One request with exactly these headers (urllib would add its own): (status, JSON answer)."""
+    import http.client
+
+    host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    for name, value in (headers or {}).items():
+        connection.putheader(name, value)
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body)
+    response = connection.getresponse()
+    answer = response.status, json.loads(response.read())
+    connection.close()
+    return answer
+
+
+def test_web_pages_cannot_post_or_rebind_their_way_in(lm_server):
+    host = lm_server.url.split("//")[1].rstrip("/")
+    body = json.dumps({"text": "a man is riding a"}).encode()
+    assert raw_request(lm_server.url, "POST", "/api/predict", body,
+                       {"Host": host, "Content-Type": "application/json; charset=utf-8"})[0] == 200
+    # What a page on another site may send unasked: text/plain, a form, or no type at all.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        headers = {"Host": host, **({"Content-Type": content_type} if content_type else {})}
+        status, answer = raw_request(lm_server.url, "POST", "/api/predict", body, headers)
+        assert (status, answer["status"]) == (415, 415), content_type
+        assert 'send the body as JSON with the header "Content-Type: application/json"' in answer["error"]
+    # DNS rebinding: the page's own name pointed at 127.0.0.1; its requests still carry that name.
+    for foreign in ("attacker.example:" + host.split(":")[1], "attacker.example", "127.0.0.1.nip.io", ""):
+        for method, path, payload in [("POST", "/api/predict", body), ("GET", "/api/info", b""), ("GET", "/", b"")]:
+            headers = {"Host": foreign, "Content-Type": "application/json"} if foreign else {
+                "Content-Type": "application/json"}
+            status, answer = raw_request(lm_server.url, method, path, payload, headers)
+            assert (status, answer["status"]) == (403, 403), (foreign, path)
+            assert "is not served here; this server answers requests to 127.0.0.1, [::1], localhost" in answer["error"]
+    for allowed in ("localhost:1234", "LOCALHOST", "[::1]:80"):
+        assert raw_request(lm_server.url, "GET", "/api/info", b"", {"Host": allowed})[0] == 200
+
+
+@pytest.mark.slow
+def test_idle_and_slow_connections_are_closed_after_the_idle_timeout(trained_run):
+    server = Server(trained_run, "--idle-timeout", "1", "--allowed-host", "translate.example.org")
+    try:
+        host, port = server.url.split("//")[1].rstrip("/").rsplit(":", 1)
+        assert raw_request(server.url, "GET", "/api/info", b"", {"Host": "translate.example.org"})[0] == 200
+        idle = [socket.create_connection((host, int(port))) for _ in range(50)]
+        slow = socket.create_connection((host, int(port)))
+        slow.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and the rest never comes
+        opened = time.monotonic()
+        for connection in [*idle, slow]:
+            connection.settimeout(10)
+            assert connection.recv(1024) == b"", "the server sent something instead of closing"  # closed
+        assert time.monotonic() - opened < 5
+        assert server.request("api/info")[0] == 200  # and it still serves
+    finally:
+        for connection in [*idle, slow]:
+            connection.close()
+        server.stop()
 
 
 def test_unknown_paths_and_methods_get_json_errors_and_no_file_is_served(lm_server):

@@ -396,22 +396,31 @@ def demo(run: Path, k: int):
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; another than loopback lets other machines in (with a warning).")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on; 0 picks a free one.")
-def serve(run: Path, host: str, port: int):
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on; 0 picks a free one.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests addressed to this host name, e.g. the name a reverse proxy forwards "
+                   "(repeatable). On loopback only localhost, 127.0.0.1 and [::1] are answered otherwise, so "
+                   "that no web page can reach the server through a name of its own (DNS rebinding).")
+@click.option("--idle-timeout", type=click.FloatRange(0, 3600, min_open=True), default=10.0, show_default=True,
+              help="Seconds a connection may stay without sending a complete request before it is closed.")
+def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_timeout: float):
     """Serve RUN as a web page and a JSON API until Ctrl-C.
 
     A language-model run shows the next words as you type, with probability bars, and continues
     the text; a translation run translates and draws the attention heatmap. The API answers
     POST /api/predict, /api/generate or /api/translate with a JSON object (the same fields as
-    the CLI's --json), and GET /api/info.
+    the CLI's --json; the request must say Content-Type: application/json), and GET /api/info.
 
     \b
     Examples:
       textseq serve runs/multi30k-en-lm             # then open http://127.0.0.1:8000/
-      curl -s localhost:8000/api/predict -d '{"text": "a man is riding a", "top_k": 3}'
+      curl -s localhost:8000/api/predict -H 'Content-Type: application/json' \\
+           -d '{"text": "a man is riding a", "top_k": 3}'
       textseq serve runs/dates --port 8080
     """
-    library("textseq.serve").serve(run, host, port, say=lambda message: click.echo(message, err=True))
+    library("textseq.serve").serve(run, host, port, say=lambda message: click.echo(message, err=True),
+                                   allowed_hosts=allowed_hosts, idle_timeout=idle_timeout)
 
 
 @cli.command()

@@ -6,18 +6,27 @@ Answers carry the same fields as the CLI's `--json` output; every error is
 `{"error": message, "status": code}` with a 4xx code for anything the client can fix. The page's
 files are read once at start, and no route reads or writes any other file.
 
+Two doors stay shut to other web pages open in the user's browser: a POST must say
+`Content-Type: application/json` (which a page on another site cannot send without the browser
+asking this server first, and it never says yes), and with `allowed_hosts` a request must be
+addressed to one of those names (a page that points its own name at 127.0.0.1, DNS rebinding,
+still sends its own name).
+
 >>> app = create_app("runs/multi30k-en-lm")  # doctest: +SKIP
 >>> # uvicorn.run(app) or textseq.serve.serve("runs/multi30k-en-lm")
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Iterable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -99,13 +108,15 @@ class Api:
             raise ApiError(f'field "text": {tokens} tokens; at most {MAX_TEXT_TOKENS} are accepted', 413)
 
 
-def create_app(run_dir: str | Path) -> Starlette:
-    """The app for the run in `run_dir`, loaded and warmed up."""
+def create_app(run_dir: str | Path, allowed_hosts: Iterable[str] | None = None) -> Starlette:
+    """The app for the run in `run_dir`, loaded and warmed up; with `allowed_hosts`, it answers only
+    requests whose Host header names one of them (any port)."""
     api = Api(load(run_dir), Path(run_dir).resolve().name)
     api.warm_up()
 
     def endpoint(method, fields):
         async def handle(request: Request) -> Response:
+            check_json_content_type(request)
             body = parse_body(await read_body(request), fields)
             try:
                 return JSONResponse(await run_in_threadpool(method, body))
@@ -122,10 +133,49 @@ def create_app(run_dir: str | Path) -> Starlette:
                Route("/api/predict", endpoint(api.predict, PREDICT), methods=["POST"]),
                Route("/api/generate", endpoint(api.generate, GENERATE), methods=["POST"]),
                Route("/api/translate", endpoint(api.translate, TRANSLATE), methods=["POST"])]
-    app = Starlette(routes=routes, exception_handlers={
+    middleware = [] if allowed_hosts is None else [Middleware(HostGuard, allowed=allowed_hosts)]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={
         ApiError: api_error, HTTPException: http_error, Exception: internal_error})
     app.state.task = api.loaded.task
     return app
+
+
+def check_json_content_type(request: Request) -> None:
+    """Refuses (415) a body that does not say it is JSON: the kinds a web page may post anywhere
+    unasked (text/plain, forms) never reach the model."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(f'send the body as JSON with the header "Content-Type: application/json"; got '
+                       f'{json.dumps(media_type or "no Content-Type")}', 415)
+
+
+class HostGuard:
+    """ASGI middleware: answers only requests addressed to an allowed host name (403 otherwise)."""
+
+    def __init__(self, app, allowed: Iterable[str]):
+        self.app, self.allowed = app, {host_name(name) for name in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(host) not in self.allowed:
+                response = error_response(
+                    f"Host {json.dumps(host or 'missing')} is not served here; this server answers requests to "
+                    f"{', '.join(sorted(self.allowed))} (textseq serve --allowed-host NAME adds a name, e.g. "
+                    "behind a reverse proxy)", 403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header, lower-cased: `Example.org:8000` -> `example.org`, `[::1]:80` -> `[::1]`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[:host.find("]") + 1] if "]" in host else host
+    if ":" in host and host.count(":") > 1:
+        return f"[{host}]"  # a bare IPv6 address, as given to --allowed-host
+    return host.split(":")[0]
 
 
 async def read_body(request: Request) -> bytes:

@@ -15,8 +15,11 @@ expected and what came; nothing reaches the model unchecked.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from textseq.decoding import MAX_TEMPERATURE, MIN_TEMPERATURE
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_CHARACTERS = 2000
@@ -42,26 +45,43 @@ class Field:
             return self.default
         if self.kind == "text":
             if not isinstance(value, str):
-                raise ApiError(f'field "{name}": expected a string, got {json.dumps(value)[:40]}')
+                raise ApiError(f'field "{name}": expected a string, got {shown(value)}')
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ApiError(f'field "{name}": character {error.start + 1} is an unpaired surrogate '
+                               f'({json.dumps(value[error.start])}); send text as UTF-8, or with \\u escapes '
+                               'in pairs') from None
             if len(value) > MAX_TEXT_CHARACTERS:
                 raise ApiError(f'field "{name}": {len(value)} characters; at most {MAX_TEXT_CHARACTERS} are accepted',
                                413)
             return value
+        expected = "a number" if self.kind == "number" else "an integer"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                self.kind in ("int", "seed") and not float(value).is_integer()):
-            expected = "a number" if self.kind == "number" else "an integer"
-            raise ApiError(f'field "{name}": expected {expected}, got {json.dumps(value)[:40]}')
-        value = int(value) if self.kind in ("int", "seed") else float(value)
+                self.kind in ("int", "seed") and isinstance(value, float) and not value.is_integer()):
+            raise ApiError(f'field "{name}": expected {expected}, got {shown(value)}')
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ApiError(f'field "{name}": expected a finite number, got {value}')
+        value = int(value) if self.kind in ("int", "seed") else value
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         if too_low or (self.high is not None and value > self.high):
             low = "" if self.low is None else f"{'above' if self.low_open else 'at least'} {self.low:g}"
             high = "" if self.high is None else f"at most {self.high:g}"
-            raise ApiError(f'field "{name}": {value:g} is out of range; expected {" and ".join(filter(None, [low, high]))}')
-        return value
+            received = f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else f"{str(value)[:12]}..."
+            raise ApiError(f'field "{name}": {received} is out of range; expected {" and ".join(filter(None, [low, high]))}')
+        return float(value) if self.kind == "number" else value
+
+
+def shown(value: Any) -> str:
+    """A received value for a message: short, and never walked when it is a container (it may nest
+    a thousand levels deep)."""
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "an object"
+    return json.dumps(value)[:40]
 
 
 SAMPLING = {
-    "temperature": Field("number", low=0, low_open=True, high=100),
+    "temperature": Field("number", low=MIN_TEMPERATURE, high=MAX_TEMPERATURE),
     "top_k": Field("int", low=1, high=100_000),
     "top_p": Field("number", low=0, low_open=True, high=1),
     "seed": Field("seed", low=0, high=2**31 - 1),
@@ -82,9 +102,14 @@ def parse_body(body: bytes, fields: dict[str, Field]) -> dict[str, Any]:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(f"the request body is not valid JSON: {error}") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise ApiError("the request body has a number of thousands of digits; no field takes one") from None
+    except RecursionError:
+        raise ApiError("the request body nests too deeply; send a flat JSON object such as "
+                       '{"text": "a man is"}') from None
     if not isinstance(data, dict):
         raise ApiError(f"expected a JSON object such as {{\"text\": \"...\"}}, got {type(data).__name__}")
     unknown = [name for name in data if name not in fields]
     if unknown:
-        raise ApiError(f'unknown field "{unknown[0]}"; this endpoint takes: {", ".join(fields)}')
+        raise ApiError(f'unknown field {json.dumps(unknown[0])}; this endpoint takes: {", ".join(fields)}')
     return {name: field.check(name, data.get(name)) for name, field in fields.items()}
