@@ -14,6 +14,8 @@ graph). Every search returns the same three tensors:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,6 +25,11 @@ from keras import ops
 from textseq.data.vocab import BOS, EOS, PAD
 
 NEG = -1e9  # a log-probability no hypothesis can reach; finite, so that no inf - inf makes a NaN
+
+
+# Sampling temperatures: below the least, float32 logits over it overflow (garbage, or padding
+# tokens); the distribution is then greedy decoding's anyway.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.001, 100.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,11 @@ class DecodingOptions:
     seed: Optional[int] = None
 
     def __post_init__(self):
-        problems = []
+        problems = [f"{name} must be a finite number, not {value}" for name, value in (
+            ("alpha", self.alpha), ("temperature", self.temperature), ("top-p", self.top_p))
+            if value is not None and not math.isfinite(value)]
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.max_length < 1:
             problems.append(f"max_length must be at least 1, not {self.max_length}")
         if self.beam_size < 1:
@@ -54,8 +65,9 @@ class DecodingOptions:
             problems.append(f"n-best must be at least 1, not {self.n_best}")
         if self.method == "beam" and self.n_best > self.beam_size:
             problems.append(f"n-best {self.n_best} is more than the beam size {self.beam_size}")
-        if self.temperature is not None and self.temperature <= 0:
-            problems.append(f"temperature must be above 0, not {self.temperature}")
+        if self.temperature is not None and not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:
+            problems.append(f"temperature must be from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}, not {self.temperature} "
+                            f"(below {MIN_TEMPERATURE} sampling is greedy decoding: leave the temperature out)")
         if self.top_k is not None and self.top_k < 1:
             problems.append(f"top-k must be at least 1, not {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
