@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,8 +25,12 @@ import yaml
 from textseq.errors import UserError
 
 
+MAX_SEED = 2**32 - 1  # what NumPy's and Keras' seeds take
+MAX_TOKENS = 100_000  # the longest sequence a length or window may ask for; tensors are sized by it
+
+
 def _opt(default: Any, help: str, **checks: Any) -> Any:
-    """A recipe field: its default, its help line, and checks such as `min=1` or `below=1`."""
+    """A recipe field: its default, its help line, and checks such as `min=1`, `max=9` or `below=1`."""
     return field(default=default, metadata={"help": help, **checks})
 
 
@@ -50,8 +55,8 @@ class DataConfig:
                   "skip drops the line (with its pair in parallel files)")
     split: Optional[float] = _opt(None, "text without a validation file: the share of data.train's characters that "
                                         "trains (the first ones); the rest validates and tests", above=0.0, below=1.0)
-    context: int = _opt(64, "language_model: tokens of preceding text the encoder reads", min=1)
-    continuation: int = _opt(32, "language_model: tokens the decoder predicts after each context window", min=1)
+    context: int = _opt(64, "language_model: tokens of preceding text the encoder reads", min=1, max=MAX_TOKENS)
+    continuation: int = _opt(32, "language_model: tokens the decoder predicts after each context window", min=1, max=MAX_TOKENS)
     carry_state: bool = _opt(True, "language_model: each window's decoder starts from its state at the end of the "
                                    "previous window of the same stream (truncated back-propagation through time); "
                                    "false: from the encoder's states, with the windows shuffled")
@@ -60,9 +65,9 @@ class DataConfig:
     train_examples: int = _opt(50_000, "dates: number of generated training pairs", min=1)
     validation_examples: int = _opt(1_000, "dates: held-out pairs, each a distinct date", min=1)
     test_examples: int = _opt(2_000, "dates: test pairs, each a distinct date", min=1)
-    seed: int = _opt(0, "seed of the data generator and of the train/validation/test split")
-    max_source_length: int = _opt(128, "source tokens kept; longer inputs are truncated", min=1)
-    max_target_length: int = _opt(128, "target tokens kept in training; longer ones are truncated", min=1)
+    seed: int = _opt(0, "seed of the data generator and of the train/validation/test split", min=0, max=MAX_SEED)
+    max_source_length: int = _opt(128, "source tokens kept; longer inputs are truncated", min=1, max=MAX_TOKENS)
+    max_target_length: int = _opt(128, "target tokens kept in training; longer ones are truncated", min=1, max=MAX_TOKENS)
     bleu_tokenize: Literal["13a", "none", "intl", "char", "zh", "ja-mecab", "flores200"] = _opt(
         "13a", "sacrebleu tokenizer for BLEU in evaluate; none when the files are already tokenized (Multi30k tok/)")
 
@@ -105,7 +110,7 @@ class TrainConfig:
         "constant", "learning rate over the run: constant (halved on plateaus by reduce_lr_patience), or cosine "
         "from learning_rate down to a tenth of it at the last step of train.epochs")
     label_smoothing: float = _opt(0.0, "share of each target's probability spread over the whole vocabulary in the training loss", min=0.0, below=1.0)
-    seed: int = _opt(0, "seed of weights initialisation, dropout and shuffling")
+    seed: int = _opt(0, "seed of weights initialisation, dropout and shuffling", min=0, max=MAX_SEED)
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = _opt(
         "auto", "auto: a TPU if found, mirrored over 2+ GPUs, else one device; multi_worker: the cluster in TF_CONFIG")
     devices: Optional[str] = _opt(None, "mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1 or /cpu:0,/cpu:1")
@@ -118,7 +123,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    max_output_length: int = _opt(64, "longest output that translate, evaluate and the export decode", min=1)
+    max_output_length: int = _opt(64, "longest output that translate, evaluate and the export decode", min=1,
+                                  max=MAX_TOKENS)
     beam_size: int = _opt(1, "hypotheses kept by beam search in translate, evaluate and the export; 1 is greedy", min=1)
     alpha: float = _opt(0.0, "beam search length penalty (GNMT): 0 ranks by log-probability, higher favours longer outputs", min=0.0)
 
@@ -147,8 +153,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise UserError(f"{path}: no such recipe file; recipes/ has ready ones, e.g. recipes/dates.yaml")
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give the path of a recipe .yaml file")
-    text = path.read_text(encoding="utf-8")
+    text = read_recipe_text(path)
     try:
+        reject_aliases(text, str(path))
         raw = yaml.safe_load(text)
         lines = _key_lines(yaml.compose(text))
     except yaml.YAMLError as error:
@@ -156,10 +163,31 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(error, "problem", None) or str(error)
         raise UserError(f"{where}: YAML syntax error: {problem}; fix the line or quote the value") from None
-    raw = {} if raw is None else raw
+    if raw is None or raw == {}:
+        raise UserError(f"{path}: the recipe is empty; a recipe says at least what data to train on (data:) and "
+                        "usually the model and training sizes; recipes/dates.yaml is a small one to start from")
     if not isinstance(raw, dict):
         raise UserError(f"{path}:1: a recipe is a mapping of sections (data, vocab, model, train, export); got {type(raw).__name__}")
     return recipe_from_dict(raw, overrides, source=str(path), lines=lines)
+
+
+def read_recipe_text(path: Path) -> str:
+    """The recipe file's text, or a UserError that names the file, line and byte that are not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: byte {data[error.start]:#04x} (offset {error.start}) is not UTF-8; save the "
+                        "recipe as UTF-8 text") from None
+
+
+def reject_aliases(text: str, source: str) -> None:
+    """Refuses YAML aliases (`*name`): expanded, a few hundred bytes of them can ask for gigabytes."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise UserError(f"{source}:{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not accepted "
+                            "in recipes; write the value out")
 
 
 def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "recipe", lines: dict | None = None) -> Recipe:
@@ -221,6 +249,7 @@ def _apply_override(raw: dict, item: str) -> None:
             raise UserError(f"--set {item}: {part} is not a section")
         target = target.setdefault(part, {})
     try:
+        reject_aliases(value, f"--set {item}")
         target[parts[-1]] = yaml.safe_load(value) if value else None
     except yaml.YAMLError:
         target[parts[-1]] = value
@@ -270,14 +299,18 @@ def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where
         value, ok = float(value), True
     if not ok:
         raise UserError(f"{where(path)}{dotted} must be {expected}; got {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise UserError(f"{where(path)}{dotted} must be a finite number; got {value!r}")
     for check, bound in checks.items():
         bad = {
             "min": lambda: value < bound,
+            "max": lambda: value > bound,
             "above": lambda: value <= bound,
             "below": lambda: value >= bound,
         }.get(check, lambda: False)()
         if bad:
-            rule = {"min": f"at least {bound}", "above": f"greater than {bound}", "below": f"less than {bound}"}[check]
+            rule = {"min": f"at least {bound}", "max": f"at most {bound}", "above": f"greater than {bound}",
+                    "below": f"less than {bound}"}[check]
             raise UserError(f"{where(path)}{dotted} must be {rule}; got {value!r}")
     return value
 
