@@ -36,6 +36,7 @@ from textseq.inference import LanguageModel, Translator, join_tokens, load, next
 from textseq.streaming import walk
 
 METADATA = "textseq.json"  # in the export's assets/
+MAX_GENERATED_TOKENS = 10_000  # what one `generate` call may ask for, as `textseq generate --max-tokens`
 
 
 def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -136,10 +137,15 @@ def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
     model, tokenizer, data = lm.model, lm.target, lm.recipe.data
 
     def next_words(text, k):
-        top = next_token_top_k(model, data, tokenizer.encode(text), tf.minimum(k, tokenizer.vocab_size))
+        with tf.control_dependencies([tf.debugging.assert_positive(k, message="next_words: k must be at least 1")]):
+            k = tf.minimum(k, tokenizer.vocab_size)
+        top = next_token_top_k(model, data, tokenizer.encode(text), k)
         return {"words": tf.gather(tokenizer.tokens, top.indices), "probabilities": top.values}
 
     def generate(text, max_tokens):
+        with tf.control_dependencies([tf.debugging.assert_less_equal(
+                max_tokens, MAX_GENERATED_TOKENS, message=f"generate: max_tokens must be at most {MAX_GENERATED_TOKENS}")]):
+            max_tokens = tf.identity(max_tokens)
         ids = tokenizer.encode(text)
         _, produced = walk(model, ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32), data.context,
                            data.continuation, data.carry_state, tf.maximum(max_tokens, 0))

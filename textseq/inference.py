@@ -108,7 +108,9 @@ class LoadedRun:
         source_vocab, target_vocab = run.vocabularies(recipe.vocab.shared)
         model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
         model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
-        load_weights(model, run.weights_file)
+        load_weights(model, run.weights_file, remedy=(
+            f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "
+            f"{run.path} --overwrite"))
         return cls(recipe, model, Tokenizer(source_vocab), Tokenizer(target_vocab))
 
     def tokenize(self, text: str) -> tuple[list[str], np.ndarray]:
@@ -122,14 +124,13 @@ class LoadedRun:
         return [piece.decode("utf-8") for piece in pieces.numpy()], ids.numpy()
 
 
-def load_weights(model: Seq2Seq, path: Path) -> None:
+def load_weights(model: Seq2Seq, path: Path, remedy: str = "copy it back from a backup") -> None:
     """`model.load_weights(path)`, or a UserError that names the file when it is damaged or does not fit."""
     try:
         model.load_weights(path)
     except Exception as error:  # noqa: BLE001 - h5py and Keras raise OSError, ValueError, KeyError...
         raise UserError(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
-                        "the file is damaged or belongs to another recipe. Copy it back from a backup, or train "
-                        "again (textseq train resumes from the last epoch checkpoint)") from None
+                        f"the file is damaged or belongs to another recipe: {remedy}") from None
 
 
 def load(run_dir: str | Path) -> "Translator | LanguageModel":

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -49,10 +48,16 @@ def training_curves(run_dir: str | Path, output: str | Path) -> Path:
     run = Run.open(run_dir)
     if not run.metrics_file.exists():
         raise UserError(f"{run.metrics_file}: missing; the run has no finished epoch to plot yet")
-    with open(run.metrics_file, newline="") as f:
-        rows = list(csv.DictReader(f))
+    header, rows = run.metrics()
     if not rows:
         raise UserError(f"{run.metrics_file}: no epochs recorded yet")
+    damaged = (f"{run.metrics_file}: damaged ({{}}); restore it from a backup. Resuming the run "
+               f"(textseq train {run.recipe_file} --out {run.path}) keeps only the rows of the epochs it checkpointed")
+    if not {"epoch", "loss"} <= set(header):
+        raise UserError(damaged.format(f"the header {','.join(header)!r} lacks epoch and loss"))
+    bad = next((line for line, row in enumerate(rows, start=2) if not _numeric(row)), None)
+    if bad:
+        raise UserError(damaged.format(f"line {bad} is not a row of numbers")) from None
     epochs = [int(row["epoch"]) + 1 for row in rows]
     smoothed = run.recipe().train.label_smoothing > 0
 
@@ -81,12 +86,27 @@ def training_curves(run_dir: str | Path, output: str | Path) -> Path:
     return _save(figure, output)
 
 
+def _numeric(row: dict) -> bool:
+    """Whether a metrics.csv row holds an epoch number and numbers (or nothing) in every column."""
+    try:
+        int(row["epoch"])
+        [float(value) for key, value in row.items() if key and value not in (None, "", "NA")]
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def _save(figure, output: str | Path) -> Path:
     output = Path(output)
     if output.suffix.lower() not in {".png", ".svg", ".pdf"}:
         plt.close(figure)
         raise UserError(f"-o {output}: use a .png, .svg or .pdf file name")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=150)
-    plt.close(figure)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(output, dpi=150)
+    except OSError as error:
+        raise UserError(f"-o {output}: cannot be written ({error.strerror or error}); choose a file in a directory "
+                        "you can write to") from None
+    finally:
+        plt.close(figure)
     return output

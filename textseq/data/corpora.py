@@ -63,6 +63,12 @@ def fetch_hint(name: str) -> str:
             "with a local copy, or set data.dir to a directory that holds it")
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -91,9 +97,13 @@ def fetch(name: str, mirror: str | Path | None = None, root: Path | None = None,
             continue
         if progress:
             progress(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False) as part:
-            tmp = Path(part.name)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False) as part:
+                tmp = Path(part.name)
+        except OSError as error:
+            raise UserError(f"{target.parent}: cannot be written ({error.strerror or error}); set TEXTSEQ_DATA to a "
+                            "directory you can write to") from None
         try:
             if mirror is not None:
                 origin = Path(mirror) / relative
@@ -112,7 +122,11 @@ def fetch(name: str, mirror: str | Path | None = None, root: Path | None = None,
             if (actual := sha256(tmp)) != expected:
                 raise UserError(f"{origin}: sha256 is {actual}, expected {expected}; the file differs from the "
                                 "published corpus (truncated download or another version); nothing was kept")
+            tmp.chmod(0o666 & ~current_umask())  # as any file the user writes (the temporary file was 0600)
             tmp.replace(target)
+        except OSError as error:
+            raise UserError(f"{target}: cannot be written ({error.strerror or error}); free some room, or set "
+                            "TEXTSEQ_DATA to another directory") from None
         finally:
             tmp.unlink(missing_ok=True)
     return paths

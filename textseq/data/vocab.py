@@ -65,13 +65,22 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
         path = Path(path)
+        damaged = "the run directory is damaged: copy the file back from a backup (textseq train RUN/recipe.yaml " \
+                  "--out RUN rebuilds a vocabulary from the same data)"
         if not path.exists():
-            raise UserError(f"{path}: vocabulary file missing; the run directory is incomplete, train it again")
-        lines = path.read_text(encoding="utf-8").split("\n")
-        if not lines[0].startswith("# textseq vocabulary:") or lines[-1] != "":
-            raise UserError(f"{path}:1: not a textseq vocabulary file (expected a '# textseq vocabulary:' header)")
-        fields = dict(item.split("=", 1) for item in lines[0].split(":", 1)[1].split())
-        return cls([_unescape(t) for t in lines[1:-1]], fields["level"], fields["lowercase"] == "true")
+            raise UserError(f"{path}: vocabulary file missing; {damaged}")
+        try:
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path}: byte {error.start} is not UTF-8; {damaged}") from None
+        try:
+            if not lines[0].startswith("# textseq vocabulary:") or lines[-1] != "":
+                raise ValueError
+            fields = dict(item.split("=", 1) for item in lines[0].split(":", 1)[1].split())
+            return cls([_unescape(t) for t in lines[1:-1]], fields["level"], fields["lowercase"] == "true")
+        except (ValueError, KeyError):
+            raise UserError(f"{path}:1: not a textseq vocabulary file (expected a '# textseq vocabulary:' header); "
+                            f"{damaged}") from None
 
 
 def _escape(token: str) -> str:
