@@ -121,7 +121,10 @@ def test_every_verb_has_help_with_an_example():
 
 
 @pytest.mark.slow
-def test_ctrl_c_says_how_to_resume_and_the_rerun_resumes(tiny_recipe_file, tmp_path):
+@pytest.mark.parametrize("signal_name, code, said", [("SIGINT", 130, "interrupted"),  # what Ctrl-C sends
+                                                     ("SIGTERM", 143, "stopped by SIGTERM")])  # kill, a scheduler
+def test_ctrl_c_or_sigterm_says_how_to_resume_and_the_rerun_resumes(tiny_recipe_file, tmp_path, signal_name, code,
+                                                                     said):
     import signal
     import time
 
@@ -134,13 +137,13 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_resumes(tiny_recipe_file, tmp_p
         while not (out / "checkpoints" / "state.json").exists() and time.monotonic() < deadline:
             time.sleep(0.5)
         assert process.poll() is None, "training ended before it could be interrupted"
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        process.send_signal(getattr(signal, signal_name))
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     state = json.loads((out / "checkpoints" / "state.json").read_text())
-    assert f"interrupted: {out} keeps its last finished epoch ({state['epoch']}); run the same command" in stderr
+    assert f"{said}: {out} keeps its last finished epoch ({state['epoch']}); run the same command" in stderr
     assert "Traceback" not in stderr
     resumed = invoke("train", tiny_recipe_file, "--out", out, "--set", f"train.epochs={state['epoch'] + 1}")
     assert resumed.exit_code == 0, resumed.output

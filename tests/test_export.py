@@ -85,11 +85,18 @@ LOAD_AND_PREDICT = textwrap.dedent("""
     top = model.signatures["next_words"](text=texts, k=tf.constant(4))
     default = model.signatures["serving_default"](text=texts)
     generated = model.signatures["generate"](text=texts, max_tokens=tf.constant(13))
+    refused = []
+    for name, arguments in [("next_words", {"k": tf.constant(-1)}), ("next_words", {"k": tf.constant(0)}),
+                            ("generate", {"max_tokens": tf.constant(10_001)})]:
+        try:
+            model.signatures[name](text=texts, **arguments)
+        except tf.errors.InvalidArgumentError as error:
+            refused.append(error.message)
     assert "textseq" not in sys.modules
     print(json.dumps({"words": [[w.decode("utf-8") for w in row] for row in top["words"].numpy()],
                       "probabilities": top["probabilities"].numpy().tolist(),
                       "default_k": int(default["words"].shape[1]),
-                      "generated": [t.decode("utf-8") for t in generated["text"].numpy()]}))
+                      "generated": [t.decode("utf-8") for t in generated["text"].numpy()], "refused": refused}))
 """)
 LM_INPUTS = ["a man is riding a", "", " \t ", "zzyzx qqq", "two dogs play in the snow while " * 10, "中文 émigré"]
 
@@ -113,6 +120,9 @@ def test_language_model_export_predicts_and_generates_like_the_library(lm_run, t
                                atol=1e-5)
     assert served["default_k"] == 5
     assert served["generated"] == [model.generate(text, 13) for text in LM_INPUTS]
+    assert len(served["refused"]) == 3, served["refused"]
+    assert all("next_words: k must be at least 1" in message for message in served["refused"][:2]), served["refused"]
+    assert "generate: max_tokens must be at most 10000" in served["refused"][2]
 
     if shutil.which("saved_model_cli"):
         shown = saved_model_cli(out)

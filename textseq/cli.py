@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -106,13 +107,22 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     parsed = load_recipe(recipe, overrides)
     out = out or Path("runs") / recipe.stem
     training = library("textseq.training")
+    stopped_by = {"label": "interrupted", "code": 130}
+
+    def terminate(number, frame):  # SIGTERM (kill, a scheduler's stop) ends the run as Ctrl-C does
+        stopped_by.update(label="stopped by SIGTERM", code=128 + number)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         summary = training.train(parsed, out, overwrite=overwrite)
     except KeyboardInterrupt:
         state = library("textseq.runs").Run(out).state() or {}
         kept = f"keeps its last finished epoch ({state['epoch']})" if state.get("epoch") else "has no finished epoch yet"
-        click.echo(f"\ninterrupted: {out} {kept}; run the same command to resume from there", err=True)
-        sys.exit(130)
+        click.echo(f"\n{stopped_by['label']}: {out} {kept}; run the same command to resume from there", err=True)
+        sys.exit(stopped_by["code"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     click.echo(f"\nrun: {summary['run']}", err=True)
     if summary["epochs_run"] == 0:
         click.echo(f"already trained {summary['epochs_done']} epochs (train.epochs); raise it to train on", err=True)
@@ -180,9 +190,10 @@ def progress_bar(total: int, label: str):
               help="Translate this file, one source a line (- for stdin).")
 @click.option("--output", "-o", "output_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the translations here, one a line, in input order. [default: stdout]")
-@click.option("--n-best", type=int, default=1, show_default=True,
+@click.option("--n-best", type=click.IntRange(min=1), default=1, show_default=True,
               help="Hypotheses per source (beam search: at most --beam; sampling: that many samples).")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Sources decoded together.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Sources decoded together.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per source: source, translation, hypotheses.")
 @decoding_options
 def translate(run: Path, text: str | None, input_file: Path | None, output_file: Path | None, n_best: int,
@@ -202,8 +213,10 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
     """
     if (text is None) == (input_file is None):
         raise InputError("give either TEXT or --input FILE (one source a line)")
+    if text is not None and not text.strip():
+        raise InputError("TEXT is empty; give the text to translate")
     if input_file is not None:
-        raw = sys.stdin.read() if str(input_file) == "-" else read_input(input_file)
+        raw = read_stdin() if str(input_file) == "-" else read_input(input_file)
         sources = raw.splitlines()
     else:
         sources = [text]
@@ -224,11 +237,30 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
         else:
             lines.append(hypotheses[0].text)
     if output_file is not None:
-        output_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        write_output(output_file, "".join(line + "\n" for line in lines), "--output")
         click.echo(f"wrote {len(sources)} translations to {output_file} ({json.dumps(options.describe())})", err=True)
     else:
         for line in lines:
             click.echo(line)
+
+
+def read_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise InputError(f"--input -: line {line} of standard input is not UTF-8 (byte {data[error.start]:#04x}); "
+                         "convert it, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def write_output(path: Path, text: str, what: str) -> None:
+    """Writes a file the user asked for, or says why it cannot be written (exit 2)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"{what} {path}: cannot be written ({error.strerror or error}); choose a file in a "
+                         "directory you can write to") from None
 
 
 def read_input(path: Path) -> str:
@@ -242,7 +274,7 @@ def read_input(path: Path) -> str:
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
-@click.option("--batch-size", type=int, default=None,
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Sources decoded together (translation; default 64). Language models read the split in "
                    "this many rows, each from its first token; default the run's train.batch_size, the rows "
                    "its validation loss was measured with.")
@@ -273,15 +305,24 @@ def evaluate(run: Path, split: str, batch_size: int | None, as_json: bool, **fla
         options = loaded.options(**flags)
         examples = len(library("textseq.data.sources").load_pairs(loaded.recipe.data, split))
         with progress_bar(examples, f"decoding {split}") as bar:
-            metrics = evaluation.evaluate(loaded, split, options, batch_size, progress=bar.update,
-                                          hypotheses_file=run / f"hyp-{split}.txt")
-    (run / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            try:
+                metrics = evaluation.evaluate(loaded, split, options, batch_size, progress=bar.update,
+                                              hypotheses_file=run / f"hyp-{split}.txt")
+            except OSError as error:
+                raise InputError(f"{run / f'hyp-{split}.txt'}: cannot be written ({error.strerror or error}); "
+                                 "evaluate writes its outputs into the run directory: make it writable, or copy "
+                                 "the run elsewhere") from None
     if as_json:
         echo_json(metrics)
-        return
-    for key, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
-        click.echo(f"{key:16} {shown}")
+    else:
+        for key, value in metrics.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
+            click.echo(f"{key:16} {shown}")
+    try:
+        (run / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    except OSError as error:
+        raise InputError(f"{run / f'eval-{split}.json'}: cannot be written ({error.strerror or error}); the metrics "
+                         "above were not saved in the run") from None
 
 
 VISIBLE = {"\n": "⏎", " ": "␣", "\t": "⇥", "</s>": "</s> (end of line)"}
@@ -304,7 +345,8 @@ def language_model(run: Path):
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("text")
-@click.option("--top-k", "k", type=int, default=5, show_default=True, help="How many next tokens to show.")
+@click.option("--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many next tokens to show.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"text": ..., "predictions": [{"token", "probability"}]}.')
 def predict(run: Path, text: str, k: int, as_json: bool):
     """Show the most probable next words (or characters) after TEXT, with the language-model RUN.
@@ -332,7 +374,7 @@ def predict(run: Path, text: str, k: int, as_json: bool):
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("text", default="")
-@click.option("--max-tokens", type=int, default=100, show_default=True, help="Tokens to add.")
+@click.option("--max-tokens", type=click.IntRange(0, 10_000), default=100, show_default=True, help="Tokens to add.")
 @click.option("--temperature", type=float, help="Sample at this temperature (else greedy).")
 @click.option("--top-k", type=int, help="Sample from the k most probable tokens only.")
 @click.option("--top-p", type=float, help="Sample from the smallest set of tokens whose probability reaches p.")
@@ -359,7 +401,8 @@ def generate(run: Path, text: str, max_tokens: int, temperature, top_k, top_p, s
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--top-k", "k", type=int, default=5, show_default=True, help="How many next tokens to show.")
+@click.option("--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many next tokens to show.")
 def demo(run: Path, k: int):
     """Type text and watch the language-model RUN's next-word predictions, with probability bars.
 
