@@ -339,3 +339,45 @@ def test_a_run_without_its_recipe_is_never_deleted_without_overwrite(tmp_path, t
     assert result.exit_code == 0, result.output
     assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB file system of its own (tmpfs, mounted as root, as CI runs), unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small file system here ({mounted.stderr.strip()}); needs root")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_training_with_a_message_and_keeps_the_last_checkpoint(small_disk, tmp_path):
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "epochs": 500}}))
+    out = small_disk / "run"
+    process = subprocess.Popen(train_command(recipe_file, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_for_epoch(out, 2, process)
+        with open(small_disk / "filler", "wb") as filler:  # the disk fills up while epoch 3 or so trains
+            with pytest.raises(OSError):
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+        _, stderr = process.communicate(timeout=240)
+    finally:
+        process.kill()
+    assert process.returncode == 2 and "Traceback" not in stderr, stderr[-3000:]
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert f"cannot be saved (No space left on device); training stopped and the run keeps epoch {state['epoch']}" \
+        in stderr
+    assert not [p for p in out.rglob("*") if p.name.startswith("tmp-") or p.name.endswith(".tmp")]
+    (small_disk / "filler").unlink()
+    resumed = subprocess.run([*train_command(recipe_file, out), "--set", f"train.epochs={state['epoch'] + 1}"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed_from_epoch {state['epoch']}" in resumed.stderr

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import time
@@ -276,9 +277,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
                                     for path in self.run.checkpoints.glob("epoch-*.weights.h5"))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
-        logs = logs or {}
         if self.guard.stopped_at:
             return  # weights after a NaN step are not worth keeping; the previous epoch stays the last
+        try:
+            self.commit(epoch, logs or {})
+        except OSError as error:  # a full disk, a lost mount: stop with the last commit intact
+            for partial in [*self.run.checkpoints.glob("tmp-*"), *self.run.checkpoints.glob("*.tmp"),
+                            *self.run.path.glob("tmp-*"), *self.run.path.glob("*.tmp")]:
+                partial.unlink(missing_ok=True)
+            reason = "No space left on device" if error.errno == errno.ENOSPC else str(error).splitlines()[0][:200]
+            kept = f"epoch {self.state['epoch']}" if self.state["epoch"] else "no finished epoch"
+            raise UserError(f"{self.run.path}: epoch {epoch + 1} cannot be saved ({reason}); training stopped and the "
+                            f"run keeps {kept}. Free some room (or fix the disk) and run the same command to resume"
+                            ) from None
+
+    def commit(self, epoch: int, logs: dict) -> None:
+        """Writes epoch `epoch`'s checkpoint, the best weights if it is the best, and its commit."""
         self.run.checkpoints.mkdir(exist_ok=True)
         name = f"epoch-{epoch + 1:04d}.weights.h5"
         save_weights_atomically(self.model, self.run.checkpoints / name)
