@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from textseq.data.vocab import BOS, EOS
+from textseq.constants import BOS, EOS
 from textseq.decoding import DecodingOptions, beam_search, greedy_search, sample
 from textseq.errors import UserError
 from textseq.inference import Translator

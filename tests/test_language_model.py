@@ -14,9 +14,9 @@ import yaml
 from click.testing import CliRunner
 
 from textseq.cli import cli
+from textseq.constants import BOS, EOS
 from textseq.data.pipeline import encode_stream, language_model_examples, stream_dataset
 from textseq.data.tasks import TaskData
-from textseq.data.vocab import BOS, EOS
 from textseq.evaluation import evaluate
 from textseq.inference import LanguageModel
 

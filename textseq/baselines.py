@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from textseq.data.vocab import EOS
+from textseq.constants import EOS
 
 
 def ngram_perplexities(train_ids, test_ids, vocab_size: int) -> dict[str, float]:

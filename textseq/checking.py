@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
+from textseq.constants import UNK
 from textseq.data.sources import SPLITS, load_pairs
 from textseq.data.tasks import TaskData
-from textseq.data.vocab import UNK
 from textseq.distribute import check_tf_config, resolve_precision
 from textseq.models import build_seq2seq
 from textseq.models.recurrent import fast_path_warnings

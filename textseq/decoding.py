@@ -15,14 +15,13 @@ graph). Every search returns the same three tensors:
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Optional
 
 import keras
 from keras import ops
 
-from textseq.data.vocab import BOS, EOS, PAD
+from textseq.constants import BOS, EOS, PAD
 
 NEG = -1e9  # a log-probability no hypothesis can reach; finite, so that no inf - inf makes a NaN
 

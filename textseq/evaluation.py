@@ -14,9 +14,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from textseq.constants import PAD
 from textseq.data.sources import load_pairs
 from textseq.data.tasks import TaskData
-from textseq.data.vocab import PAD
 from textseq.decoding import DecodingOptions
 from textseq.inference import LoadedRun, load
 from textseq.metrics import corpus_scores, exact_match

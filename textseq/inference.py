@@ -18,13 +18,13 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from textseq.constants import BOS, EOS, PAD, UNK
 from textseq.data.tokenizer import Tokenizer, split_tokens
-from textseq.data.vocab import BOS, EOS, PAD, UNK
 from textseq.decoding import DecodingOptions, decode, sampler
 from textseq.errors import UserError
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.recipe import Recipe
-from textseq.runs import Run
+from textseq.runs import Run, load_weights
 from textseq.streaming import walk
 
 
@@ -122,15 +122,6 @@ class LoadedRun:
                 input_signature=[tf.TensorSpec([1], tf.string)])
         pieces, ids = self._compiled["tokenize"](tf.constant([text]))
         return [piece.decode("utf-8") for piece in pieces.numpy()], ids.numpy()
-
-
-def load_weights(model: Seq2Seq, path: Path, remedy: str = "copy it back from a backup") -> None:
-    """`model.load_weights(path)`, or a UserError that names the file when it is damaged or does not fit."""
-    try:
-        model.load_weights(path)
-    except Exception as error:  # noqa: BLE001 - h5py and Keras raise OSError, ValueError, KeyError...
-        raise UserError(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
-                        f"the file is damaged or belongs to another recipe: {remedy}") from None
 
 
 def load(run_dir: str | Path) -> "Translator | LanguageModel":

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from textseq.data.vocab import PAD
+from textseq.constants import PAD
 from textseq.xla import fixed_shape, xla_function
 
 

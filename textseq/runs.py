@@ -272,6 +272,15 @@ class Run:
         return list(reader.fieldnames or []), list(reader)
 
 
+def load_weights(model, path: Path, remedy: str = "copy it back from a backup") -> None:
+    """`model.load_weights(path)`, or a UserError that names the file when it is damaged or does not fit."""
+    try:
+        model.load_weights(path)
+    except Exception as error:  # noqa: BLE001 - h5py and Keras raise OSError, ValueError, KeyError...
+        raise UserError(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
+                        f"the file is damaged or belongs to another recipe: {remedy}") from None
+
+
 def read_state(path: Path) -> dict | None:
     """A state file's content, or None (with a warning) when it is missing or damaged."""
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from textseq.data.vocab import BOS, PAD
+from textseq.constants import BOS, PAD
 
 
 def window_source(buffer: tf.Tensor, start: tf.Tensor, context: int) -> tf.Tensor:

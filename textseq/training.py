@@ -22,12 +22,11 @@ from textseq.distribute import (broadcast_from_chief, describe, is_chief, make_s
                                 workers)
 from textseq.errors import UserError
 from textseq.metrics import TokenAccuracy, token_loss
-from textseq.inference import load_weights
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.optimizers import OPTIMIZERS
 from textseq.recipe import Recipe, TrainConfig
-from textseq.runs import Run, replace
+from textseq.runs import Run, load_weights, replace
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
 import numpy as np
 import tensorflow as tf
 
+from textseq.constants import BOS, EOS
 from textseq.data.pipeline import translation_dataset
 from textseq.data.synthetic import dates_examples
 from textseq.data.tokenizer import Tokenizer, iter_tokens
-from textseq.data.vocab import BOS, EOS, Vocabulary
+from textseq.data.vocab import Vocabulary
 
 PAIRS = dates_examples("train", 600, seed=0)
 TOKENIZER = Tokenizer(Vocabulary.build(iter_tokens([t for p in PAIRS for t in p], "char", False), "char"))

@@ -1,7 +1,8 @@
 import tensorflow as tf
 
+from textseq.constants import EOS, PAD, UNK
 from textseq.data.tokenizer import Tokenizer, iter_tokens
-from textseq.data.vocab import EOS, PAD, UNK, Vocabulary
+from textseq.data.vocab import Vocabulary
 
 
 def char_tokenizer(texts):

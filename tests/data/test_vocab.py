@@ -1,6 +1,7 @@
 import pytest
 
-from textseq.data.vocab import BOS, EOS, PAD, RESERVED, UNK, Vocabulary
+from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
+from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from textseq.constants import BOS, EOS, PAD
 from textseq.data.tokenizer import Tokenizer
-from textseq.data.vocab import BOS, EOS, PAD
 
 POOL_BATCHES = 100  # batches per length-sorting pool: little padding, yet every batch mixes the data
 

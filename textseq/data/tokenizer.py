@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from textseq.data.vocab import BOS, EOS, PAD, RESERVED, UNK, Vocabulary
+from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
+from textseq.data.vocab import Vocabulary
 
 
 def split_tokens(texts: tf.Tensor, level: str, lowercase: bool) -> tf.RaggedTensor:

@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from textseq.constants import RESERVED
 from textseq.errors import UserError
-
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
-RESERVED = ("<pad>", "<unk>", "<s>", "</s>")
 
 # Tokens may be any character (a space, a newline for character-level text), so the file escapes
 # the few that would break "one token per line".

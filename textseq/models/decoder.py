@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from textseq.data.vocab import PAD
+from textseq.constants import PAD
 from textseq.layers.attention import BahdanauAttention
 from textseq.layers.dense import Dense
 from textseq.models.recurrent import check_dropout, check_positive, recurrent_layer

@@ -7,7 +7,7 @@ import functools
 import keras
 from keras import ops
 
-from textseq.data.vocab import PAD
+from textseq.constants import PAD
 from textseq.models.recurrent import check_dropout, check_positive, recurrent_layer
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from textseq.data.vocab import PAD
+from textseq.constants import PAD
 from textseq.layers.attention import BahdanauAttention
 from textseq.models.decoder import Decoder
 from textseq.models.encoder import Encoder
