@@ -6,7 +6,7 @@ output is one JSON object on stdout, with progress and logs on stderr.
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import inspect
 import json
 import logging
@@ -34,20 +34,20 @@ class Group(click.Group):
             raise InputError(str(error)) from None
 
 
-def library(module: str):
-    """Imports a TensorFlow-backed textseq module with TensorFlow's C++ start-up chatter hidden.
+def start_tensorflow() -> None:
+    """Loads TensorFlow once, with its C++ start-up notices hidden; commands that need it call this
+    first and then import what they use.
 
-    Python errors still surface: stderr is restored before any exception propagates.
+    TensorFlow 2.21 prints those notices through absl before any log level applies, so stderr
+    points at /dev/null while it loads; Python errors still surface (stderr is restored first).
     """
-    # Level 3 also hides C++ "errors" that are only notices (e.g. oneDNN falling back to Eigen).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     sys.stderr.flush()
     os.dup2(devnull, 2)
     try:
-        loaded = importlib.import_module(module)
-        importlib.import_module("tensorflow").config.list_physical_devices()
-        return loaded
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -82,6 +82,8 @@ def cli():
       textseq predict runs/multi30k-en-lm "a man is riding a"
       textseq export runs/multi30k-de-en exports/multi30k-de-en
     """
+    # The log levels, once: textseq's progress messages on stderr, TensorFlow's Python and C++ errors only.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
@@ -106,7 +108,10 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     Recipe keys and their defaults:"""
     parsed = load_recipe(recipe, overrides)
     out = out or Path("runs") / recipe.stem
-    training = library("textseq.training")
+    start_tensorflow()
+    from textseq.runs import Run
+    from textseq.training import train as train_run
+
     stopped_by = {"label": "interrupted", "code": 130}
 
     def terminate(number, frame):  # SIGTERM (kill, a scheduler's stop) ends the run as Ctrl-C does
@@ -115,9 +120,9 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        summary = training.train(parsed, out, overwrite=overwrite)
+        summary = train_run(parsed, out, overwrite=overwrite)
     except KeyboardInterrupt:
-        state = library("textseq.runs").Run(out).state() or {}
+        state = Run(out).state() or {}
         kept = f"keeps its last finished epoch ({state['epoch']})" if state.get("epoch") else "has no finished epoch yet"
         click.echo(f"\n{stopped_by['label']}: {out} {kept}; run the same command to resume from there", err=True)
         sys.exit(stopped_by["code"])
@@ -150,7 +155,10 @@ def check(recipe: Path, overrides: tuple[str, ...], as_json: bool):
       textseq check recipes/dates.yaml --set model.units=64
     """
     parsed = load_recipe(recipe, overrides)
-    summary = library("textseq.checking").check(parsed)
+    start_tensorflow()
+    from textseq.checking import check as check_recipe
+
+    summary = check_recipe(parsed)
     if as_json:
         echo_json(summary)
         return
@@ -179,8 +187,23 @@ def decoding_options(command):
     return command
 
 
-def progress_bar(total: int, label: str):
-    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True)
+@contextlib.contextmanager
+def progress_bar(label: str, show: bool = True):
+    """A `progress(done, total)` callback that draws a bar on stderr once the total is known."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        yield progress if show else None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 @cli.command()
@@ -220,18 +243,17 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
         sources = raw.splitlines()
     else:
         sources = [text]
-    translator = library("textseq.inference").Translator.from_run(run)
+    start_tensorflow()
+    from textseq.inference import Translator, translation_record
+
+    translator = Translator.from_run(run)
     options = translator.options(n_best=n_best, **flags)
-    if input_file is not None and sources:
-        with progress_bar(len(sources), "translating") as bar:
-            results = translator.n_best(sources, options, batch_size, progress=bar.update)
-    else:
-        results = translator.n_best(sources, options, batch_size)
+    with progress_bar("translating", show=input_file is not None) as progress:
+        results = translator.n_best(sources, options, batch_size, progress=progress)
     lines = []
     for source, hypotheses in zip(sources, results):
         if as_json:
-            lines.append(json.dumps(library("textseq.inference").translation_record(source, hypotheses),
-                                    ensure_ascii=False))
+            lines.append(json.dumps(translation_record(source, hypotheses), ensure_ascii=False))
         elif n_best > 1:
             lines.extend([*(f"{h.score:.4f}\t{h.text}" for h in hypotheses), ""])
         else:
@@ -293,36 +315,25 @@ def evaluate(run: Path, split: str, batch_size: int | None, as_json: bool, **fla
       textseq evaluate runs/dates --split test --json
       textseq evaluate runs/multi30k-de-en --split test --beam 5 --alpha 0.6
     """
-    evaluation = library("textseq.evaluation")
-    loaded = library("textseq.inference").load(run)
-    if loaded.task == "language_model":
-        if any(value is not None for value in flags.values()):
-            raise InputError("decoding flags (--beam, --temperature, ...) apply to translation runs; "
-                             "a language model is scored on every token of the split")
-        metrics = evaluation.evaluate(loaded, split, batch_size=batch_size or loaded.recipe.train.batch_size)
-    else:
-        batch_size = batch_size or 64
-        options = loaded.options(**flags)
-        examples = len(library("textseq.data.sources").load_pairs(loaded.recipe.data, split))
-        with progress_bar(examples, f"decoding {split}") as bar:
-            try:
-                metrics = evaluation.evaluate(loaded, split, options, batch_size, progress=bar.update,
-                                              hypotheses_file=run / f"hyp-{split}.txt")
-            except OSError as error:
-                raise InputError(f"{run / f'hyp-{split}.txt'}: cannot be written ({error.strerror or error}); "
-                                 "evaluate writes its outputs into the run directory: make it writable, or copy "
-                                 "the run elsewhere") from None
+    start_tensorflow()
+    from textseq.evaluation import MetricsNotSaved, evaluate as evaluate_run
+
+    try:
+        with progress_bar(f"decoding {split}") as progress:
+            metrics = evaluate_run(run, split, flags, batch_size, progress, save=True)
+    except MetricsNotSaved as error:
+        show_metrics(error.metrics, as_json)  # computed all the same: show them, then say what failed
+        raise
+    show_metrics(metrics, as_json)
+
+
+def show_metrics(metrics: dict, as_json: bool) -> None:
     if as_json:
         echo_json(metrics)
-    else:
-        for key, value in metrics.items():
-            shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
-            click.echo(f"{key:16} {shown}")
-    try:
-        (run / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    except OSError as error:
-        raise InputError(f"{run / f'eval-{split}.json'}: cannot be written ({error.strerror or error}); the metrics "
-                         "above were not saved in the run") from None
+        return
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value) if isinstance(value, dict) else value
+        click.echo(f"{key:16} {shown}")
 
 
 VISIBLE = {"\n": "⏎", " ": "␣", "\t": "⇥", "</s>": "</s> (end of line)"}
@@ -336,7 +347,10 @@ def bars(predictions) -> list[str]:
 
 
 def language_model(run: Path):
-    loaded = library("textseq.inference").load(run)
+    start_tensorflow()
+    from textseq.inference import load
+
+    loaded = load(run)
     if loaded.task != "language_model":
         raise InputError(f"{run} is a {loaded.task} run; use textseq translate for it")
     return loaded
@@ -358,7 +372,9 @@ def predict(run: Path, text: str, k: int, as_json: bool):
       textseq predict runs/multi30k-en-lm "a man is riding a"
     """
     model = language_model(run)
-    record = library("textseq.inference").prediction_record(model, text, k)
+    from textseq.inference import prediction_record
+
+    record = prediction_record(model, text, k)
     if as_json:
         echo_json(record)
         return
@@ -462,8 +478,11 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
            -d '{"text": "a man is riding a", "top_k": 3}'
       textseq serve runs/dates --port 8080
     """
-    library("textseq.serve").serve(run, host, port, say=lambda message: click.echo(message, err=True),
-                                   allowed_hosts=allowed_hosts, idle_timeout=idle_timeout)
+    start_tensorflow()
+    from textseq.serve import serve as serve_run
+
+    serve_run(run, host, port, say=lambda message: click.echo(message, err=True), allowed_hosts=allowed_hosts,
+              idle_timeout=idle_timeout)
 
 
 @cli.command()
@@ -480,9 +499,13 @@ def attention(run: Path, text: str, output: Path, **flags):
     Example:
       textseq attention runs/dates "3rd of March 1998" -o attention.png
     """
-    translator = library("textseq.inference").Translator.from_run(run)
+    start_tensorflow()
+    from textseq.inference import Translator
+    from textseq.plots import attention_heatmap
+
+    translator = Translator.from_run(run)
     found = translator.attention(text, translator.options(**flags))
-    library("textseq.plots").attention_heatmap(found, output)
+    attention_heatmap(found, output)
     click.echo(" ".join(found.output_tokens))
     click.echo(f"wrote {output}", err=True)
 
@@ -499,7 +522,10 @@ def plot(run: Path, output: Path):
     Example:
       textseq plot runs/dates -o curves.png
     """
-    library("textseq.plots").training_curves(run, output)
+    start_tensorflow()
+    from textseq.plots import training_curves
+
+    training_curves(run, output)
     click.echo(f"wrote {output}", err=True)
 
 
@@ -518,7 +544,10 @@ def export_command(run: Path, out_dir: Path, overwrite: bool):
       textseq export runs/dates exports/dates
       saved_model_cli show --dir exports/dates --all
     """
-    path = library("textseq.export").export(run, out_dir, overwrite)
+    start_tensorflow()
+    from textseq.export import export
+
+    path = export(run, out_dir, overwrite)
     click.echo(f"wrote {path}", err=True)
 
 

@@ -190,3 +190,41 @@ def precision(policy: str):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+# keras-team/keras#20329 and #20585, open as of Keras 3.15.1: the first Keras release that fixes both
+# goes here, and from it on `work_around_keras_multi_worker` leaves the model alone.
+KERAS_MULTI_WORKER_FIXED_IN: tuple[int, ...] | None = None
+
+
+def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
+    """Two Keras 3 gaps under MultiWorkerMirroredStrategy (keras-team/keras#20329, #20585), closed here.
+
+    1. `fit` builds the compiled loss and metrics from its first distributed batch, which it first
+       reduces across replicas, and that fails for dict inputs: build them from one plain batch now,
+       so that step has nothing left to do.
+    2. Each step's logs are reduced with `strategy.reduce("MEAN", value, axis=0)`, which fails for
+       scalars: hand them over as one-element vectors, which that reduction turns back into scalars.
+    """
+    fixed_in = KERAS_MULTI_WORKER_FIXED_IN
+    if fixed_in is not None and tuple(int(part) for part in keras.__version__.split(".")[:len(fixed_in)]) >= fixed_in:
+        return
+    model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        setattr(model, name, lambda data, step=step: {k: tf.reshape(v, [1]) for k, v in step(data).items()})
+
+
+def distribute_dataset(strategy: tf.distribute.Strategy, make_dataset):
+    """`make_dataset(input_context)` as this strategy's replicas need it (the plain dataset on one device)."""
+    if strategy is tf.distribute.get_strategy():
+        return make_dataset(None)
+    dataset = strategy.distribute_datasets_from_function(make_dataset)
+    local = strategy.num_replicas_in_sync // workers(strategy)
+    if local > 1 and dataset.cardinality > 0:
+        # TensorFlow reports the pipeline's element count, and a pipeline yields one element per
+        # local replica and step: Keras would expect `local` times the steps there are, end every
+        # epoch with "Your input ran out of data" and log a single replica's running loss.
+        dataset._cardinality = dataset.cardinality // local
+    return dataset

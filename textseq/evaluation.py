@@ -8,8 +8,10 @@ translation runs, the decoded outputs scored by exact match, BLEU and chrF (sacr
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -18,23 +20,88 @@ from textseq.constants import PAD
 from textseq.data.sources import load_pairs
 from textseq.data.tasks import TaskData
 from textseq.decoding import DecodingOptions
+from textseq.errors import UserError
 from textseq.inference import LoadedRun, load
 from textseq.metrics import corpus_scores, exact_match
 
 
-def evaluate(run: str | Path | LoadedRun, split: str = "test", options: DecodingOptions | None = None,
-             batch_size: int = 64, progress=None, hypotheses_file: str | Path | None = None) -> dict:
+def evaluate(run: str | Path | LoadedRun, split: str = "test", options: DecodingOptions | dict | None = None,
+             batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
+             save: bool = False) -> dict:
     """Metrics of the run's best weights on one split, as a JSON-ready dict.
 
-    Translation runs are also decoded: `options` default to the recipe's `export` settings (beam
-    size, alpha, max output length); `progress(n)` is called as sources are decoded;
-    `hypotheses_file` keeps the outputs, one a line. Language-model runs are scored on every token
-    of the split's stream, once. `run` is a run directory, or a run already loaded.
+    Translation runs are also decoded, in batches of `batch_size` (64), with `options`: the
+    recipe's decoding settings by default, or those with a dict's settings (None: keep) replaced;
+    `progress(done, total)` is called as sources are decoded. Language-
+    model runs are scored on every token of the split's stream once, in `batch_size` rows (default
+    the run's train.batch_size, the rows its validation loss was measured with); `options` do not
+    apply to them. `save` writes the metrics to RUN/eval-SPLIT.json and the translations to
+    RUN/hyp-SPLIT.txt. `run` is a run directory, or a run already loaded.
     """
     loaded = run if isinstance(run, LoadedRun) else load(run)
     recipe = loaded.recipe
+    if isinstance(options, dict):
+        options = {key: value for key, value in options.items() if value is not None}
+    if recipe.task == "language_model" and options:
+        raise UserError("decoding options (beam size, temperature, ...) apply to translation runs; a language "
+                        "model is scored on every token of the split")
+    if recipe.task == "language_model":
+        metrics = language_model_metrics(loaded, split, batch_size or recipe.train.batch_size)
+    else:
+        if not isinstance(options, DecodingOptions):
+            options = loaded.options(**(options or {}))
+        metrics = translation_metrics(loaded, split, options, batch_size or 64, progress,
+                                      loaded.path / f"hyp-{split}.txt" if save else None)
+    if save:
+        try:
+            write_output(loaded.path / f"eval-{split}.json", json.dumps(metrics, indent=2) + "\n",
+                         "the metrics were not saved in the run")
+        except UserError as error:
+            raise MetricsNotSaved(str(error), metrics) from None
+    return metrics
+
+
+class MetricsNotSaved(UserError):
+    """The evaluation ran but its metrics could not be written; `metrics` holds them."""
+
+    def __init__(self, message: str, metrics: dict):
+        super().__init__(message)
+        self.metrics = metrics
+
+
+def language_model_metrics(loaded: LoadedRun, split: str, batch_size: int) -> dict:
+    """Loss, perplexity, top-1/top-5 accuracy (and bits per character) over every token of a split."""
+    metrics, totals = teacher_forced_metrics(loaded, split, batch_size)
+    metrics.update(top1_accuracy=totals["top1"] / max(totals["tokens"], 1),
+                   top5_accuracy=totals["top5"] / max(totals["tokens"], 1))
+    if loaded.recipe.vocab.level == "char":
+        metrics["bits_per_character"] = metrics["loss"] / math.log(2)
+    return metrics
+
+
+def translation_metrics(loaded: LoadedRun, split: str, options: DecodingOptions, batch_size: int, progress,
+                        hypotheses_file: Path | None) -> dict:
+    """Teacher-forced loss and accuracy, then the decoded split scored by exact match, BLEU and chrF."""
+    metrics, totals = teacher_forced_metrics(loaded, split, batch_size)
+    pairs = load_pairs(loaded.recipe.data, split)
+    hypotheses = loaded.translate([s for s, _ in pairs], options, batch_size, progress)
+    if hypotheses_file:
+        write_output(hypotheses_file, "".join(h + "\n" for h in hypotheses), "evaluate writes its outputs into "
+                     "the run directory: make it writable, or copy the run elsewhere")
+    references = [t for _, t in pairs]
+    return {
+        **metrics,
+        "token_accuracy": totals["top1"] / max(totals["tokens"], 1),
+        "exact_match": exact_match(hypotheses, references),
+        **corpus_scores(hypotheses, references, loaded.recipe.data.bleu_tokenize),
+        "decoding": options.describe(),
+    }
+
+
+def teacher_forced_metrics(loaded: LoadedRun, split: str, batch_size: int) -> tuple[dict, dict]:
+    """The split's size, tokens, loss and perplexity, and the raw totals behind them."""
+    recipe = loaded.recipe
     data = TaskData.load(recipe, (loaded.source.vocab, loaded.target.vocab), splits=(split,))
-    examples = data.examples[split]
     if data.carry_state:
         loaded.model.carry_states(batch_size)  # every row of a batch continues the previous batch's row
     try:
@@ -43,28 +110,15 @@ def evaluate(run: str | Path | LoadedRun, split: str = "test", options: Decoding
         loaded.model.carry_states(None)
     loss = totals["loss"] / max(totals["tokens"], 1)
     unit = "windows" if recipe.task == "language_model" else "examples"
-    metrics = {"split": split, unit: int(examples[0].nrows()), "tokens": int(totals["tokens"]),
-               "loss": loss, "perplexity": math.exp(loss)}
-    if recipe.task == "language_model":
-        metrics.update(top1_accuracy=totals["top1"] / max(totals["tokens"], 1),
-                       top5_accuracy=totals["top5"] / max(totals["tokens"], 1))
-        if recipe.vocab.level == "char":
-            metrics["bits_per_character"] = loss / math.log(2)
-        return metrics
+    return {"split": split, unit: int(data.examples[split][0].nrows()), "tokens": int(totals["tokens"]),
+            "loss": loss, "perplexity": math.exp(loss)}, totals
 
-    pairs = load_pairs(recipe.data, split)
-    options = options or loaded.options()
-    hypotheses = loaded.translate([s for s, _ in pairs], options, batch_size, progress)
-    if hypotheses_file:
-        Path(hypotheses_file).write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
-    references = [t for _, t in pairs]
-    return {
-        **metrics,
-        "token_accuracy": totals["top1"] / max(totals["tokens"], 1),
-        "exact_match": exact_match(hypotheses, references),
-        **corpus_scores(hypotheses, references, recipe.data.bleu_tokenize),
-        "decoding": options.describe(),
-    }
+
+def write_output(path: Path, text: str, consequence: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"{path}: cannot be written ({error.strerror or error}); {consequence}") from None
 
 
 def teacher_forced_totals(model, dataset: tf.data.Dataset) -> dict[str, float]:

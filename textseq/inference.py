@@ -93,8 +93,9 @@ class LoadedRun:
 
     task = None
 
-    def __init__(self, recipe: Recipe, model: Seq2Seq, source: Tokenizer, target: Tokenizer):
+    def __init__(self, recipe: Recipe, model: Seq2Seq, source: Tokenizer, target: Tokenizer, path: Path | None = None):
         self.recipe, self.model, self.source, self.target = recipe, model, source, target
+        self.path = path  # the run directory it was loaded from
         self._compiled: dict = {}
 
     @classmethod
@@ -111,7 +112,7 @@ class LoadedRun:
         load_weights(model, run.weights_file, remedy=(
             f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "
             f"{run.path} --overwrite"))
-        return cls(recipe, model, Tokenizer(source_vocab), Tokenizer(target_vocab))
+        return cls(recipe, model, Tokenizer(source_vocab), Tokenizer(target_vocab), run.path)
 
     def tokenize(self, text: str) -> tuple[list[str], np.ndarray]:
         """The source tokens of `text` as written, and their ids (UNK for unknown ones), in one graph call."""
@@ -159,11 +160,11 @@ class Translator(LoadedRun):
         return self._compiled[options](source_ids)
 
     def n_best(self, texts: list[str], options: DecodingOptions | None = None, batch_size: int = 64,
-               progress: Callable[[int], None] | None = None) -> list[list[Hypothesis]]:
+               progress: Callable[[int, int], None] | None = None) -> list[list[Hypothesis]]:
         """The `options.n_best` best hypotheses of every text, in input order.
 
-        Texts are decoded in batches of similar length (less padding); `progress(n)` is called
-        after each batch with the number of texts it held.
+        Texts are decoded in batches of similar length (less padding); `progress(done, total)` is
+        called after each batch with the number of texts decoded so far and in all.
         """
         options = options or self.options()
         lengths = self.source.encode(tf.constant(texts, tf.string)).row_lengths().numpy() if texts else []
@@ -179,11 +180,11 @@ class Translator(LoadedRun):
                 results[index] = [Hypothesis(decoded[row * n + k].decode("utf-8"), float(scores[row, k]))
                                   for k in range(n)]
             if progress:
-                progress(len(chunk))
+                progress(min(start + batch_size, len(texts)), len(texts))
         return results
 
     def translate(self, texts: list[str], options: DecodingOptions | None = None, batch_size: int = 64,
-                  progress: Callable[[int], None] | None = None) -> list[str]:
+                  progress: Callable[[int, int], None] | None = None) -> list[str]:
         """The best translation of every text, in input order."""
         return [hyps[0].text for hyps in self.n_best(texts, options, batch_size, progress)]
 

@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from textseq.data.pipeline import examples_dataset
 from textseq.data.tasks import TaskData
-from textseq.distribute import (broadcast_from_chief, describe, is_chief, make_strategy, precision, resolve_precision,
-                                workers)
+from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, is_chief, make_strategy, precision,
+                                resolve_precision, work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
 from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import Seq2Seq, build_seq2seq
@@ -40,140 +40,150 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
     """
     started = time.monotonic()
     strategy = make_strategy(recipe.train)  # first: logical devices must be set before TensorFlow starts
-    strategy_name, chief = describe(strategy), is_chief(strategy)
-    replicas = strategy.num_replicas_in_sync
-    if recipe.train.batch_size % replicas:
-        raise UserError(f"train.batch_size: {recipe.train.batch_size} is the global batch, split evenly across the "
-                        f"{replicas} replicas of the {strategy_name}; use a multiple of {replicas}, e.g. "
-                        f"{recipe.train.batch_size // replicas * replicas or replicas}")
+    check_global_batch(recipe.train, strategy)
+    chief = is_chief(strategy)
     # The chief locks the run (two trainings never write one run directory) until it returns.
     run, resumed = Run.prepare(run_dir, recipe, overwrite) if chief else (Run(run_dir), False)
     try:
-        for warning in fast_path_warnings(recipe.model):
-            log.warning("warning: %s", warning)
-        keras.utils.set_random_seed(recipe.train.seed)
-
-        saved_vocab = resumed and run.vocab_files(recipe.vocab.shared)[0].exists()
-        data = TaskData.load(recipe, run.vocabularies(recipe.vocab.shared) if saved_vocab else None)
-        if not saved_vocab and chief:
-            run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab.shared)
-        train_count = int(data.train[0].nrows())
-        if train_count < recipe.train.batch_size:
-            raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {train_count} training "
-                            f"{data.unit}; use a smaller batch or more data")
-
+        data = load_data(recipe, run, resumed, chief)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
-        static_shapes = isinstance(strategy, tf.distribute.TPUStrategy)
-        train_data = distribute(strategy, lambda context: data.dataset(
-            "train", recipe.train.batch_size, shuffle_seed=recipe.train.seed, epoch=epoch, input_context=context,
-            static_shapes=static_shapes))
-        validation_data = distribute(strategy, lambda context: data.dataset(
-            "validation", recipe.train.batch_size, input_context=context, static_shapes=static_shapes))
-        source_vocab, target_vocab = data.source.vocab, data.target.vocab
-        steps_per_epoch = int(data.dataset("train", recipe.train.batch_size, shuffle_seed=recipe.train.seed,
-                                           epoch=epoch).cardinality())
-
+        train_data, validation_data, steps_per_epoch = input_pipelines(recipe, data, strategy, epoch)
         policy = resolve_precision(recipe.train.precision, strategy)
-        with strategy.scope(), precision(policy):
-            model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
-            model.compile(optimizer=make_optimizer(recipe.train, steps_per_epoch),
-                          loss=token_loss(recipe.train.label_smoothing), metrics=[TokenAccuracy()])
-            first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,
-                                                     *data.max_lengths, static_shapes=static_shapes)))
-            model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
-            if data.carry_state:
-                model.carry_states(recipe.train.batch_size // replicas)
-            model.optimizer.build(model.trainable_variables)
-            if workers(strategy) > 1:
-                work_around_keras_multi_worker(model, first_batch)
-            done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        # Outside the scope: loading creates temporary variables, which under multi_worker would be
-        # collective ops that only the chief runs.
+        model = build_model(recipe, data, strategy, policy, steps_per_epoch)
         guard = StopOnNonFiniteLoss()
         checkpoint = EpochCheckpoint(run, guard)
-        if chief:
-            done.assign(checkpoint.restore(model))
-            run.write_recipe(recipe)  # a resumed run's recipe keeps the changes it may take (more epochs)
-        broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
-        initial_epoch = int(done.numpy())
-        log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %s, epoch %d of %d",
-                 "resuming" if initial_epoch else "starting", run.path, strategy_name, policy,
-                 model.count_params(), source_vocab.size, target_vocab.size, f"{train_count} training {data.unit}",
-                 initial_epoch,
-                 recipe.train.epochs)
-
+        initial_epoch = restore(recipe, run, model, strategy, checkpoint)
+        log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %d training %s, epoch %d of %d",
+                 "resuming" if initial_epoch else "starting", run.path, describe(strategy), policy,
+                 model.count_params(), data.source.vocab.size, data.target.vocab.size, int(data.train[0].nrows()),
+                 data.unit, initial_epoch, recipe.train.epochs)
         history = {}
         if initial_epoch < recipe.train.epochs:
-            callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e),
-                                                        on_epoch_end=lambda e, logs: log_learning_rate(model, logs)),
-                         guard]
-            if chief:
-                callbacks += [checkpoint, keras.callbacks.TensorBoard(str(run.logs))]
-            if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
-                callbacks.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
-            if recipe.train.reduce_lr_patience:
-                callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=recipe.train.reduce_lr_patience,
-                                                                   verbose=1 if chief else 0))
             history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
-                                initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose if chief else 0,
+                                initial_epoch=initial_epoch, verbose=verbose if chief else 0,
+                                callbacks=callbacks(recipe, run, model, epoch, guard, checkpoint, chief),
                                 shuffle=False).history  # the dataset shuffles itself, by the seed
-
         state = checkpoint.state if chief else {}
-        if guard.stopped_at:
-            kept = (f"its last good checkpoint is epoch {state['epoch']}" if state.get("epoch")
-                    else "no epoch had finished")
-            raise UserError(f"training stopped: the loss became {guard.value} in epoch {guard.stopped_at[0]}, step "
-                            f"{guard.stopped_at[1]}; nothing after the last finished epoch was saved ({kept}). "
-                            "Lower train.learning_rate or set train.clipnorm, and train again (a changed recipe "
-                            "needs another --out, or --overwrite to replace this run)")
-        return {
-            "run": str(run.path),
-            "resumed_from_epoch": initial_epoch,
-            "epochs_done": state.get("epoch", initial_epoch + len(history.get("loss", []))),
-            "epochs_run": len(history.get("loss", [])),
-            "best_epoch": state.get("best_epoch"),
-            "best_val_loss": state.get("best_val_loss"),
-            "last_metrics": {k: v[-1] for k, v in history.items()},
-            "parameters": model.count_params(),
-            "strategy": strategy_name,
-            "precision": policy,
-            "chief": chief,
-            "wall_seconds": round(time.monotonic() - started, 1),
-        }
-
+        check_finished(guard, state)
+        return summary(run, strategy, policy, model, initial_epoch, history, state, started)
     finally:
         if chief:
             run.unlock()
 
 
-def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
-    """Two Keras 3 gaps under MultiWorkerMirroredStrategy (keras-team/keras#20329, #20585), closed here.
-
-    1. `fit` builds the compiled loss and metrics from its first distributed batch, which it first
-       reduces across replicas, and that fails for dict inputs: build them from one plain batch now,
-       so that step has nothing left to do.
-    2. Each step's logs are reduced with `strategy.reduce("MEAN", value, axis=0)`, which fails for
-       scalars: hand them over as one-element vectors, which that reduction turns back into scalars.
-    """
-    model._symbolic_build(data_batch=batch)
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    for name in ("train_step", "test_step"):
-        step = getattr(model, name)
-        setattr(model, name, lambda data, step=step: {k: tf.reshape(v, [1]) for k, v in step(data).items()})
+def check_global_batch(config: TrainConfig, strategy: tf.distribute.Strategy) -> None:
+    """The global batch must split evenly across the strategy's replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise UserError(f"train.batch_size: {config.batch_size} is the global batch, split evenly across the "
+                        f"{replicas} replicas of the {describe(strategy)}; use a multiple of {replicas}, e.g. "
+                        f"{config.batch_size // replicas * replicas or replicas}")
 
 
-def distribute(strategy: tf.distribute.Strategy, make_dataset) -> tf.data.Dataset | tf.distribute.DistributedDataset:
-    """`make_dataset(input_context)` as this strategy's replicas need it (the plain dataset on one device)."""
-    if strategy is tf.distribute.get_strategy():
-        return make_dataset(None)
-    dataset = strategy.distribute_datasets_from_function(make_dataset)
-    local = strategy.num_replicas_in_sync // workers(strategy)
-    if local > 1 and dataset.cardinality > 0:
-        # TensorFlow reports the pipeline's element count, and a pipeline yields one element per
-        # local replica and step: Keras would expect `local` times the steps there are, end every
-        # epoch with "Your input ran out of data" and log a single replica's running loss.
-        dataset._cardinality = dataset.cardinality // local
-    return dataset
+def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
+    """The task's data with the run's vocabularies (built and saved by the chief for a new run)."""
+    saved_vocab = resumed and run.vocab_files(recipe.vocab.shared)[0].exists()
+    data = TaskData.load(recipe, run.vocabularies(recipe.vocab.shared) if saved_vocab else None)
+    if not saved_vocab and chief:
+        run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab.shared)
+    train_count = int(data.train[0].nrows())
+    if train_count < recipe.train.batch_size:
+        raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {train_count} training "
+                        f"{data.unit}; use a smaller batch or more data")
+    return data
+
+
+def input_pipelines(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy, epoch: tf.Variable):
+    """The training and validation datasets as the strategy's replicas need them, and the steps of an epoch."""
+    config, static_shapes = recipe.train, isinstance(strategy, tf.distribute.TPUStrategy)
+    train_data = distribute_dataset(strategy, lambda context: data.dataset(
+        "train", config.batch_size, shuffle_seed=config.seed, epoch=epoch, input_context=context,
+        static_shapes=static_shapes))
+    validation_data = distribute_dataset(strategy, lambda context: data.dataset(
+        "validation", config.batch_size, input_context=context, static_shapes=static_shapes))
+    steps_per_epoch = int(data.dataset("train", config.batch_size, shuffle_seed=config.seed, epoch=epoch).cardinality())
+    return train_data, validation_data, steps_per_epoch
+
+
+def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy, policy: str,
+                steps_per_epoch: int) -> Seq2Seq:
+    """The compiled model with its weights and optimizer variables created, under the strategy."""
+    for warning in fast_path_warnings(recipe.model):
+        log.warning("warning: %s", warning)
+    keras.utils.set_random_seed(recipe.train.seed)  # the same initial weights, dropout and data order
+    static_shapes = isinstance(strategy, tf.distribute.TPUStrategy)
+    with strategy.scope(), precision(policy):
+        model = build_seq2seq(recipe.model, data.source.vocab.size, data.target.vocab.size)
+        model.compile(optimizer=make_optimizer(recipe.train, steps_per_epoch),
+                      loss=token_loss(recipe.train.label_smoothing), metrics=[TokenAccuracy()])
+        first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,
+                                                 *data.max_lengths, static_shapes=static_shapes)))
+        model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
+        if data.carry_state:
+            model.carry_states(recipe.train.batch_size // strategy.num_replicas_in_sync)
+        model.optimizer.build(model.trainable_variables)
+        if workers(strategy) > 1:
+            work_around_keras_multi_worker(model, first_batch)
+    return model
+
+
+def restore(recipe: Recipe, run: Run, model: Seq2Seq, strategy: tf.distribute.Strategy,
+            checkpoint: "EpochCheckpoint") -> int:
+    """The chief loads the last checkpoint; every worker gets its values. Returns the finished epochs."""
+    with strategy.scope():
+        done = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Outside the scope: loading creates temporary variables, which under multi_worker would be
+    # collective ops that only the chief runs.
+    if is_chief(strategy):
+        done.assign(checkpoint.restore(model))
+        run.write_recipe(recipe)  # a resumed run's recipe keeps the changes it may take (more epochs)
+    broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
+    return int(done.numpy())
+
+
+def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, epoch: tf.Variable, guard: "StopOnNonFiniteLoss",
+              checkpoint: "EpochCheckpoint", chief: bool) -> list[keras.callbacks.Callback]:
+    """The epoch counter, the NaN guard, the chief's checkpoints and logs, and the recipe's plateau rules."""
+    found = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e),
+                                            on_epoch_end=lambda e, logs: log_learning_rate(model, logs)),
+             guard]
+    if chief:
+        found += [checkpoint, keras.callbacks.TensorBoard(str(run.logs))]
+    if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
+        found.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
+    if recipe.train.reduce_lr_patience:
+        found.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=recipe.train.reduce_lr_patience,
+                                                       verbose=1 if chief else 0))
+    return found
+
+
+def check_finished(guard: "StopOnNonFiniteLoss", state: dict) -> None:
+    """Raises the NaN guard's story when it stopped training."""
+    if guard.stopped_at:
+        kept = f"its last good checkpoint is epoch {state['epoch']}" if state.get("epoch") else "no epoch had finished"
+        raise UserError(f"training stopped: the loss became {guard.value} in epoch {guard.stopped_at[0]}, step "
+                        f"{guard.stopped_at[1]}; nothing after the last finished epoch was saved ({kept}). "
+                        "Lower train.learning_rate or set train.clipnorm, and train again (a changed recipe "
+                        "needs another --out, or --overwrite to replace this run)")
+
+
+def summary(run: Run, strategy: tf.distribute.Strategy, policy: str, model: Seq2Seq, initial_epoch: int,
+            history: dict, state: dict, started: float) -> dict:
+    """What `train` returns: where the run stands and what this call did."""
+    return {
+        "run": str(run.path),
+        "resumed_from_epoch": initial_epoch,
+        "epochs_done": state.get("epoch", initial_epoch + len(history.get("loss", []))),
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": state.get("best_epoch"),
+        "best_val_loss": state.get("best_val_loss"),
+        "last_metrics": {k: v[-1] for k, v in history.items()},
+        "parameters": model.count_params(),
+        "strategy": describe(strategy),
+        "precision": policy,
+        "chief": is_chief(strategy),
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
 
 
 def log_learning_rate(model: keras.Model, logs: dict) -> None:
