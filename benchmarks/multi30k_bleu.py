@@ -6,7 +6,7 @@
    detokenized with Moses' rules (sacremoses) and their first letter capitalised; everything else
    stays lower case, so names ("Boston Terrier") count as errors.
 
-    python benchmarks/multi30k_bleu.py runs/multi30k-de-en --data-dir ../shared/data --beam 5 --alpha 0.6
+    python benchmarks/multi30k_bleu.py runs/multi30k-de-en --data-dir ../shared/data --beam-size 5 --alpha 0.6
 
 Prints a table, and as its last line one JSON object. Needs the `bench` extra (sacremoses).
 """
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder holding multi30k/ (default: $TEXTSEQ_DATA or ~/.cache/textseq)")
-    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=0.6)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
@@ -47,7 +47,7 @@ def main() -> None:
     translator = Translator.from_run(args.run)
     rows, results = [], {}
     for name, options in [("greedy", translator.options(beam_size=1)),
-                          (f"beam {args.beam}, alpha {args.alpha}", translator.options(beam_size=args.beam,
+                          (f"beam {args.beam_size}, alpha {args.alpha}", translator.options(beam_size=args.beam_size,
                                                                                        alpha=args.alpha))]:
         started = time.perf_counter()
         hypotheses = translator.translate(sources, options, args.batch_size)

@@ -20,7 +20,7 @@ TINY = {
     "vocab": {"level": "char"},
     "model": {"embedding_dim": 8, "units": 16, "attention_units": 8},
     "train": {"epochs": 1, "batch_size": 32, "learning_rate": 0.01},
-    "export": {"max_output_length": 12},
+    "decode": {"max_length": 12},
 }
 
 

@@ -130,9 +130,9 @@ def test_a_damaged_metrics_csv_is_named_by_plot(run_copy, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "0"], "Invalid value for '--batch-size': 0 is not in the range x>=1"),
     (["--n-best", "0"], "Invalid value for '--n-best'"),
-    (["--temperature", "nan"], "temperature must be a finite number, not nan"),
-    (["--temperature", "1e-300"], "temperature must be from 0.001 to 100.0"),
-    (["--alpha", "inf", "--beam", "2"], "alpha must be a finite number, not inf"),
+    (["--temperature", "nan"], "decode.temperature must be a finite number; got nan"),
+    (["--temperature", "1e-300"], "decode.temperature must be at least 0.001; got 1e-300"),
+    (["--alpha", "inf", "--beam-size", "2"], "decode.alpha must be a finite number; got inf"),
 ])
 def test_decoding_flags_no_search_can_use_are_refused(trained_run, args, message):
     assert_user_error(invoke("translate", trained_run, "3rd of March 1998", *args), message)

@@ -39,14 +39,14 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path):
 
 def test_translate_and_evaluate_json(trained_run):
     translator = Translator.from_run(trained_run)
-    result = invoke("translate", trained_run, "3rd of March 1998", "--json", "--beam", "3", "--n-best", "2")
+    result = invoke("translate", trained_run, "3rd of March 1998", "--json", "--beam-size", "3", "--n-best", "2")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     expected = translator.n_best(["3rd of March 1998"], translator.options(beam_size=3, n_best=2))[0]
     assert payload == {"source": "3rd of March 1998", "translation": expected[0].text,
                        "hypotheses": [{"text": h.text, "score": h.score} for h in expected]}
 
-    result = invoke("evaluate", trained_run, "--split", "test", "--json", "--beam", "2")
+    result = invoke("evaluate", trained_run, "--split", "test", "--json", "--beam-size", "2")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert {"loss", "token_accuracy", "exact_match", "examples", "bleu", "chrf"} <= metrics.keys()
@@ -64,7 +64,7 @@ def test_translate_files_keeps_order_and_matches_the_library(trained_run, tmp_pa
     sources = ["3rd of March 1998", "", "12 Jan 2001", "Tue, 03.03.98", "ünïcödé 1999", "x" * 200]
     (tmp_path / "src.txt").write_text("\n".join(sources) + "\n", encoding="utf-8")
     result = invoke("translate", trained_run, "--input", tmp_path / "src.txt", "--output", tmp_path / "hyp.txt",
-                    "--beam", "3", "--batch-size", "2")
+                    "--beam-size", "3", "--batch-size", "2")
     assert result.exit_code == 0, result.output
     assert "wrote 6 translations" in result.stderr and "translating" in result.stderr  # the progress bar
     translator = Translator.from_run(trained_run)
@@ -85,9 +85,9 @@ def test_translate_input_mistakes_are_user_errors(trained_run, tmp_path):
     assert result.exit_code == 2 and "give either TEXT or --input FILE" in result.stderr
     result = invoke("translate", trained_run, "--input", tmp_path / "missing.txt")
     assert result.exit_code == 2 and "missing.txt: no such file" in result.stderr
-    result = invoke("translate", trained_run, "3rd of March 1998", "--beam", "2", "--n-best", "3")
-    assert result.exit_code == 2 and "n-best 3 is more than the beam size 2" in result.stderr
-    result = invoke("translate", trained_run, "x", "--beam", "2", "--temperature", "0.5")
+    result = invoke("translate", trained_run, "3rd of March 1998", "--beam-size", "2", "--n-best", "3")
+    assert result.exit_code == 2 and "decode.n_best: 3 is more than decode.beam_size 2" in result.stderr
+    result = invoke("translate", trained_run, "x", "--beam-size", "2", "--temperature", "0.5")
     assert result.exit_code == 2 and "exclude each other" in result.stderr
 
 

@@ -132,7 +132,7 @@ def test_translator_options_and_n_best_keep_input_order(translator):
     alone = [translator.n_best([text], options)[0] for text in SOURCES[:3]]
     assert [r[0].text for r in results[:3]] == [a[0].text for a in alone]
     assert translator.options(temperature=0.7).method == "sample"  # sampling turns the recipe's beam off
-    with pytest.raises(UserError, match="n-best 6 is more than the beam size 4"):
+    with pytest.raises(UserError, match="decode.n_best: 6 is more than decode.beam_size 4"):
         translator.options(beam_size=4, n_best=6)
 
 

@@ -98,3 +98,27 @@ def test_every_shipped_recipe_is_valid():
     for path in recipes:
         recipe = load_recipe(path)
         assert recipe.train.epochs >= 1, path
+
+
+def test_the_old_export_section_is_read_as_decode_with_a_note(tmp_path, caplog):
+    old = tmp_path / "old.yaml"
+    old.write_text("export:\n  max_output_length: 12\n  beam_size: 4\n")
+    with caplog.at_level("INFO", logger="textseq.recipe"):
+        recipe = load_recipe(old, ["export.alpha=0.6"])
+    assert (recipe.decode.max_length, recipe.decode.beam_size, recipe.decode.alpha) == (12, 4, 0.6)
+    assert f"note: {old}: the export: section is now called decode: (export.max_output_length is " \
+           "decode.max_length); read as such" in caplog.text
+    assert "export" not in recipe.to_yaml() and "decode:\n  max_length: 12" in recipe.to_yaml()
+    both = tmp_path / "both.yaml"
+    both.write_text("export:\n  beam_size: 4\ndecode:\n  beam_size: 2\n")
+    with pytest.raises(UserError, match="has both export: and decode:; export: is the old name of decode:"):
+        load_recipe(both)
+
+
+def test_decode_settings_are_checked_where_they_are_written(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("decode:\n  beam_size: 2\n  n_best: 3\n")
+    with pytest.raises(UserError, match=rf"{recipe}:1: decode.n_best: 3 is more than decode.beam_size 2"):
+        load_recipe(recipe)
+    with pytest.raises(UserError, match=r"--set decode.temperature=0: decode.temperature must be at least 0.001"):
+        load_recipe(recipe, ["decode.n_best=1", "decode.temperature=0"])

@@ -239,7 +239,7 @@ def test_a_bounded_load_gets_no_errors(lm_server, record_property):
 
 def test_translation_api_returns_the_translation_and_its_attention(trained_run, translation_server):
     translator = Translator.from_run(trained_run)
-    status, answer = translation_server.post("api/translate", {"text": "3rd of March 1998", "beam": 2, "n_best": 2})
+    status, answer = translation_server.post("api/translate", {"text": "3rd of March 1998", "beam_size": 2, "n_best": 2})
     assert status == 200
     expected = translator.n_best(["3rd of March 1998"], translator.options(beam_size=2, n_best=2))[0]
     assert answer["translation"] == expected[0].text
@@ -251,8 +251,8 @@ def test_translation_api_returns_the_translation_and_its_attention(trained_run, 
     assert translation_server.post("api/predict", {"text": "a"})[0] == 404
     assert translation_server.post("api/translate", {"text": "  "})[1] == {
         "error": 'field "text": empty; give the text to translate', "status": 400}
-    assert translation_server.post("api/translate", {"text": "a", "beam": 2, "n_best": 3})[1]["error"] == (
-        "decoding options: n-best 3 is more than the beam size 2")
+    assert translation_server.post("api/translate", {"text": "a", "beam_size": 2, "n_best": 3})[1]["error"] == (
+        "decode.n_best: 3 is more than decode.beam_size 2; ask for at most beam_size hypotheses")
 
 
 def test_ctrl_c_stops_the_server_cleanly(lm_run):

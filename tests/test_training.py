@@ -52,9 +52,9 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     again = train(recipe_from_dict(TINY, ["train.epochs=2"]), resumed, verbose=0)
     assert again["epochs_run"] == 0 and again["epochs_done"] == 2
     # Decoding settings change nothing trained: the run takes them and keeps its epochs.
-    decoding = train(recipe_from_dict(TINY, ["train.epochs=2", "export.beam_size=4", "export.alpha=0.6"]), resumed,
+    decoding = train(recipe_from_dict(TINY, ["train.epochs=2", "decode.beam_size=4", "decode.alpha=0.6"]), resumed,
                      verbose=0)
-    assert decoding["epochs_done"] == 2 and Run(resumed).recipe().export.beam_size == 4
+    assert decoding["epochs_done"] == 2 and Run(resumed).recipe().decode.beam_size == 4
 
 
 def test_a_different_recipe_refuses_unless_overwrite(trained_run, tmp_path):

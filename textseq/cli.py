@@ -77,7 +77,7 @@ def cli():
     Translation and next-word prediction on real corpora:
       textseq data fetch multi30k
       textseq train recipes/multi30k-de-en.yaml
-      textseq translate runs/multi30k-de-en "zwei hunde spielen im schnee ." --beam 5
+      textseq translate runs/multi30k-de-en "zwei hunde spielen im schnee ." --beam-size 5
       textseq train recipes/multi30k-en-lm.yaml
       textseq predict runs/multi30k-en-lm "a man is riding a"
       textseq export runs/multi30k-de-en exports/multi30k-de-en
@@ -171,12 +171,14 @@ def check(recipe: Path, overrides: tuple[str, ...], as_json: bool):
 
 
 def decoding_options(command):
-    """The decoding flags shared by translate, evaluate and attention (defaults: the recipe's export section)."""
+    """The decoding flags shared by translate, evaluate and attention: the recipe's `decode` keys, by
+    the same names (defaults: the run's recipe)."""
     flags = [
-        click.option("--beam", "beam_size", type=int, help="Beam size; 1 is greedy. [default: export.beam_size]"),
+        click.option("--beam-size", type=int, help="Hypotheses kept by beam search; 1 is greedy. "
+                                                   "[default: decode.beam_size]"),
         click.option("--alpha", type=float, help="Length penalty of beam search (GNMT); 0 ranks by log-probability. "
-                                                 "[default: export.alpha]"),
-        click.option("--max-length", type=int, help="Longest output in tokens. [default: export.max_output_length]"),
+                                                 "[default: decode.alpha]"),
+        click.option("--max-length", type=int, help="Longest output in tokens. [default: decode.max_length]"),
         click.option("--temperature", type=float, help="Sample instead of searching, at this temperature."),
         click.option("--top-k", type=int, help="Sample from the k most probable tokens only."),
         click.option("--top-p", type=float, help="Sample from the smallest set of tokens whose probability reaches p."),
@@ -213,8 +215,9 @@ def progress_bar(label: str, show: bool = True):
               help="Translate this file, one source a line (- for stdin).")
 @click.option("--output", "-o", "output_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the translations here, one a line, in input order. [default: stdout]")
-@click.option("--n-best", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Hypotheses per source (beam search: at most --beam; sampling: that many samples).")
+@click.option("--n-best", type=click.IntRange(min=1), default=None,
+              help="Hypotheses per source (beam search: at most --beam-size; sampling: that many samples). "
+                   "[default: decode.n_best]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Sources decoded together.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per source: source, translation, hypotheses.")
@@ -223,15 +226,15 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
               batch_size: int, as_json: bool, **flags):
     """Translate TEXT, or a file of sources, with the trained RUN directory.
 
-    Decodes with the recipe's export settings (beam size, length penalty) unless flags say otherwise.
+    Decodes with the recipe's decode settings (beam size, length penalty, ...) unless flags say otherwise.
     With --n-best N, each hypothesis is printed as "SCORE<TAB>TEXT" and sources are separated by
     an empty line.
 
     \b
     Examples:
       textseq translate runs/dates "3rd of March 1998"
-      textseq translate runs/multi30k-de-en "ein mann fährt fahrrad ." --beam 5 --n-best 3
-      textseq translate runs/multi30k-de-en -i test.de -o hyp.en --beam 5 --alpha 0.6
+      textseq translate runs/multi30k-de-en "ein mann fährt fahrrad ." --beam-size 5 --n-best 3
+      textseq translate runs/multi30k-de-en -i test.de -o hyp.en --beam-size 5 --alpha 0.6
       textseq translate runs/dates "May 5th 2001" --temperature 0.8 --seed 1
     """
     if (text is None) == (input_file is None):
@@ -254,7 +257,7 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
     for source, hypotheses in zip(sources, results):
         if as_json:
             lines.append(json.dumps(translation_record(source, hypotheses), ensure_ascii=False))
-        elif n_best > 1:
+        elif options.n_best > 1:
             lines.extend([*(f"{h.score:.4f}\t{h.text}" for h in hypotheses), ""])
         else:
             lines.append(hypotheses[0].text)
@@ -313,7 +316,7 @@ def evaluate(run: Path, split: str, batch_size: int | None, as_json: bool, **fla
     \b
     Examples:
       textseq evaluate runs/dates --split test --json
-      textseq evaluate runs/multi30k-de-en --split test --beam 5 --alpha 0.6
+      textseq evaluate runs/multi30k-de-en --split test --beam-size 5 --alpha 0.6
     """
     start_tensorflow()
     from textseq.evaluation import MetricsNotSaved, evaluate as evaluate_run
@@ -537,7 +540,7 @@ def export_command(run: Path, out_dir: Path, overwrite: bool):
     """Write RUN as a TensorFlow SavedModel in OUT_DIR that takes and returns raw strings.
 
     Loading it needs TensorFlow only: tf.saved_model.load(OUT_DIR).signatures["translate"](text=...).
-    Decoding follows the recipe's export section (beam_size, alpha, max_output_length).
+    Decoding follows the recipe's decode section (beam_size, alpha, max_length, ...).
 
     \b
     Example:

@@ -14,79 +14,14 @@ graph). Every search returns the same three tensors:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Optional
 
 import keras
 from keras import ops
 
 from textseq.constants import BOS, EOS, PAD
+from textseq.recipe import DecodingOptions
 
 NEG = -1e9  # a log-probability no hypothesis can reach; finite, so that no inf - inf makes a NaN
-
-
-# Sampling temperatures: below the least, float32 logits over it overflow (garbage, or padding
-# tokens); the distribution is then greedy decoding's anyway.
-MIN_TEMPERATURE, MAX_TEMPERATURE = 0.001, 100.0
-
-
-@dataclass(frozen=True)
-class DecodingOptions:
-    """How to decode: greedy (beam 1), beam search, or sampling (when `temperature` is set).
-
-    >>> DecodingOptions(beam_size=5, alpha=0.6).method
-    'beam'
-    """
-
-    max_length: int = 64
-    beam_size: int = 1
-    alpha: float = 0.0
-    n_best: int = 1
-    temperature: Optional[float] = None
-    top_k: Optional[int] = None
-    top_p: Optional[float] = None
-    seed: Optional[int] = None
-
-    def __post_init__(self):
-        problems = [f"{name} must be a finite number, not {value}" for name, value in (
-            ("alpha", self.alpha), ("temperature", self.temperature), ("top-p", self.top_p))
-            if value is not None and not math.isfinite(value)]
-        if problems:
-            raise ValueError("; ".join(problems))
-        if self.max_length < 1:
-            problems.append(f"max_length must be at least 1, not {self.max_length}")
-        if self.beam_size < 1:
-            problems.append(f"beam size must be at least 1, not {self.beam_size}")
-        if self.alpha < 0:
-            problems.append(f"alpha (length penalty) must be 0 or more, not {self.alpha}")
-        if self.n_best < 1:
-            problems.append(f"n-best must be at least 1, not {self.n_best}")
-        if self.method == "beam" and self.n_best > self.beam_size:
-            problems.append(f"n-best {self.n_best} is more than the beam size {self.beam_size}")
-        if self.temperature is not None and not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:
-            problems.append(f"temperature must be from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}, not {self.temperature} "
-                            f"(below {MIN_TEMPERATURE} sampling is greedy decoding: leave the temperature out)")
-        if self.top_k is not None and self.top_k < 1:
-            problems.append(f"top-k must be at least 1, not {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            problems.append(f"top-p must be in (0, 1], not {self.top_p}")
-        if self.method == "sample" and self.beam_size > 1:
-            problems.append("sampling (temperature, top-k, top-p) and beam search exclude each other; drop one")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    @property
-    def method(self) -> str:
-        if self.temperature is not None or self.top_k is not None or self.top_p is not None:
-            return "sample"
-        return "beam" if self.beam_size > 1 else "greedy"
-
-    def describe(self) -> dict:
-        """The settings that matter for `method`, JSON-ready."""
-        keys = {"greedy": ("max_length",), "beam": ("max_length", "beam_size", "alpha", "n_best"),
-                "sample": ("max_length", "temperature", "top_k", "top_p", "seed", "n_best")}[self.method]
-        return {"method": self.method, **{key: getattr(self, key) for key in keys}}
 
 
 def decode(model, source_ids, options: DecodingOptions):

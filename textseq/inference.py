@@ -12,6 +12,7 @@ runs, `LanguageModel` for next-word runs; `load(run_dir)` picks the right one.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -135,17 +136,13 @@ class Translator(LoadedRun):
     task = "translate"
 
     def options(self, **overrides) -> DecodingOptions:
-        """The recipe's decoding settings (`export` section), with the given ones (None: keep) replaced."""
-        export = self.recipe.export
-        settings = {"max_length": export.max_output_length, "beam_size": export.beam_size, "alpha": export.alpha}
-        settings.update({key: value for key, value in overrides.items() if value is not None})
+        """The recipe's `decode` settings, with the given ones (None: keep) replaced."""
+        settings = {**dataclasses.asdict(self.recipe.decode),
+                    **{key: value for key, value in overrides.items() if value is not None}}
         if overrides.get("beam_size") is None and any(
                 overrides.get(key) is not None for key in ("temperature", "top_k", "top_p")):
             settings["beam_size"] = 1  # sampling was asked for, the recipe's beam was not
-        try:
-            return DecodingOptions(**settings)
-        except ValueError as error:
-            raise UserError(f"decoding options: {error}") from None
+        return DecodingOptions(**settings)
 
     def encode(self, texts: list[str]) -> tf.Tensor:
         """Source ids `[batch, steps]`, truncated to the recipe's `data.max_source_length`, at least one step."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import types
 import typing
@@ -24,9 +25,17 @@ import yaml
 
 from textseq.errors import UserError
 
+log = logging.getLogger(__name__)
+
 
 MAX_SEED = 2**32 - 1  # what NumPy's and Keras' seeds take
 MAX_TOKENS = 100_000  # the longest sequence a length or window may ask for; tensors are sized by it
+MAX_BEAM = 256  # hypotheses a beam search keeps: beyond, every step's top-k sorts most of a vocabulary
+# Sampling temperatures: below the least, float32 logits over it overflow (garbage, or padding tokens);
+# the distribution is then greedy decoding's anyway.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.001, 100.0
+# The section `decode:` was called `export:` in runs made before it drove translate and evaluate too.
+RENAMED_SECTIONS = {"export": ("decode", {"max_output_length": "max_length"})}
 
 
 def _opt(default: Any, help: str, **checks: Any) -> Any:
@@ -122,11 +131,54 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class ExportConfig:
-    max_output_length: int = _opt(64, "longest output that translate, evaluate and the export decode", min=1,
-                                  max=MAX_TOKENS)
-    beam_size: int = _opt(1, "hypotheses kept by beam search in translate, evaluate and the export; 1 is greedy", min=1)
-    alpha: float = _opt(0.0, "beam search length penalty (GNMT): 0 ranks by log-probability, higher favours longer outputs", min=0.0)
+class DecodingOptions:
+    """How translate, evaluate, attention, the web page and the export decode: greedy (beam_size 1),
+    beam search, or sampling (when temperature, top_k or top_p is set). The recipe's `decode:`
+    section; the CLI's flags (--beam-size, --max-length, ...) and the JSON API's fields have the same
+    names, and every way in is checked here.
+
+    >>> DecodingOptions(beam_size=5, alpha=0.6).method
+    'beam'
+    >>> DecodingOptions(temperature=0.8).describe()
+    {'method': 'sample', 'max_length': 64, 'temperature': 0.8, 'top_k': None, 'top_p': None, 'seed': None, 'n_best': 1}
+    """
+
+    max_length: int = _opt(64, "longest output, in tokens", min=1, max=MAX_TOKENS)
+    beam_size: int = _opt(1, "hypotheses kept by beam search; 1 is greedy decoding", min=1, max=MAX_BEAM)
+    alpha: float = _opt(0.0, "beam search length penalty (GNMT): 0 ranks by log-probability, higher favours longer "
+                             "outputs", min=0.0)
+    n_best: int = _opt(1, "hypotheses returned per source: at most beam_size, or that many samples", min=1,
+                       max=MAX_BEAM)
+    temperature: Optional[float] = _opt(
+        None, f"sample at this temperature instead of searching ({MIN_TEMPERATURE} to {MAX_TEMPERATURE:g}; below, "
+              "sampling is greedy decoding)", min=MIN_TEMPERATURE, max=MAX_TEMPERATURE)
+    top_k: Optional[int] = _opt(None, "sample from the k most probable tokens only", min=1)
+    top_p: Optional[float] = _opt(None, "sample from the smallest set of tokens whose probability reaches p",
+                                  above=0.0, max=1.0)
+    seed: Optional[int] = _opt(None, "seed of sampling: the same seed gives the same output", min=0, max=MAX_SEED)
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(DecodingOptions)
+        for f in dataclasses.fields(self):
+            _check_value(getattr(self, f.name), hints[f.name], f.metadata, ("decode", f.name), _Where("", {}, []))
+        if self.method == "beam" and self.n_best > self.beam_size:
+            raise UserError(f"decode.n_best: {self.n_best} is more than decode.beam_size {self.beam_size}; ask for at "
+                            "most beam_size hypotheses")
+        if self.method == "sample" and self.beam_size > 1:
+            raise UserError("decode: sampling (temperature, top_k, top_p) and beam search (beam_size > 1) exclude "
+                            "each other; drop one")
+
+    @property
+    def method(self) -> str:
+        if self.temperature is not None or self.top_k is not None or self.top_p is not None:
+            return "sample"
+        return "beam" if self.beam_size > 1 else "greedy"
+
+    def describe(self) -> dict:
+        """The settings that matter for `method`, JSON-ready."""
+        keys = {"greedy": ("max_length",), "beam": ("max_length", "beam_size", "alpha", "n_best"),
+                "sample": ("max_length", "temperature", "top_k", "top_p", "seed", "n_best")}[self.method]
+        return {"method": self.method, **{key: getattr(self, key) for key in keys}}
 
 
 @dataclass(frozen=True)
@@ -137,7 +189,7 @@ class Recipe:
     vocab: VocabConfig = field(default_factory=VocabConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
+    decode: DecodingOptions = field(default_factory=DecodingOptions)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -167,7 +219,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise UserError(f"{path}: the recipe is empty; a recipe says at least what data to train on (data:) and "
                         "usually the model and training sizes; recipes/dates.yaml is a small one to start from")
     if not isinstance(raw, dict):
-        raise UserError(f"{path}:1: a recipe is a mapping of sections (data, vocab, model, train, export); got {type(raw).__name__}")
+        raise UserError(f"{path}:1: a recipe is a mapping of sections (data, vocab, model, train, decode); got {type(raw).__name__}")
     return recipe_from_dict(raw, overrides, source=str(path), lines=lines)
 
 
@@ -192,9 +244,9 @@ def reject_aliases(text: str, source: str) -> None:
 
 def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "recipe", lines: dict | None = None) -> Recipe:
     """Builds a validated Recipe from plain data (what `yaml.safe_load` gives) and overrides."""
-    raw = _deep_copy(raw)
+    raw = _rename_old_sections(_deep_copy(raw), source)
     for item in overrides:
-        _apply_override(raw, item)
+        _apply_override(raw, _renamed_override(item))
     recipe = _build(Recipe, raw, (), _Where(source, lines or {}, overrides))
     if recipe.data.dir and not Path(recipe.data.dir).expanduser().is_absolute():
         # Relative to where the command runs; kept absolute so the run can be used from anywhere.
@@ -224,6 +276,8 @@ class _Where:
             if item.split("=", 1)[0].strip() == dotted:
                 return f"--set {item}: "
         line = self.lines.get(path)
+        if not self.source:
+            return ""
         return f"{self.source}:{line}: " if line else f"{self.source}: "
 
 
@@ -236,6 +290,29 @@ def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict:
             lines[path] = key.start_mark.line + 1
             lines.update(_key_lines(value, path))
     return lines
+
+
+def _rename_old_sections(raw: dict, source: str) -> dict:
+    """A recipe written before a section was renamed, read with today's names (and a note saying so)."""
+    for old, (new, keys) in RENAMED_SECTIONS.items():
+        if old in raw:
+            if new in raw:
+                raise UserError(f"{source}: has both {old}: and {new}:; {old}: is the old name of {new}:, keep one")
+            section = raw.pop(old)
+            raw[new] = {keys.get(key, key): value for key, value in section.items()} if isinstance(section, dict) \
+                else section
+            log.info("note: %s: the %s: section is now called %s:%s; read as such", source, old, new,
+                     "".join(f" ({old}.{a} is {new}.{b})" for a, b in keys.items()))
+    return raw
+
+
+def _renamed_override(item: str) -> str:
+    key, sep, value = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if section in RENAMED_SECTIONS and dot:
+        new, keys = RENAMED_SECTIONS[section]
+        return f"{new}.{keys.get(name, name)}{sep}{value}"
+    return item
 
 
 def _apply_override(raw: dict, item: str) -> None:
@@ -276,7 +353,10 @@ def _build(cls: type, raw: Any, path: tuple, where: _Where) -> Any:
             values[name] = _build(hint, raw[name] if raw[name] is not None else {}, path + (name,), where)
         else:
             values[name] = _check_value(raw[name], hint, f.metadata, path + (name,), where)
-    recipe = cls(**values)
+    try:
+        recipe = cls(**values)
+    except UserError as error:  # rules of a section's own (DecodingOptions)
+        raise UserError(f"{where(path)}{error}") from None
     _check_together(recipe, path, where)
     return recipe
 

@@ -23,6 +23,7 @@ previous epoch's state usable and nothing the next resume cannot redo exactly.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import fcntl
 import io
@@ -36,14 +37,14 @@ from pathlib import Path
 from textseq import __version__
 from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
-from textseq.recipe import Recipe, load_recipe, recipe_differences
+from textseq.recipe import DecodingOptions, Recipe, load_recipe, recipe_differences
 
 # The layout of a run directory; a textseq that finds a higher number refuses the run instead of
 # misreading it. Run directories written before the number existed are format 1.
 RUN_FORMAT = 1
 
-# Keys that change nothing already trained: more epochs, or how the export and translate decode.
-RESUMABLE_CHANGES = {"train.epochs", "export.max_output_length", "export.beam_size", "export.alpha"}
+# Keys that change nothing already trained: more epochs, or how translate, evaluate and the export decode.
+RESUMABLE_CHANGES = {"train.epochs", *(f"decode.{f.name}" for f in dataclasses.fields(DecodingOptions))}
 
 # What `--overwrite` deletes from a run directory: the files textseq writes there, and nothing else.
 RUN_FILES = ("run.json", "recipe.yaml", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "checkpoints",

@@ -79,10 +79,7 @@ class Api:
         if not request["text"].strip():
             raise ApiError('field "text": empty; give the text to translate')
         self._check_tokens(request["text"])
-        options = translator.options(beam_size=request["beam"], alpha=request["alpha"],
-                                     max_length=request["max_length"], n_best=request["n_best"],
-                                     temperature=request["temperature"], top_k=request["top_k"],
-                                     top_p=request["top_p"], seed=request["seed"])
+        options = translator.options(**{key: value for key, value in request.items() if key != "text"})
         hypotheses, found = translator.explain(request["text"], options)
         return {**translation_record(request["text"], hypotheses),
                 "attention": {"source_tokens": found.source_tokens, "output_tokens": found.output_tokens,

@@ -122,7 +122,7 @@ async function continueText() {
 // ---- translation runs: the translation and its attention ----
 
 async function translateNow() {
-  const request = {text: $("source").value, beam: numberFrom("beam")};
+  const request = {text: $("source").value, beam_size: numberFrom("beam_size")};
   const button = $("translate");
   button.disabled = true;
   try {
