@@ -18,7 +18,7 @@ its share of the matmul rate measured in the same process (median over runs) and
 measured in the whole invocation. The last line is one JSON object.
 
 For ptb-small, textseq's recurrent layers, output layer, loss and optimizer (`textseq.models.recurrent`,
-`textseq.layers.Dense`, `textseq.metrics`, `textseq.optimizers`: what every textseq model uses) run in a
+`textseq.layers.Dense`, `textseq.kernels.loss`, `textseq.kernels.optimizers`: what every textseq model uses) run in a
 plain LSTM language model trained by Keras, next to
 `torch.nn.LSTM` in the loop most PyTorch tutorials write.
 
@@ -121,9 +121,9 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
     import tensorflow as tf
 
     from textseq.layers import Dense
-    from textseq.metrics import token_loss
+    from textseq.kernels.loss import token_loss
     from textseq.models.recurrent import LSTM
-    from textseq.optimizers import SGD
+    from textseq.kernels.optimizers import SGD
 
     if plain_keras:
         LSTM, Dense, SGD = keras.layers.LSTM, keras.layers.Dense, keras.optimizers.SGD  # noqa: N806
@@ -222,7 +222,7 @@ def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: 
     loop computes none), trained by `train_on_batch` on the saved batches."""
     import keras
 
-    from textseq.metrics import token_loss
+    from textseq.kernels.loss import token_loss
     from textseq.models.seq2seq import build_seq2seq
     from textseq.training import make_optimizer
 

@@ -21,10 +21,11 @@ from textseq.data.tasks import TaskData
 from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, is_chief, make_strategy, precision,
                                 resolve_precision, work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
-from textseq.metrics import TokenAccuracy, token_loss
+from textseq.kernels.loss import token_loss
+from textseq.kernels.optimizers import OPTIMIZERS
+from textseq.metrics import TokenAccuracy
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
-from textseq.optimizers import OPTIMIZERS
 from textseq.recipe import Recipe, TrainConfig
 from textseq.runs import Run, load_weights, replace
 

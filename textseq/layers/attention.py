@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from textseq.xla import fixed_shape, xla_function
+from textseq.kernels.attention import fused_additive_scores
+from textseq.kernels.xla import fixed_shape
 
 # Added to the scores of padded keys before the softmax; the weights are then set to exactly 0.
 _MASKED_SCORE = -1e9
@@ -97,36 +98,4 @@ def additive_scores(projected_query, projected_keys, score_kernel, compiled=Fals
         hidden = ops.tanh(ops.expand_dims(projected_query, 2) + ops.expand_dims(projected_keys, 1))
         return ops.cast(ops.einsum("btsu,u->bts", hidden, score_kernel), "float32")
     # Read variables here: inside, `tf.custom_gradient` would want their gradients separately.
-    return _fused_additive_scores(projected_query, projected_keys, tf.cast(score_kernel, "float32"))
-
-
-@tf.custom_gradient
-def _fused_additive_scores(projected_query, projected_keys, score_kernel):
-    dtypes = [t.dtype for t in (projected_query, projected_keys, score_kernel)]
-    inputs = [tf.cast(t, "float32") for t in (projected_query, projected_keys, score_kernel)]
-
-    def gradient(d_scores):
-        grads = _compiled_scores_backward(*inputs, tf.cast(d_scores, "float32"))
-        return [tf.cast(g, dtype) for g, dtype in zip(grads, dtypes)]
-
-    return _compiled_scores_forward(*inputs), gradient
-
-
-def _hidden(projected_query, projected_keys):
-    return tf.tanh(projected_query[:, :, None, :] + projected_keys[:, None, :, :])
-
-
-def _scores_forward(projected_query, projected_keys, score_kernel):
-    return tf.einsum("btsu,u->bts", _hidden(projected_query, projected_keys), score_kernel)
-
-
-def _scores_backward(projected_query, projected_keys, score_kernel, d_scores):
-    hidden = _hidden(projected_query, projected_keys)
-    d_hidden = d_scores[..., None] * score_kernel * (1.0 - hidden * hidden)
-    # Three reductions of the recomputed tanh; XLA fuses each without writing the 4-D tensor.
-    return (tf.reduce_sum(d_hidden, 2), tf.reduce_sum(d_hidden, 1),
-            tf.einsum("bts,btsu->u", d_scores, hidden))
-
-
-_compiled_scores_forward = xla_function(_scores_forward)
-_compiled_scores_backward = xla_function(_scores_backward)
+    return fused_additive_scores(projected_query, projected_keys, tf.cast(score_kernel, "float32"))

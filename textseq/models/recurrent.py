@@ -8,7 +8,7 @@ through time in Python-level ops, several times slower. These constructors keep 
 
 Where there is no cuDNN (CPUs, TPUs), Keras' fallback loop multiplies each step's inputs by the
 input kernel one step at a time and differentiates the loop step by step. `LSTM` and `GRU` here
-replace that fallback with the kernels in `textseq.layers.recurrent_kernels`, which hoist every
+replace that fallback with the kernels in `textseq.kernels.recurrent`, which hoist every
 matrix multiply that does not depend on the previous step out of the loop, forward and backward.
 They are Keras' layers otherwise: same weights, same config, same per-step `cell`.
 """
@@ -18,8 +18,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from textseq.layers.recurrent_kernels import gru_sequence, lstm_sequence
-from textseq.xla import fixed_shape
+from textseq.kernels.recurrent import gru_sequence, lstm_sequence
+from textseq.kernels.xla import fixed_shape
 
 
 def _hoisted_kernel_applies(layer: keras.layers.RNN, training: bool) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from textseq import optimizers
+from textseq.kernels import optimizers
 from textseq.recipe import TrainConfig
 from textseq.training import make_optimizer
 
@@ -82,7 +82,7 @@ def test_a_gradient_under_the_limit_steps_unchanged_and_a_nan_one_makes_nan_weig
 MIRRORED_SGD = textwrap.dedent("""
     import json
     import keras, numpy as np, tensorflow as tf
-    from textseq import optimizers
+    from textseq.kernels import optimizers
     from textseq.distribute import make_strategy
     from textseq.recipe import TrainConfig
     strategy = make_strategy(TrainConfig(strategy="mirrored", devices="/cpu:0,/cpu:1"))

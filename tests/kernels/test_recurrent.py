@@ -82,7 +82,7 @@ def test_layers_round_trip_through_their_config():
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("fixed_shape", [True, False], ids=["xla", "graph"])
 def test_token_loss_and_its_gradient_match_the_textbook_formula(label_smoothing, fixed_shape):
-    from textseq.metrics import token_loss
+    from textseq.kernels.loss import token_loss
 
     rng = np.random.default_rng(1)
     logits = tf.constant(rng.normal(size=(2, 3, 7)) * 3, "float32")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from textseq.metrics import TokenLoss
+from textseq.kernels.loss import TokenLoss
 
 LABELS = np.array([[4, 2, 7, 0, 0], [1, 1, 3, 5, 0]], "int32")  # 0 is padding
 

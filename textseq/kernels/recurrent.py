@@ -34,7 +34,7 @@ import collections
 
 import tensorflow as tf
 
-from textseq.xla import xla_function
+from textseq.kernels.xla import xla_function
 
 
 def _time_major(x):
