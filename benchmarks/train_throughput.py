@@ -17,9 +17,9 @@ tokens/s, the achieved FLOP/s (3x the forward multiply-adds per token, the usual
 its share of the matmul rate measured in the same process (median over runs) and of the best one
 measured in the whole invocation. The last line is one JSON object.
 
-For ptb-small, textseq's recurrent layers, output layer, loss and optimizer (`textseq.models.recurrent`,
-`textseq.layers.Dense`, `textseq.kernels.loss`, `textseq.kernels.optimizers`: what every textseq model uses) run in a
-plain LSTM language model trained by Keras, next to
+For ptb-small, textseq's speed path (`textseq.kernels`: the hoisted recurrent loops installed into
+Keras' LSTM layers, the loss and the optimizer) and output layer (`textseq.layers.Dense`), what
+every textseq model trains with, run in a plain LSTM language model trained by Keras, next to
 `torch.nn.LSTM` in the loop most PyTorch tutorials write.
 
 `multi30k` is the whole model and pipeline of `recipes/multi30k-de-en.yaml`: textseq's
@@ -120,19 +120,23 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
     import keras
     import tensorflow as tf
 
-    from textseq.layers import Dense
     from textseq.kernels.loss import token_loss
-    from textseq.models.recurrent import LSTM
     from textseq.kernels.optimizers import SGD
+    from textseq.kernels.recurrent import install
+    from textseq.layers import Dense
 
     if plain_keras:
-        LSTM, Dense, SGD = keras.layers.LSTM, keras.layers.Dense, keras.optimizers.SGD  # noqa: N806
+        Dense, SGD = keras.layers.Dense, keras.optimizers.SGD  # noqa: N806
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(batch_shape=(shape["batch"], shape["steps"]), dtype="int32")
     x = keras.layers.Embedding(shape["vocab"], shape["embedding"])(inputs)
     for _ in range(shape["layers"]):
-        x = LSTM(shape["units"], return_sequences=True, stateful=True)(x)  # carries the state across windows
+        # `stateful`: carries the state across windows.
+        lstm = keras.layers.LSTM(shape["units"], return_sequences=True, stateful=True, zero_output_for_mask=True)
+        if not plain_keras:
+            install(lstm)
+        x = lstm(x)
     logits = Dense(shape["vocab"])(x)
     model = keras.Model(inputs, logits)
     model.compile(optimizer=SGD(shape["learning_rate"], global_clipnorm=shape["clipnorm"]),
@@ -222,6 +226,7 @@ def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: 
     loop computes none), trained by `train_on_batch` on the saved batches."""
     import keras
 
+    from textseq import kernels
     from textseq.kernels.loss import token_loss
     from textseq.models.seq2seq import build_seq2seq
     from textseq.training import make_optimizer
@@ -229,6 +234,7 @@ def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: 
     recipe = multi30k_recipe(data_dir)
     keras.utils.set_random_seed(0)
     model = build_seq2seq(recipe.model, sizes["source_vocab"], sizes["target_vocab"])
+    kernels.install(model)  # as `textseq train` does with train.kernels: auto
     model.compile(optimizer=make_optimizer(recipe.train, 1), loss=token_loss(recipe.train.label_smoothing))
     step = lambda source, target_in, target_out: model.train_on_batch(  # noqa: E731
         {"source": source, "target_in": target_in}, target_out)

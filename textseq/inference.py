@@ -19,7 +19,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from textseq.constants import BOS, EOS, PAD, UNK
+from textseq import kernels
+from textseq.constants import EOS, PAD, UNK
 from textseq.data.tokenizer import Tokenizer, split_tokens
 from textseq.decoding import DecodingOptions, decode, sampler
 from textseq.errors import UserError
@@ -109,6 +110,8 @@ class LoadedRun:
                             "(in Python: textseq.inference.load)")
         source_vocab, target_vocab = run.vocabularies(recipe.vocab.shared)
         model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
+        if kernels.enabled(recipe.train):
+            kernels.install(model)
         model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
         load_weights(model, run.weights_file, remedy=(
             f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "

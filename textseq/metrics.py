@@ -1,4 +1,4 @@
-"""Metrics that ignore padding, and sequence-level scores.
+"""The training loss and metrics that ignore padding, and sequence-level scores.
 
 >>> exact_match(["1998-03-03", "x"], ["1998-03-03", "y"])
 0.5
@@ -12,6 +12,45 @@ import keras
 from keras import ops
 
 from textseq.constants import PAD
+
+
+def token_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
+    """Cross-entropy per target token from float32 logits, averaged over non-padding tokens.
+
+    With `label_smoothing` e, the target distribution is (1 - e) on the right token plus e spread
+    evenly over the vocabulary (Szegedy et al. 2016), as most NMT systems train.
+    """
+    return TokenLoss(label_smoothing)
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class TokenLoss(keras.losses.Loss):
+    """(Label-smoothed) cross-entropy over non-padding tokens, one mean per batch, in Keras ops.
+
+    Each token's loss is weighted by `real / mean(real)` (`real`: 1 on a target token, 0 on
+    padding), so Keras' mean over all positions is the mean over real tokens, and Keras scales it
+    for the replicas of a distribution strategy. `textseq.kernels.loss` computes the same faster.
+
+    >>> loss = TokenLoss(0.1)
+    >>> round(float(loss(ops.array([[1, 0]]), ops.array([[[0., 9, 0], [5., 0, 0]]]))), 4)
+    0.6002
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(y_true, "int32")
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        losses = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(labels, -1), axis=-1), -1)
+        if self.label_smoothing:
+            losses = (1.0 - self.label_smoothing) * losses - self.label_smoothing * ops.mean(log_probs, axis=-1)
+        real = ops.cast(ops.not_equal(labels, PAD), "float32")
+        return losses * ops.divide_no_nan(real, ops.mean(real))
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 @keras.saving.register_keras_serializable(package="textseq")

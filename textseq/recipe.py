@@ -124,6 +124,10 @@ class TrainConfig:
         "auto", "auto: a TPU if found, mirrored over 2+ GPUs, else one device; multi_worker: the cluster in TF_CONFIG")
     devices: Optional[str] = _opt(None, "mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1 or /cpu:0,/cpu:1")
     tpu: Optional[str] = _opt(None, "tpu: the TPU's name or grpc:// address; empty on a TPU VM")
+    kernels: Literal["auto", "keras"] = _opt(
+        "auto", "auto: TensorFlow's speed path (textseq.kernels: hoisted recurrent loops on CPUs and TPUs, fused "
+        "attention scores and loss, exact sparse gradient clipping) on the TensorFlow backend; keras: the pure "
+        "Keras layers, loss and optimizers")
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = _opt(
         "float32", "mixed_float16 on GPUs, mixed_bfloat16 on TPUs and CPUs with bf16; logits stay float32. auto: "
         "mixed_bfloat16 where the TPU, GPU (8.0+) or CPU (AVX512_BF16, AMX) has bf16, mixed_float16 on 7.x GPUs, "

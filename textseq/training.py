@@ -21,9 +21,8 @@ from textseq.data.tasks import TaskData
 from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, is_chief, make_strategy, precision,
                                 resolve_precision, work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
-from textseq.kernels.loss import token_loss
-from textseq.kernels.optimizers import OPTIMIZERS
-from textseq.metrics import TokenAccuracy
+from textseq import kernels
+from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import Recipe, TrainConfig
@@ -115,8 +114,11 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
     static_shapes = isinstance(strategy, tf.distribute.TPUStrategy)
     with strategy.scope(), precision(policy):
         model = build_seq2seq(recipe.model, data.source.vocab.size, data.target.vocab.size)
-        model.compile(optimizer=make_optimizer(recipe.train, steps_per_epoch),
-                      loss=token_loss(recipe.train.label_smoothing), metrics=[TokenAccuracy()])
+        speed_path = kernels.enabled(recipe.train)
+        if speed_path:
+            kernels.install(model)
+        loss = (kernels.token_loss if speed_path else token_loss)(recipe.train.label_smoothing)
+        model.compile(optimizer=make_optimizer(recipe.train, steps_per_epoch), loss=loss, metrics=[TokenAccuracy()])
         first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,
                                                  *data.max_lengths, static_shapes=static_shapes)))
         model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
@@ -206,7 +208,17 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1)
     clipping = {"global_clipnorm" if config.clip == "global" else "clipnorm": config.clipnorm}
-    return OPTIMIZERS[config.optimizer](learning_rate=learning_rate, **clipping)
+    return optimizer_class(config)(learning_rate=learning_rate, **clipping)
+
+
+def optimizer_class(config: TrainConfig) -> type[keras.optimizers.Optimizer]:
+    """The recipe's optimizer: Keras' own, or with the speed path's exact sparse clipping."""
+    if kernels.enabled(config):
+        from textseq.kernels.optimizers import OPTIMIZERS
+
+        return OPTIMIZERS[config.optimizer]
+    return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+            "rmsprop": keras.optimizers.RMSprop}[config.optimizer]
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

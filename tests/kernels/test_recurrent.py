@@ -7,15 +7,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from textseq.models.recurrent import GRU, LSTM
+from textseq.kernels.recurrent import install
 
-KERAS_LAYERS = {LSTM: keras.layers.LSTM, GRU: keras.layers.GRU}
+LSTM, GRU = keras.layers.LSTM, keras.layers.GRU
+
+
+def hoisted(layer_class, units, **kwargs):
+    """A Keras layer (with zero outputs on masked steps, as the kernels give) with the kernels installed."""
+    layer = layer_class(units, zero_output_for_mask=True, **kwargs)
+    install(layer)
+    return layer
 
 
 def _pair(layer_class, go_backwards):
-    ours = layer_class(6, return_sequences=True, return_state=True, go_backwards=go_backwards)
-    reference = KERAS_LAYERS[layer_class](6, return_sequences=True, return_state=True, go_backwards=go_backwards,
-                                          zero_output_for_mask=True)
+    ours = hoisted(layer_class, 6, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    reference = layer_class(6, return_sequences=True, return_state=True, go_backwards=go_backwards,
+                            zero_output_for_mask=True)
     ours.build((3, 5, 4))
     reference.build((3, 5, 4))
     reference.set_weights(ours.get_weights())
@@ -57,7 +64,7 @@ def test_hoisted_kernels_match_keras_outputs_states_and_gradients(layer_class, g
 
 
 def test_hoisted_kernels_run_in_a_graph_under_bfloat16():
-    layer = LSTM(8, return_sequences=True, return_state=True, dtype="mixed_bfloat16")
+    layer = hoisted(LSTM, 8, return_sequences=True, return_state=True, dtype="mixed_bfloat16")
     inputs = tf.ones((2, 4, 3))
 
     @tf.function
@@ -73,10 +80,13 @@ def test_hoisted_kernels_run_in_a_graph_under_bfloat16():
     assert all(np.all(np.isfinite(g.numpy())) for g in gradients)
 
 
-def test_layers_round_trip_through_their_config():
-    for layer in (LSTM(4, go_backwards=True, name="l"), GRU(4, name="g")):
+def test_installing_changes_neither_the_layer_nor_its_config():
+    for layer_class in (LSTM, GRU):
+        plain = layer_class(4, go_backwards=True, zero_output_for_mask=True, name="l")
+        layer = hoisted(layer_class, 4, go_backwards=True, name="l")
+        assert type(layer) is layer_class and layer.get_config() == plain.get_config()
         clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-        assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
+        assert type(clone) is layer_class and clone.get_config() == layer.get_config()
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
@@ -128,10 +138,11 @@ def _uses_xla(layer, inputs, training) -> bool:
 
 def test_xla_loops_only_where_they_pay_off():
     fixed = tf.ones((2, 4, 3))
-    assert _uses_xla(LSTM(8, return_sequences=True), fixed, training=True)  # float32 training, fixed shape
-    assert not _uses_xla(LSTM(8, return_sequences=True), fixed, training=False)  # inference: exports stay plain
+    assert _uses_xla(hoisted(LSTM, 8, return_sequences=True), fixed, training=True)  # float32 training, fixed shape
+    assert not _uses_xla(hoisted(LSTM, 8, return_sequences=True), fixed, training=False)  # inference: exports stay plain
     # bfloat16: oneDNN's graph ops use the CPU's bf16 units, XLA converts to float32.
-    assert not _uses_xla(LSTM(8, return_sequences=True, dtype="mixed_bfloat16"), fixed, training=True)
+    assert not _uses_xla(hoisted(LSTM, 8, return_sequences=True, dtype="mixed_bfloat16"), fixed, training=True)
     # Batches of every length would compile once per length.
-    assert not _uses_xla(GRU(8, return_sequences=True), tf.TensorSpec((2, None, 3)), training=True)
-    assert _uses_xla(GRU(8, return_sequences=True), fixed, training=True)
+    assert not _uses_xla(hoisted(GRU, 8, return_sequences=True), tf.TensorSpec((2, None, 3)), training=True)
+    assert _uses_xla(hoisted(GRU, 8, return_sequences=True), fixed, training=True)
+    assert not _uses_xla(LSTM(8, return_sequences=True), fixed, training=True)  # not installed: Keras' own loop

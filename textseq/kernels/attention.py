@@ -7,7 +7,7 @@ the tanh in the backward pass instead of storing it (measured in benchmarks/READ
 compiles once per shape, so it is for steps that repeat one shape.
 
 >>> q, k, v = tf.ones((1, 2, 3)), tf.zeros((1, 4, 3)), tf.ones((3,))
->>> tuple(fused_additive_scores(q, k, v).shape)
+>>> tuple(additive_scores(q, k, v, training=True).shape)
 (1, 2, 4)
 """
 
@@ -15,7 +15,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from textseq.kernels.xla import xla_function
+from textseq.kernels.xla import fixed_shape, xla_function
+from textseq.layers.attention import additive_scores as keras_additive_scores
+
+
+def additive_scores(projected_query, projected_keys, score_kernel, training=None):
+    """`textseq.layers.attention.additive_scores`, fused under XLA where a training step has fixed shapes."""
+    if not (training is True and fixed_shape(projected_query, projected_keys)):
+        return keras_additive_scores(projected_query, projected_keys, score_kernel)
+    # Read variables here: inside, `tf.custom_gradient` would want their gradients separately.
+    return fused_additive_scores(projected_query, projected_keys, tf.cast(score_kernel, "float32"))
 
 
 @tf.custom_gradient

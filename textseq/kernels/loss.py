@@ -23,9 +23,10 @@ def token_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
     return TokenLoss(label_smoothing)
 
 
-@keras.saving.register_keras_serializable(package="textseq")
+@keras.saving.register_keras_serializable(package="textseq.kernels")
 class TokenLoss(keras.losses.Loss):
-    """(Label-smoothed) cross-entropy over non-padding tokens, one mean per batch.
+    """`textseq.metrics.TokenLoss` in TensorFlow ops: (label-smoothed) cross-entropy over non-padding
+    tokens, one mean per batch.
 
     Where the logits have a fixed shape, the loss and its gradient are one XLA function
     (`weighted_cross_entropy`); otherwise `token_cross_entropy` with its gradient written out. Either

@@ -17,7 +17,7 @@ the output is zero.
 With `compiled=True` the two loops (and the backward pass's elementwise factors) run as XLA
 functions: TensorFlow's executor spends several microseconds on each small op of every step, XLA
 fuses a step's elementwise work into one kernel. XLA compiles once per sequence length and batch
-size, so `textseq.models.recurrent` asks for it only when training on fixed shapes; the matrix
+size, so `install` asks for it only when training on fixed shapes; the matrix
 multiplies outside the loops stay on oneDNN, and inference graphs (exports) need no XLA.
 
 >>> import numpy as np
@@ -31,10 +31,12 @@ multiplies outside the loops stay on oneDNN, and inference graphs (exports) need
 from __future__ import annotations
 
 import collections
+import types
 
+import keras
 import tensorflow as tf
 
-from textseq.kernels.xla import xla_function
+from textseq.kernels.xla import fixed_shape, xla_function
 
 
 def _time_major(x):
@@ -251,3 +253,59 @@ def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=
         return (outputs, h_last), grad
 
     return run(inputs, h0, kernel, recurrent_kernel, bias)
+
+
+def install(layer: keras.layers.RNN) -> None:
+    """Runs `layer` (a Keras LSTM or GRU) on the hoisted loops wherever Keras would otherwise step
+    through time in graph ops: TensorFlow without a GPU, the default activations, a bias,
+    `reset_after=True` for GRU, and no dropout while training. Elsewhere Keras' own loop runs.
+
+    >>> layer = keras.layers.LSTM(4, return_sequences=True, zero_output_for_mask=True)
+    >>> install(layer)
+    >>> tuple(layer(tf.ones((2, 3, 5))).shape)
+    (2, 3, 4)
+    """
+    keras_loop = layer.inner_loop
+    run = _run_lstm if isinstance(layer, keras.layers.LSTM) else _run_gru
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not _hoisted_loop_applies(self, training):
+            return keras_loop(sequences, initial_state, mask, training=training)
+        outputs, *states = run(self, sequences, initial_state, mask,
+                               compiled=training is True and _xla_loops_pay_off(sequences))
+        return outputs[:, -1], outputs, states
+
+    layer.inner_loop = types.MethodType(inner_loop, layer)
+
+
+def _hoisted_loop_applies(layer: keras.layers.RNN, training: bool) -> bool:
+    """True where Keras would otherwise take its slow step-by-step loop for this layer."""
+    return (keras.backend.backend() == "tensorflow" and not layer.unroll and layer.cell.use_bias
+            and layer.cell.activation is keras.activations.tanh
+            and layer.cell.recurrent_activation is keras.activations.sigmoid
+            and getattr(layer, "reset_after", True)  # GRU: the kernel is the cuDNN-compatible form
+            and layer.zero_output_for_mask  # as these loops give masked steps
+            and not (training and (layer.cell.dropout or layer.cell.recurrent_dropout))
+            and not tf.config.list_logical_devices("GPU"))
+
+
+def _xla_loops_pay_off(sequences) -> bool:
+    """XLA loops where batch and length are fixed (`fixed_shape`). Float32 only: XLA on CPUs
+    multiplies bfloat16 by converting it, where oneDNN's graph ops use the CPU's bf16 (AMX) units,
+    2.5x float32's rate. Training only (the caller's condition): inference graphs, and so exports,
+    stay free of XLA.
+    """
+    return fixed_shape(sequences) and sequences.dtype == "float32"
+
+
+def _run_lstm(layer, sequences, initial_state, mask, compiled):
+    cell = layer.cell
+    return lstm_sequence(sequences, initial_state[0], initial_state[1], mask, cell.kernel.value,
+                         cell.recurrent_kernel.value, cell.bias.value, layer.go_backwards, compiled)
+
+
+def _run_gru(layer, sequences, initial_state, mask, compiled):
+    cell = layer.cell
+    initial = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+    return gru_sequence(sequences, initial, mask, cell.kernel.value, cell.recurrent_kernel.value,
+                        cell.bias.value, layer.go_backwards, compiled)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
-
-from textseq.kernels.attention import fused_additive_scores
-from textseq.kernels.xla import fixed_shape
 
 # Added to the scores of padded keys before the softmax; the weights are then set to exactly 0.
 _MASKED_SCORE = -1e9
@@ -46,6 +42,8 @@ class BahdanauAttention(keras.layers.Layer):
         self.units = units
         # Outputs are per query step, so they keep the query's mask (e.g. target padding).
         self.supports_masking = True
+        # `textseq.kernels.install` may put an equal, faster function of the same arguments here.
+        self.score_function = additive_scores
 
     def build(self, query_shape, keys_shape):
         self.query_kernel = self.add_weight(name="query_kernel", shape=(query_shape[-1], self.units))
@@ -54,20 +52,18 @@ class BahdanauAttention(keras.layers.Layer):
         self.score_kernel = self.add_weight(name="score_kernel", shape=(self.units,))
 
     def call(self, query, keys, keys_mask=None, training=None):
-        # Fused scores where a training step repeats one shape (see `additive_scores`).
-        compiled = training is True and fixed_shape(query, keys)
-        weights = self.attention_weights(query, self.project_keys(keys), keys_mask, compiled)
+        weights = self.attention_weights(query, self.project_keys(keys), keys_mask, training)
         return ops.matmul(weights, keys), weights
 
     def project_keys(self, keys):
         """`W2 k + b` for every key: computed once per source, reused at every decoding step."""
         return ops.matmul(keys, self.key_kernel) + self.bias
 
-    def attention_weights(self, query, projected_keys, keys_mask=None, compiled=False):
+    def attention_weights(self, query, projected_keys, keys_mask=None, training=None):
         """Weights `[batch, query_steps, key_steps]` from queries and `project_keys(keys)`."""
         projected_query = ops.matmul(query, self.query_kernel)
         # Softmax in float32 even under mixed precision: it is where half precision loses mass.
-        scores = additive_scores(projected_query, projected_keys, self.score_kernel, compiled)
+        scores = self.score_function(projected_query, projected_keys, self.score_kernel, training)
         if keys_mask is None:
             return ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
         keep = ops.expand_dims(ops.cast(keys_mask, "bool"), 1)
@@ -81,21 +77,15 @@ class BahdanauAttention(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-def additive_scores(projected_query, projected_keys, score_kernel, compiled=False):
+def additive_scores(projected_query, projected_keys, score_kernel, training=None):
     """`v^T tanh(q + k)` for every query and key: float32 `[batch, query_steps, key_steps]`.
 
-    The hidden layer has `batch x query_steps x key_steps x units` elements (268 MB for a batch of
-    64 tiny-Shakespeare windows), written and read back by the graph ops. `compiled` computes the
-    scores and their gradients under XLA in float32, fused, recomputing the tanh in the backward
-    pass instead of storing it: 1.6x faster in float32 and 2.3x under bfloat16 on 2 CPU cores
-    (benchmarks/README.md). It compiles once per shape, so it is for steps that repeat one shape.
+    The hidden layer has `batch x query_steps x key_steps x units` elements; `training` is not used
+    here (a kernel in this function's place may use it, see `textseq.kernels.attention`).
 
     >>> q, k, v = ops.ones((1, 2, 3)), ops.zeros((1, 4, 3)), ops.ones((3,))
-    >>> tuple(additive_scores(q, k, v).shape), tuple(additive_scores(q, k, v, compiled=True).shape)
-    ((1, 2, 4), (1, 2, 4))
+    >>> tuple(additive_scores(q, k, v).shape)
+    (1, 2, 4)
     """
-    if not compiled:
-        hidden = ops.tanh(ops.expand_dims(projected_query, 2) + ops.expand_dims(projected_keys, 1))
-        return ops.cast(ops.einsum("btsu,u->bts", hidden, score_kernel), "float32")
-    # Read variables here: inside, `tf.custom_gradient` would want their gradients separately.
-    return fused_additive_scores(projected_query, projected_keys, tf.cast(score_kernel, "float32"))
+    hidden = ops.tanh(ops.expand_dims(projected_query, 2) + ops.expand_dims(projected_keys, 1))
+    return ops.cast(ops.einsum("btsu,u->bts", hidden, score_kernel), "float32")
