@@ -23,6 +23,7 @@ from textseq.decoding import DecodingOptions
 from textseq.errors import UserError
 from textseq.inference import LoadedRun, load
 from textseq.metrics import corpus_scores, exact_match
+from textseq.models import CarriedStates
 
 
 def evaluate(run: str | Path | LoadedRun, split: str = "test", options: DecodingOptions | dict | None = None,
@@ -102,12 +103,9 @@ def teacher_forced_metrics(loaded: LoadedRun, split: str, batch_size: int) -> tu
     """The split's size, tokens, loss and perplexity, and the raw totals behind them."""
     recipe = loaded.recipe
     data = TaskData.load(recipe, (loaded.source.vocab, loaded.target.vocab), splits=(split,))
-    if data.carry_state:
-        loaded.model.carry_states(batch_size)  # every row of a batch continues the previous batch's row
-    try:
-        totals = teacher_forced_totals(loaded.model, data.dataset(split, batch_size))
-    finally:
-        loaded.model.carry_states(None)
+    # Language-model windows: every row of a batch continues the previous batch's row.
+    model = CarriedStates(loaded.model, batch_size) if data.carry_state else loaded.model
+    totals = teacher_forced_totals(model, data.dataset(split, batch_size))
     loss = totals["loss"] / max(totals["tokens"], 1)
     unit = "windows" if recipe.task == "language_model" else "examples"
     return {"split": split, unit: int(data.examples[split][0].nrows()), "tokens": int(totals["tokens"]),

@@ -23,7 +23,7 @@ from textseq.distribute import (broadcast_from_chief, describe, distribute_datas
 from textseq.errors import UserError
 from textseq import kernels
 from textseq.metrics import TokenAccuracy, token_loss
-from textseq.models import Seq2Seq, build_seq2seq
+from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import Recipe, TrainConfig
 from textseq.runs import Run, load_weights, replace
@@ -114,6 +114,8 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
     static_shapes = isinstance(strategy, tf.distribute.TPUStrategy)
     with strategy.scope(), precision(policy):
         model = build_seq2seq(recipe.model, data.source.vocab.size, data.target.vocab.size)
+        if data.carry_state:  # consecutive windows: each row's decoder goes on from where it stopped
+            model = CarriedStates(model, recipe.train.batch_size // strategy.num_replicas_in_sync)
         speed_path = kernels.enabled(recipe.train)
         if speed_path:
             kernels.install(model)
@@ -122,8 +124,6 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
         first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,
                                                  *data.max_lengths, static_shapes=static_shapes)))
         model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
-        if data.carry_state:
-            model.carry_states(recipe.train.batch_size // strategy.num_replicas_in_sync)
         model.optimizer.build(model.trainable_variables)
         if workers(strategy) > 1:
             work_around_keras_multi_worker(model, first_batch)

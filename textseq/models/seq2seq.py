@@ -34,7 +34,6 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, encoder, decoder, **kwargs):
         super().__init__(**kwargs)
-        self._carried = None
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
         if isinstance(decoder, dict):
@@ -48,32 +47,26 @@ class Seq2Seq(keras.Model):
         self.decoder = decoder
 
     def call(self, inputs, training=False):
-        if "reset" in inputs and self._carried is not None:
-            logits, _, final_states = self.logits_and_attention(
-                inputs["source"], inputs["target_in"], training=training, reset=inputs["reset"], return_states=True)
-            self._carried.keep(final_states)
-            return logits
         logits, _ = self.logits_and_attention(inputs["source"], inputs["target_in"], training=training)
         return logits
 
-    def logits_and_attention(self, source, target_in, training=False, reset=None, return_states=False):
+    def logits_and_attention(self, source, target_in, training=False, initial_states=None, reset=None,
+                             return_states=False):
         """Teacher-forced logits `[batch, T, vocab]` and attention weights `[batch, T, S]`.
 
-        With `reset` `[batch]` (after `carry_states`), rows where it is false start the decoder from
-        the states carried from the previous call instead of the encoder's.
+        The decoder starts from the encoder's final states, or, with `initial_states` (per layer, as
+        `return_states` gives them), from those on every row where `reset` `[batch]` is false
+        (truncated back-propagation through time: no gradient flows into them). `return_states`
+        adds the decoder's final states.
         """
         outputs, states = self.encoder(source, training=training)
-        if reset is not None:
-            states = self._carried.initial_states(states, reset)
+        if initial_states is not None:
+            keep_encoder = ops.expand_dims(ops.cast(reset, "bool"), -1)
+            states = [[ops.where(keep_encoder, state, ops.cast(ops.stop_gradient(given), state.dtype))
+                       for state, given in zip(layer_states, layer_given)]
+                      for layer_states, layer_given in zip(states, initial_states)]
         return self.decoder(target_in, states, outputs, ops.not_equal(source, PAD), training=training,
                             return_states=return_states)
-
-    def carry_states(self, batch_size: int | None) -> None:
-        """Carries the decoder's final states from one call to the next for inputs with a `reset` flag
-        (truncated back-propagation through time); `batch_size` is the rows of one call (per replica).
-        None stops carrying. Call it inside the strategy's scope: each replica keeps its own states.
-        """
-        self._carried = None if batch_size is None else CarriedStates(self.decoder, batch_size)
 
     def encode(self, source):
         """What every decoding step needs about the source, as a dict of tensors."""
@@ -98,30 +91,6 @@ class Seq2Seq(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-class CarriedStates:
-    """The decoder's final states of the last call, one variable per state tensor, kept per replica
-    (synchronized on read) and outside the model's weights, so checkpoints do not depend on the batch.
-    """
-
-    def __init__(self, decoder: Decoder, batch_size: int):
-        per_layer = 2 if decoder.cell == "lstm" else 1
-        self.variables = [[keras.Variable(ops.zeros((batch_size, decoder.units)), trainable=False, dtype="float32",
-                                          synchronization="on_read", aggregation="mean", name=f"carried_{i}_{j}")
-                           for j in range(per_layer)] for i in range(decoder.num_layers)]
-
-    def initial_states(self, encoder_states, reset):
-        """Per row: the encoder's states where `reset`, else the carried ones (no gradient flows back)."""
-        reset = ops.expand_dims(ops.cast(reset, "bool"), -1)
-        return [[ops.where(reset, state, ops.cast(ops.stop_gradient(variable.value), state.dtype))
-                 for state, variable in zip(layer_states, layer_variables)]
-                for layer_states, layer_variables in zip(encoder_states, self.variables)]
-
-    def keep(self, final_states) -> None:
-        for layer_states, layer_variables in zip(final_states, self.variables):
-            for state, variable in zip(layer_states, layer_variables):
-                variable.assign(ops.cast(ops.stop_gradient(state), "float32"))
 
 
 def build_seq2seq(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:
