@@ -82,6 +82,11 @@ def cli():
       textseq predict runs/multi30k-en-lm "a man is riding a"
       textseq export runs/multi30k-de-en exports/multi30k-de-en
     """
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":
+        raise InputError(f"KERAS_BACKEND={backend}: the textseq command runs on TensorFlow (its data pipelines, "
+                         "strategies and export); unset KERAS_BACKEND or set it to tensorflow. textseq's layers, "
+                         "models and decoding work under any Keras backend from Python")
     # The log levels, once: textseq's progress messages on stderr, TensorFlow's Python and C++ errors only.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
