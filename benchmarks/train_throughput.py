@@ -120,7 +120,7 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
     import keras
     import tensorflow as tf
 
-    from textseq.kernels.loss import token_loss
+    from textseq.kernels.loss import TokenLoss
     from textseq.kernels.optimizers import SGD
     from textseq.kernels.recurrent import install
     from textseq.layers import Dense
@@ -140,7 +140,7 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
     logits = Dense(shape["vocab"])(x)
     model = keras.Model(inputs, logits)
     model.compile(optimizer=SGD(shape["learning_rate"], global_clipnorm=shape["clipnorm"]),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if plain_keras else token_loss(),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if plain_keras else TokenLoss(),
                   jit_compile=jit)
     rate = time_windows(lambda x, y: model.train_on_batch(x, y), ptb_batches(batches), windows, steps)
     return {"tokens_per_s": rate, "matmul_gflops": matmul_rate(tf.matmul, tf.constant)}
@@ -227,7 +227,7 @@ def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: 
     import keras
 
     from textseq import kernels
-    from textseq.kernels.loss import token_loss
+    from textseq.kernels.loss import TokenLoss
     from textseq.models.seq2seq import build_seq2seq
     from textseq.training import make_optimizer
 
@@ -235,7 +235,7 @@ def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: 
     keras.utils.set_random_seed(0)
     model = build_seq2seq(recipe.model, sizes["source_vocab"], sizes["target_vocab"])
     kernels.install(model)  # as `textseq train` does with train.kernels: auto
-    model.compile(optimizer=make_optimizer(recipe.train, 1), loss=token_loss(recipe.train.label_smoothing))
+    model.compile(optimizer=make_optimizer(recipe.train, 1), loss=TokenLoss(recipe.train.label_smoothing))
     step = lambda source, target_in, target_out: model.train_on_batch(  # noqa: E731
         {"source": source, "target_in": target_in}, target_out)
     rate = time_windows(step, batches, windows, steps, warm_up=len(batches), tokens=real_target_tokens)

@@ -92,12 +92,12 @@ def test_installing_changes_neither_the_layer_nor_its_config():
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("fixed_shape", [True, False], ids=["xla", "graph"])
 def test_token_loss_and_its_gradient_match_the_textbook_formula(label_smoothing, fixed_shape):
-    from textseq.kernels.loss import token_loss
+    from textseq.kernels.loss import TokenLoss
 
     rng = np.random.default_rng(1)
     logits = tf.constant(rng.normal(size=(2, 3, 7)) * 3, "float32")
     labels = tf.constant([[4, 2, 0], [6, 0, 0]])  # 0 is padding
-    loss = token_loss(label_smoothing)
+    loss = TokenLoss(label_smoothing)
     # Logits of a fixed shape take the XLA functions, others TensorFlow's ops.
     spec = [tf.TensorSpec([2, 3], tf.int32), tf.TensorSpec([2, 3, 7])] if fixed_shape else [
         tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None, 7])]

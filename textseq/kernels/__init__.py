@@ -47,6 +47,7 @@ def recurrent_layers(model) -> list[keras.layers.RNN]:
 
 
 def token_loss(label_smoothing: float) -> keras.losses.Loss:
-    from textseq.kernels.loss import token_loss as tensorflow_token_loss
+    """`textseq.metrics.token_loss`, computed by the speed path."""
+    from textseq.kernels.loss import TokenLoss
 
-    return tensorflow_token_loss(label_smoothing)
+    return TokenLoss(label_smoothing)

@@ -1,30 +1,18 @@
-"""The training loss: (label-smoothed) cross-entropy per target token, over non-padding tokens,
-with its gradient written out in TensorFlow ops (and, for batches of one shape, in one XLA function).
-
->>> round(float(token_loss(0.1)(tf.constant([[1, 0]]), tf.constant([[[0., 9, 0], [5., 0, 0]]]))), 4)
-0.6002
-"""
+"""The training loss of `textseq.metrics` with its gradient written out in TensorFlow ops (and, for
+batches of one shape, in one XLA function): `TokenLoss`."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
+from textseq import metrics
 from textseq.constants import PAD
 from textseq.kernels.xla import fixed_shape, xla_function
 
 
-def token_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
-    """Cross-entropy per target token from float32 logits, averaged over non-padding tokens.
-
-    With `label_smoothing` e, the target distribution is (1 - e) on the right token plus e spread
-    evenly over the vocabulary (Szegedy et al. 2016), as most NMT systems train.
-    """
-    return TokenLoss(label_smoothing)
-
-
 @keras.saving.register_keras_serializable(package="textseq.kernels")
-class TokenLoss(keras.losses.Loss):
+class TokenLoss(metrics.TokenLoss):
     """`textseq.metrics.TokenLoss` in TensorFlow ops: (label-smoothed) cross-entropy over non-padding
     tokens, one mean per batch.
 
@@ -38,10 +26,6 @@ class TokenLoss(keras.losses.Loss):
     0.6002
     """
 
-    def __init__(self, label_smoothing: float = 0.0, name: str = "loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.label_smoothing = label_smoothing
-
     def call(self, y_true, y_pred):
         labels = tf.reshape(tf.cast(y_true, "int32"), [-1])
         logits = tf.reshape(tf.cast(y_pred, "float32"), [-1, tf.shape(y_pred)[-1]])
@@ -52,9 +36,6 @@ class TokenLoss(keras.losses.Loss):
         if fixed_shape(y_pred):
             return weighted_cross_entropy(logits, labels, weights, self.label_smoothing)
         return tf.reduce_sum(token_cross_entropy(logits, labels, self.label_smoothing) * weights)
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def weighted_cross_entropy(logits, labels, weights, label_smoothing: float = 0.0):
