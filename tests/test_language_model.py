@@ -191,3 +191,13 @@ def test_missing_corpus_and_task_mistakes_exit_2(tmp_path):
     assert "data.source: text does not suit task: translate; use data.source: dates or parallel" in result.stderr
     result = invoke("check", tmp_path / "lm.yaml", "--set", "vocab.shared=false")
     assert result.exit_code == 2 and "vocab.shared must be true for a language_model" in result.stderr
+
+
+def test_library_errors_name_the_arguments_not_cli_flags(lm_run):
+    from textseq.errors import UserError
+
+    model = LanguageModel.from_run(lm_run)
+    with pytest.raises(UserError, match=r"^k \(the number of next tokens\) must be at least 1, not 0$"):
+        model.predict(["a man"], 0)
+    with pytest.raises(UserError, match=r"^max_tokens must be 0 or more, not -1$"):
+        model.generate("a man", -1)

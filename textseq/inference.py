@@ -233,7 +233,7 @@ class LanguageModel(LoadedRun):
     def predict(self, texts: list[str], k: int = 5) -> list[list[Prediction]]:
         """The `k` most probable next tokens after each text, most probable first."""
         if k < 1:
-            raise UserError(f"--top-k must be at least 1, not {k}")
+            raise UserError(f"k (the number of next tokens) must be at least 1, not {k}")
         k = min(k, self.target.vocab_size)
         if "predict" not in self._compiled:
             self._compiled["predict"] = tf.function(
@@ -252,7 +252,7 @@ class LanguageModel(LoadedRun):
         """
         options = DecodingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # checks them
         if max_tokens < 0:
-            raise UserError(f"--max-tokens must be 0 or more, not {max_tokens}")
+            raise UserError(f"max_tokens must be 0 or more, not {max_tokens}")
         key = ("generate", options)
         if key not in self._compiled:
             draw = sampler(options.temperature or 1.0, options.top_k, options.top_p)
