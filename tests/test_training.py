@@ -168,3 +168,14 @@ def test_a_cosine_schedule_decays_to_a_tenth_and_a_resumed_run_stays_on_the_curv
 def test_cosine_and_halving_on_plateaus_do_not_mix(tmp_path):
     with pytest.raises(UserError, match="train.reduce_lr_patience halves a constant learning rate"):
         recipe_from_dict(TINY, ["train.schedule=cosine", "train.reduce_lr_patience=1"])
+
+
+def test_training_reads_in_short_named_steps():
+    import ast
+
+    from conftest import ROOT
+
+    tree = ast.parse((ROOT / "textseq" / "training.py").read_text())
+    lengths = {node.name: node.end_lineno - node.lineno + 1 for node in ast.walk(tree)
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    assert max(lengths.values()) <= 40, {name: n for name, n in lengths.items() if n > 40}
