@@ -21,8 +21,8 @@ def test_unseen_tokens_and_pairs_get_the_add_one_share():
     assert result["bigram"] == pytest.approx(math.sqrt((1 + 4) / 1 * (0 + 4) / 1))
 
 
-def test_the_readme_baselines_for_multi30k_en_lm():
-    """The unigram and bigram perplexities the README prints next to the model's, recomputed."""
+def test_the_guide_baselines_for_multi30k_en_lm():
+    """The unigram and bigram perplexities the guide (docs/next-word.md) prints next to the model's, recomputed."""
     from conftest import ROOT, SHARED
     from textseq.data.tasks import TaskData
     from textseq.recipe import load_recipe
@@ -33,6 +33,6 @@ def test_the_readme_baselines_for_multi30k_en_lm():
     data = TaskData.load(recipe, splits=("train", "test"))
     train_ids, test_ids = (data.examples[split][2].flat_values.numpy() for split in ("train", "test"))
     result = ngram_perplexities(train_ids, test_ids, data.target.vocab_size)
-    readme = (ROOT / "README.md").read_text()
-    assert f"| add-one unigram | {result['unigram']:.1f} |" in readme
-    assert f"| add-one bigram | {result['bigram']:.1f} |" in readme
+    guide = (ROOT / "docs" / "next-word.md").read_text(encoding="utf-8")
+    assert f"| add-one unigram | {result['unigram']:.1f} |" in guide
+    assert f"| add-one bigram | {result['bigram']:.1f} |" in guide

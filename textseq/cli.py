@@ -544,7 +544,8 @@ def plot(run: Path, output: Path):
 def export_command(run: Path, out_dir: Path, overwrite: bool):
     """Write RUN as a TensorFlow SavedModel in OUT_DIR that takes and returns raw strings.
 
-    Loading it needs TensorFlow only: tf.saved_model.load(OUT_DIR).signatures["translate"](text=...).
+    Loading it needs TensorFlow only: tf.saved_model.load(OUT_DIR), then call its "translate" (or
+    "next_words") signature with a batch of strings.
     Decoding follows the recipe's decode section (beam_size, alpha, max_length, ...).
 
     \b

@@ -1,0 +1,52 @@
+"""The user's guide: `mkdocs build --strict` passes (no broken link or reference), the recipe,
+command-line and API references are generated from the code, and the README's links resolve."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert built.returncode == 0, built.stderr[-3000:]
+    return out
+
+
+def test_the_recipe_reference_lists_every_key_with_its_default(site):
+    from textseq.recipe import Recipe
+
+    page = (site / "recipes" / "index.html").read_text(encoding="utf-8")
+    keys = [f"{section.name}.{field.name}" for section in dataclasses.fields(Recipe)
+            if dataclasses.is_dataclass(value := getattr(Recipe(), section.name)) for field in dataclasses.fields(value)]
+    assert len(keys) > 50 and "train.kernels" in keys
+    for key in keys:
+        assert f"<code>{key}</code>" in page, key
+
+
+def test_the_cli_and_api_references_come_from_the_code(site):
+    cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
+    for command in ("train", "translate", "evaluate", "predict", "generate", "serve", "export", "fetch"):
+        assert re.search(rf"textseq[^<]*\b{command}\b", cli), command
+    assert "--beam-size" in cli and "--allowed-host" in cli
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    for name in ("load_recipe", "train", "evaluate", "Translator", "LanguageModel", "export", "CarriedStates"):
+        assert name in api, name
+
+
+def test_the_readme_is_a_short_guide_whose_links_resolve():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme) <= 15_000
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert links and all((ROOT / link).exists() for link in links if "://" not in link), links
+    assert "../shared" not in readme
