@@ -267,7 +267,10 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
         else:
             lines.append(hypotheses[0].text)
     if output_file is not None:
-        write_output(output_file, "".join(line + "\n" for line in lines), "--output")
+        from textseq.data.textfiles import write_text
+
+        write_text(output_file, "".join(line + "\n" for line in lines), "choose a file in a directory you can write "
+                   "to", label="--output ")
         click.echo(f"wrote {len(sources)} translations to {output_file} ({json.dumps(options.describe())})", err=True)
     else:
         for line in lines:
@@ -282,15 +285,6 @@ def read_stdin() -> str:
         line = data[:error.start].count(b"\n") + 1
         raise InputError(f"--input -: line {line} of standard input is not UTF-8 (byte {data[error.start]:#04x}); "
                          "convert it, e.g. iconv -f latin1 -t utf-8") from None
-
-
-def write_output(path: Path, text: str, what: str) -> None:
-    """Writes a file the user asked for, or says why it cannot be written (exit 2)."""
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise InputError(f"{what} {path}: cannot be written ({error.strerror or error}); choose a file in a "
-                         "directory you can write to") from None
 
 
 def read_input(path: Path) -> str:

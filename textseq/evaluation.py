@@ -19,6 +19,7 @@ import tensorflow as tf
 from textseq.constants import PAD
 from textseq.data.sources import load_pairs
 from textseq.data.tasks import TaskData
+from textseq.data.textfiles import write_text
 from textseq.decoding import DecodingOptions
 from textseq.errors import UserError
 from textseq.inference import LoadedRun, load
@@ -55,7 +56,7 @@ def evaluate(run: str | Path | LoadedRun, split: str = "test", options: Decoding
                                       loaded.path / f"hyp-{split}.txt" if save else None)
     if save:
         try:
-            write_output(loaded.path / f"eval-{split}.json", json.dumps(metrics, indent=2) + "\n",
+            write_text(loaded.path / f"eval-{split}.json", json.dumps(metrics, indent=2) + "\n",
                          "the metrics were not saved in the run")
         except UserError as error:
             raise MetricsNotSaved(str(error), metrics) from None
@@ -87,7 +88,7 @@ def translation_metrics(loaded: LoadedRun, split: str, options: DecodingOptions,
     pairs = load_pairs(loaded.recipe.data, split)
     hypotheses = loaded.translate([s for s, _ in pairs], options, batch_size, progress)
     if hypotheses_file:
-        write_output(hypotheses_file, "".join(h + "\n" for h in hypotheses), "evaluate writes its outputs into "
+        write_text(hypotheses_file, "".join(h + "\n" for h in hypotheses), "evaluate writes its outputs into "
                      "the run directory: make it writable, or copy the run elsewhere")
     references = [t for _, t in pairs]
     return {
@@ -110,13 +111,6 @@ def teacher_forced_metrics(loaded: LoadedRun, split: str, batch_size: int) -> tu
     unit = "windows" if recipe.task == "language_model" else "examples"
     return {"split": split, unit: int(data.examples[split][0].nrows()), "tokens": int(totals["tokens"]),
             "loss": loss, "perplexity": math.exp(loss)}, totals
-
-
-def write_output(path: Path, text: str, consequence: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise UserError(f"{path}: cannot be written ({error.strerror or error}); {consequence}") from None
 
 
 def teacher_forced_totals(model, dataset: tf.data.Dataset) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Reading text files for training: UTF-8 (a byte-order mark is dropped), `\\n` or `\\r\\n`, `.gz` read directly.
+"""Reading text files for training: UTF-8 (a byte-order mark is dropped), `\\n` or `\\r\\n`, `.gz` read directly;
+and writing the text files a user asks for.
 
 Errors name the file, the line and what to do; nothing is silently replaced.
 
@@ -76,3 +77,12 @@ def read_text(path: Path, key: str, errors: str = "strict") -> str:
         return read_bytes(path, key).decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         return "\n".join(line for line in read_lines(path, key, errors) if line is not None) + "\n"
+
+
+def write_text(path: Path, text: str, remedy: str, label: str = "") -> None:
+    """Writes `text` to `path` as UTF-8, or raises a UserError that names the file (after `label`, e.g.
+    the flag that named it), says why it cannot be written and what to do (`remedy`)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"{label}{path}: cannot be written ({error.strerror or error}); {remedy}") from None

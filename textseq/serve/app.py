@@ -170,7 +170,7 @@ def host_name(host: str) -> str:
     host = host.strip().lower()
     if host.startswith("["):
         return host[:host.find("]") + 1] if "]" in host else host
-    if ":" in host and host.count(":") > 1:
+    if host.count(":") > 1:
         return f"[{host}]"  # a bare IPv6 address, as given to --allowed-host
     return host.split(":")[0]
 
