@@ -32,7 +32,7 @@ import tensorflow as tf
 from textseq import __version__
 from textseq.decoding import decode
 from textseq.errors import UserError
-from textseq.inference import LanguageModel, Translator, join_tokens, load, next_token_top_k, source_ids
+from textseq.inference import LanguageModel, Translator, load, next_top_k, source_ids
 from textseq.streaming import walk
 
 METADATA = "textseq.json"  # in the export's assets/
@@ -111,6 +111,15 @@ def write_saved_model(loaded: LanguageModel | Translator, out: Path) -> None:
     if isinstance(loaded, Translator):
         metadata["decoding"] = loaded.options().describe()
     (out / "assets").mkdir(exist_ok=True)
+    if recipe.vocab.level == "sentencepiece":
+        # The graph holds the models too; the files let a client or a person inspect the vocabulary.
+        files = {"source": loaded.source.vocab, "target": loaded.target.vocab}
+        metadata["sentencepiece_models"] = {}
+        for side, vocab in files.items():
+            name = "spm.model" if recipe.vocab.shared else f"{side}.spm.model"
+            vocab.save(out / "assets" / name)
+            metadata["sentencepiece_models"][side] = f"assets/{name}"
+        metadata["requires"] = ["tensorflow_text"]
     (out / "assets" / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
 
 
@@ -139,8 +148,8 @@ def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
     def next_words(text, k):
         with tf.control_dependencies([tf.debugging.assert_positive(k, message="next_words: k must be at least 1")]):
             k = tf.minimum(k, tokenizer.vocab_size)
-        top = next_token_top_k(model, data, tokenizer.encode(text), k)
-        return {"words": tf.gather(tokenizer.tokens, top.indices), "probabilities": top.values}
+        probabilities, words = next_top_k(model, data, tokenizer, tokenizer.encode(text), k)
+        return {"words": words, "probabilities": probabilities}
 
     def generate(text, max_tokens):
         with tf.control_dependencies([tf.debugging.assert_less_equal(
@@ -149,7 +158,7 @@ def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
         ids = tokenizer.encode(text)
         _, produced = walk(model, ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32), data.context,
                            data.continuation, data.carry_state, tf.maximum(max_tokens, 0))
-        return {"text": join_tokens(tokenizer, produced)}
+        return {"text": tokenizer.join_lines(produced)}
 
     text = tf.TensorSpec([None], tf.string, name="text")
     return {

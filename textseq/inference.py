@@ -21,10 +21,11 @@ import tensorflow as tf
 
 from textseq import kernels
 from textseq.constants import EOS, PAD, UNK
-from textseq.data.tokenizer import Tokenizer, split_tokens
+from textseq.data.tokenizer import Tokenizer, tokenizer_for
 from textseq.decoding import DecodingOptions, decode, sampler
 from textseq.errors import UserError
 from textseq.models import Seq2Seq, build_seq2seq
+from textseq.next_words import next_word_top_k
 from textseq.recipe import Recipe
 from textseq.runs import Run, load_weights
 from textseq.streaming import walk
@@ -60,21 +61,21 @@ def source_ids(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int) -> tf.Te
     return at_least_one_step(tokenizer.encode(texts)[:, :max_length].to_tensor(PAD))
 
 
+def next_top_k(model: Seq2Seq, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`(probabilities [batch, k], tokens [batch, k])`: the next tokens, or for a SentencePiece
+    vocabulary the next whole words (`textseq.next_words`), most probable first."""
+    if tokenizer.level == "sentencepiece":
+        return next_word_top_k(model, data, tokenizer, ids, k)
+    top = next_token_top_k(model, data, ids, k)
+    return top.values, tf.gather(tokenizer.tokens, top.indices)
+
+
 def next_token_top_k(model: Seq2Seq, data, ids: tf.RaggedTensor, k: tf.Tensor):
     """The `k` most probable next tokens (`tf.math.top_k` of the probabilities) after each text's ids,
     read window by window as training reads them (`data` is the recipe's data section)."""
     logits, _ = walk(model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32), data.context,
                      data.continuation, data.carry_state)
     return tf.math.top_k(tf.nn.softmax(logits), k)
-
-
-def join_tokens(tokenizer: Tokenizer, ids: tf.Tensor) -> tf.Tensor:
-    """Generated ids `[batch, steps]` -> text `[batch]`; for words, line ends (EOS) become newlines."""
-    pieces = tf.gather(tokenizer.tokens, ids)
-    if tokenizer.level == "char":
-        return tf.strings.reduce_join(pieces, axis=-1)
-    pieces = tf.where(tf.equal(ids, EOS), "\n", pieces)
-    return tf.strings.regex_replace(tf.strings.reduce_join(pieces, axis=-1, separator=" "), " ?\n ?", "\n")
 
 
 def prediction_record(model: "LanguageModel", text: str, k: int) -> dict:
@@ -108,7 +109,7 @@ class LoadedRun:
             verbs = "predict, generate and demo" if recipe.task == "language_model" else "translate and attention"
             raise UserError(f"{run.path} is a {recipe.task} run: textseq {verbs} use it "
                             "(in Python: textseq.inference.load)")
-        source_vocab, target_vocab = run.vocabularies(recipe.vocab.shared)
+        source_vocab, target_vocab = run.vocabularies(recipe.vocab)
         model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
         if kernels.enabled(recipe.train):
             kernels.install(model)
@@ -116,14 +117,14 @@ class LoadedRun:
         load_weights(model, run.weights_file, remedy=(
             f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "
             f"{run.path} --overwrite"))
-        return cls(recipe, model, Tokenizer(source_vocab), Tokenizer(target_vocab), run.path)
+        source = tokenizer_for(source_vocab)
+        return cls(recipe, model, source, source if target_vocab is source_vocab else tokenizer_for(target_vocab), run.path)
 
     def tokenize(self, text: str) -> tuple[list[str], np.ndarray]:
         """The source tokens of `text` as written, and their ids (UNK for unknown ones), in one graph call."""
         if "tokenize" not in self._compiled:
             self._compiled["tokenize"] = tf.function(
-                lambda texts: (split_tokens(texts, self.source.level, self.source.lowercase).flat_values,
-                               self.source.encode(texts).flat_values),
+                lambda texts: (self.source.split(texts).flat_values, self.source.encode(texts).flat_values),
                 input_signature=[tf.TensorSpec([1], tf.string)])
         pieces, ids = self._compiled["tokenize"](tf.constant([text]))
         return [piece.decode("utf-8") for piece in pieces.numpy()], ids.numpy()
@@ -228,20 +229,35 @@ class LanguageModel(LoadedRun):
 
     @property
     def vocab_tokens(self) -> list[str]:
-        return self.target.vocab.tokens
+        """Every token as it shows on its own (a SentencePiece piece as plain text), by id."""
+        if "tokens" not in self._compiled:
+            self._compiled["tokens"] = [token.decode("utf-8") for token in self.target.tokens.numpy()]
+        return self._compiled["tokens"]
 
     def predict(self, texts: list[str], k: int = 5) -> list[list[Prediction]]:
-        """The `k` most probable next tokens after each text, most probable first."""
+        """The `k` most probable next tokens after each text, most probable first; for a SentencePiece
+        model, the next whole words (see `textseq.next_words`)."""
         if k < 1:
             raise UserError(f"k (the number of next tokens) must be at least 1, not {k}")
         k = min(k, self.target.vocab_size)
         if "predict" not in self._compiled:
             self._compiled["predict"] = tf.function(
-                lambda text, k: next_token_top_k(self.model, self.recipe.data, self.source.encode(text), k),
+                lambda text, k: next_top_k(self.model, self.recipe.data, self.target, self.source.encode(text), k),
                 input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])
-        probabilities, ids = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
-        return [[Prediction(self.vocab_tokens[i], float(p)) for p, i in zip(row_p, row_i)]
-                for row_p, row_i in zip(probabilities.numpy(), ids.numpy())]
+        probabilities, tokens = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
+        return [[Prediction(token.decode("utf-8"), float(p)) for p, token in zip(row_p, row_t) if token or p > 0]
+                for row_p, row_t in zip(probabilities.numpy(), tokens.numpy())]
+
+    def append(self, text: str, continuation: str) -> str:
+        """`text` followed by what `generate` wrote after it, spaced as the vocabulary spaces text.
+
+        Words are joined by a space; characters and SentencePiece text carry their own spaces.
+        """
+        if self.target.level == "word":
+            return f"{text} {continuation}" if text and continuation else text + continuation
+        if self.target.level == "sentencepiece" and (not text or text[-1].isspace()):
+            return text + continuation.lstrip(" ")
+        return text + continuation
 
     def generate(self, text: str, max_tokens: int = 100, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None) -> str:
@@ -265,7 +281,7 @@ class LanguageModel(LoadedRun):
                     pick = lambda log_probs, index: draw(log_probs, tf.gather(uniforms, index))  # noqa: E731
                 _, produced = walk(self.model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32),
                                    data.context, data.continuation, data.carry_state, max_tokens, pick)
-                return join_tokens(self.target, produced)
+                return self.target.join_lines(produced)
 
             self._compiled[key] = tf.function(continue_text, input_signature=[
                 tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([None], tf.float32)])

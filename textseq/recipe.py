@@ -83,11 +83,27 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class VocabConfig:
-    level: Literal["char", "word"] = _opt("word", "token unit: characters, or whitespace-separated words")
+    level: Literal["char", "word", "sentencepiece"] = _opt(
+        "word", "token unit: characters, whitespace-separated words, or SentencePiece subwords trained on the "
+                "corpus (plain text in and out; any UTF-8 text maps to known pieces with byte_fallback)")
     lowercase: bool = _opt(False, "lower-case text before splitting it into tokens")
-    max_size: Optional[int] = _opt(None, "keep at most this many tokens (reserved ones included)", min=5)
-    min_count: int = _opt(1, "drop tokens seen fewer times in the training data", min=1)
-    shared: bool = _opt(True, "one vocabulary (vocab.txt) for source and target, or one each")
+    max_size: Optional[int] = _opt(None, "char, word: keep at most this many tokens (reserved ones included)", min=5)
+    min_count: int = _opt(1, "char, word: drop tokens seen fewer times in the training data", min=1)
+    shared: bool = _opt(True, "one vocabulary for source and target (vocab.txt or spm.model), or one each")
+    size: int = _opt(8000, "sentencepiece: pieces in the vocabulary, the 4 reserved ones included", min=8,
+                     max=1_000_000)
+    model_type: Literal["unigram", "bpe"] = _opt("unigram", "sentencepiece: the segmentation model")
+    character_coverage: float = _opt(
+        0.9995, "sentencepiece: share of the sample's characters that get pieces of their own; the rarest rest "
+                "is spelled in bytes (byte_fallback)", above=0.0, max=1.0)
+    byte_fallback: bool = _opt(True, "sentencepiece: spell characters without a piece as UTF-8 bytes, so no text "
+                                     "is ever read as <unk>")
+    sample_lines: int = _opt(1_000_000, "sentencepiece: lines of training text (a seeded sample, read in one pass) "
+                                        "the vocabulary is learned from", min=1)
+    subword_alpha: Optional[float] = _opt(
+        None, "sentencepiece, translate: subword regularization: every training batch samples its segmentations "
+              "with this smoothing (0.1 is usual; smaller is more varied); null: always the one best segmentation",
+        above=0.0, max=1.0)
 
 
 @dataclass(frozen=True)
@@ -411,6 +427,18 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
         key = ("vocab", "shared")
         raise UserError(f"{where(key)}vocab.shared must be true for a language_model: the text it reads is the "
                         "text it writes")
+    if isinstance(config, Recipe) and config.task == "language_model" and config.vocab.subword_alpha:
+        key = ("vocab", "subword_alpha")
+        raise UserError(f"{where(key)}vocab.subword_alpha applies to translation: a language model's text is one "
+                        "stream of pieces, segmented once; remove it")
+    if isinstance(config, VocabConfig) and config.level != "sentencepiece" and config.subword_alpha:
+        key = path + ("subword_alpha",)
+        raise UserError(f"{where(key)}vocab.subword_alpha samples SentencePiece segmentations; set vocab.level: "
+                        "sentencepiece, or remove it")
+    if isinstance(config, VocabConfig) and config.level == "sentencepiece" and config.max_size:
+        key = path + ("max_size",)
+        raise UserError(f"{where(key)}vocab.max_size applies to word and char vocabularies; a sentencepiece "
+                        "vocabulary has exactly vocab.size pieces: set that instead")
     if isinstance(config, Recipe) and config.data.source == "tfds" and config.task == "translate" and not (
             config.data.source_language and config.data.target_language):
         key = ("data", "source_language" if not config.data.source_language else "target_language")

@@ -3,7 +3,8 @@
     runs/dates/
       run.json            textseq version and creation time
       recipe.yaml         the resolved recipe (the single source of truth for this run)
-      vocab.txt           or source.vocab.txt + target.vocab.txt when `vocab.shared` is false
+      vocab.txt           or source.vocab.txt + target.vocab.txt when `vocab.shared` is false;
+                          spm.model (or source.spm.model + target.spm.model) for SentencePiece
       checkpoints/        epoch-NNNN.weights.h5 (model + optimizer) and epoch-NNNN.json (the state after
                           that epoch) for the last epochs; state.json names the one to resume from
       model.weights.h5    the weights with the best validation loss (what predict/evaluate use)
@@ -37,7 +38,7 @@ from pathlib import Path
 from textseq import __version__
 from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
-from textseq.recipe import DecodingOptions, Recipe, load_recipe, recipe_differences
+from textseq.recipe import DecodingOptions, Recipe, VocabConfig, load_recipe, recipe_differences
 
 # The layout of a run directory; a textseq that finds a higher number refuses the run instead of
 # misreading it. Run directories written before the number existed are format 1.
@@ -47,7 +48,8 @@ RUN_FORMAT = 1
 RESUMABLE_CHANGES = {"train.epochs", *(f"decode.{f.name}" for f in dataclasses.fields(DecodingOptions))}
 
 # What `--overwrite` deletes from a run directory: the files textseq writes there, and nothing else.
-RUN_FILES = ("run.json", "recipe.yaml", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "checkpoints",
+RUN_FILES = ("run.json", "recipe.yaml", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "spm.model",
+             "source.spm.model", "target.spm.model", "checkpoints",
              "model.weights.h5", "tmp-model.weights.h5", "metrics.csv", "metrics.csv.tmp", "logs", "eval-*.json",
              "hyp-*.txt")
 
@@ -208,20 +210,23 @@ class Run:
     def write_recipe(self, recipe: Recipe) -> None:
         write_atomically(self.recipe_file, recipe.to_yaml())
 
-    def vocab_files(self, shared: bool) -> tuple[Path, Path]:
-        if shared:
-            return self.path / "vocab.txt", self.path / "vocab.txt"
-        return self.path / "source.vocab.txt", self.path / "target.vocab.txt"
+    def vocab_files(self, config: VocabConfig) -> tuple[Path, Path]:
+        """The source and target vocabulary files (the same file twice when `vocab.shared`)."""
+        name = "spm.model" if config.level == "sentencepiece" else "vocab.txt"
+        if config.shared:
+            return self.path / name, self.path / name
+        return self.path / f"source.{name}", self.path / f"target.{name}"
 
-    def save_vocabularies(self, source: Vocabulary, target: Vocabulary, shared: bool) -> None:
-        source_file, target_file = self.vocab_files(shared)
+    def save_vocabularies(self, source: Vocabulary, target: Vocabulary, config: VocabConfig) -> None:
+        source_file, target_file = self.vocab_files(config)
         source.save(source_file)
-        if not shared:
+        if not config.shared:
             target.save(target_file)
 
-    def vocabularies(self, shared: bool) -> tuple[Vocabulary, Vocabulary]:
-        source_file, target_file = self.vocab_files(shared)
-        return Vocabulary.load(source_file), Vocabulary.load(target_file)
+    def vocabularies(self, config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
+        source_file, target_file = self.vocab_files(config)
+        source = Vocabulary.load(source_file)
+        return source, source if config.shared else Vocabulary.load(target_file)
 
     def state(self) -> dict | None:
         """What the last committed epoch left: `{"epoch", "checkpoint", "best_val_loss", "best_epoch"}`,

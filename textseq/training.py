@@ -82,10 +82,10 @@ def check_global_batch(config: TrainConfig, strategy: tf.distribute.Strategy) ->
 
 def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
     """The task's data with the run's vocabularies (built and saved by the chief for a new run)."""
-    saved_vocab = resumed and run.vocab_files(recipe.vocab.shared)[0].exists()
-    data = TaskData.load(recipe, run.vocabularies(recipe.vocab.shared) if saved_vocab else None)
+    saved_vocab = resumed and run.vocab_files(recipe.vocab)[0].exists()
+    data = TaskData.load(recipe, run.vocabularies(recipe.vocab) if saved_vocab else None)
     if not saved_vocab and chief:
-        run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab.shared)
+        run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab)
     train_count = int(data.train[0].nrows())
     if train_count < recipe.train.batch_size:
         raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {train_count} training "

@@ -19,7 +19,8 @@ import tensorflow as tf
 from textseq.data.pipeline import (encode_pairs, encode_stream, examples_dataset, language_model_examples,
                                    stream_dataset)
 from textseq.data.sources import load_pairs, load_text
-from textseq.data.tokenizer import Tokenizer, iter_tokens
+from textseq.data.subwords import sample_lines, train_sentencepiece
+from textseq.data.tokenizer import Tokenizer, iter_tokens, tokenizer_for
 from textseq.data.vocab import Vocabulary
 from textseq.recipe import Recipe, VocabConfig
 
@@ -66,18 +67,20 @@ class TaskData:
         if recipe.task == "language_model":
             texts = {split: load_text(data, split) for split in splits}
             if vocabularies is None:
-                vocab = language_model_vocabulary(texts.get("train") or load_text(data, "train"), recipe.vocab)
+                vocab = language_model_vocabulary(texts.get("train") or load_text(data, "train"), recipe.vocab, data.seed)
                 vocabularies = (vocab, vocab)
-            tokenizer = Tokenizer(vocabularies[0])
-            streams = {split: encode_stream(text, tokenizer).numpy() for split, text in texts.items()}
+            stream_tokenizer = tokenizer_for(vocabularies[0])
+            streams = {split: encode_stream(text, stream_tokenizer).numpy() for split, text in texts.items()}
             examples = {split: language_model_examples(stream, data.context, data.continuation)
                         for split, stream in streams.items()}
-            return cls(tokenizer, tokenizer, examples, "windows", (data.context, data.continuation), streams,
+            return cls(stream_tokenizer, stream_tokenizer, examples, "windows", (data.context, data.continuation), streams,
                        data.carry_state)
         pairs = {split: load_pairs(data, split) for split in splits}
         if vocabularies is None:
-            vocabularies = translation_vocabularies(pairs.get("train") or load_pairs(data, "train"), recipe.vocab)
-        source, target = Tokenizer(vocabularies[0]), Tokenizer(vocabularies[1])
+            vocabularies = translation_vocabularies(pairs.get("train") or load_pairs(data, "train"), recipe.vocab,
+                                                   data.seed)
+        source = tokenizer_for(vocabularies[0])
+        target = source if vocabularies[1] is vocabularies[0] else tokenizer_for(vocabularies[1])
         lengths = (data.max_source_length, data.max_target_length)
         for split, split_pairs in pairs.items():
             report_truncation(split, [s for s, _ in split_pairs], source, data.max_source_length, "source",
@@ -101,20 +104,31 @@ def report_truncation(split: str, texts: list[str], tokenizer: Tokenizer, limit:
                     int(lengths[longest]))
 
 
-def translation_vocabularies(pairs: list[tuple[str, str]], config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
+def translation_vocabularies(pairs: list[tuple[str, str]], config: VocabConfig,
+                             seed: int = 0) -> tuple[Vocabulary, Vocabulary]:
     """Source and target vocabularies from the training pairs (one, twice, when shared)."""
-    def build(texts):
+    def build(texts, side="source and target"):
+        if config.level == "sentencepiece":
+            return subword_vocabulary(texts, config, seed, f"the training text ({side})")
         return Vocabulary.build(iter_tokens(texts, config.level, config.lowercase), config.level,
                                 config.lowercase, config.max_size, config.min_count)
 
     if config.shared:
         vocab = build([text for pair in pairs for text in pair])
         return vocab, vocab
-    return build([s for s, _ in pairs]), build([t for _, t in pairs])
+    return build([s for s, _ in pairs], "source"), build([t for _, t in pairs], "target")
 
 
-def language_model_vocabulary(text: str, config: VocabConfig) -> Vocabulary:
-    """The training text's tokens: its characters (newline included), or the words of its lines."""
+def subword_vocabulary(lines, config: VocabConfig, seed: int, what: str = "the training text") -> Vocabulary:
+    """A SentencePiece vocabulary learned from a seeded sample of `vocab.sample_lines` of `lines`."""
+    return Vocabulary.sentencepiece(train_sentencepiece(sample_lines(lines, config.sample_lines, seed), config, what))
+
+
+def language_model_vocabulary(text: str, config: VocabConfig, seed: int = 0) -> Vocabulary:
+    """The training text's tokens: its characters (newline included), the words of its lines, or
+    SentencePiece pieces learned from a sample of its lines."""
+    if config.level == "sentencepiece":
+        return subword_vocabulary(text.split("\n"), config, seed)
     texts = [text] if config.level == "char" else text.split("\n")
     return Vocabulary.build(iter_tokens(texts, config.level, config.lowercase), config.level, config.lowercase,
                             config.max_size, config.min_count)

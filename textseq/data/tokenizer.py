@@ -1,5 +1,9 @@
 """The one tokenizer: TensorFlow string ops that run in tf.data, in-process decoding and the export.
 
+`Tokenizer` splits words or characters and looks them up in a table; `SubwordTokenizer` applies a
+SentencePiece model with tensorflow-text's ops. Both encode strings to ids and decode ids to plain
+text; `tokenizer_for(vocab)` picks the one a vocabulary needs.
+
 >>> tokenizer = Tokenizer(Vocabulary(list(RESERVED) + ["a", "b"], level="char"))
 >>> tokenizer.encode(tf.constant(["ab", "ba?"])).to_list()
 [[4, 5], [5, 4, 1]]
@@ -12,6 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
+from textseq.data.subwords import WORD_START, display_piece
 from textseq.data.vocab import Vocabulary
 
 
@@ -55,6 +60,84 @@ class Tokenizer(tf.Module):
         keep = before_eos & tf.not_equal(ids, PAD) & tf.not_equal(ids, BOS)
         tokens = tf.gather(self.tokens, tf.ragged.boolean_mask(ids, keep))
         return tf.strings.reduce_join(tokens, axis=-1, separator="" if self.level == "char" else " ")
+
+    def split(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Strings [batch] -> the tokens as written [batch, (tokens)], one per id of `encode`."""
+        return split_tokens(texts, self.level, self.lowercase)
+
+    def join_lines(self, ids: tf.Tensor) -> tf.Tensor:
+        """Generated ids `[batch, steps]` -> text `[batch]`; for words, line ends (EOS) become newlines."""
+        pieces = tf.gather(self.tokens, ids)
+        if self.level == "char":
+            return tf.strings.reduce_join(pieces, axis=-1)
+        pieces = tf.where(tf.equal(ids, EOS), "\n", pieces)
+        return tf.strings.regex_replace(tf.strings.reduce_join(pieces, axis=-1, separator=" "), " ?\n ?", "\n")
+
+
+class SubwordTokenizer(tf.Module):
+    """A SentencePiece model as TensorFlow ops (tensorflow-text), with `Tokenizer`'s interface.
+
+    Decoding detokenizes (pieces joined, word-start marks as spaces, bytes as their characters), so
+    what comes out is plain text. `tokens` shows each piece on its own, for attention plots.
+    """
+
+    level = "sentencepiece"
+    lowercase = False  # a SentencePiece model lower-cases itself when trained to (its normalization)
+
+    def __init__(self, vocab: Vocabulary, name: str | None = None):
+        import tensorflow_text  # the SentencePiece ops
+
+        super().__init__(name=name)
+        self.vocab = vocab
+        self.vocab_size = vocab.size
+        self.model = tensorflow_text.SentencepieceTokenizer(model=vocab.model, out_type=tf.int32)
+        self.tokens = tf.constant([display_piece(piece) for piece in vocab.tokens])
+        # Pieces that begin a word; control pieces neither begin nor continue one.
+        self.word_starts = tf.constant([piece.startswith(WORD_START) for piece in vocab.tokens])
+        self.controls = tf.constant([i < len(RESERVED) for i in range(vocab.size)])
+
+    def encode(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Strings [batch] -> piece ids [batch, (pieces)], int32, no BOS/EOS."""
+        return self.model.tokenize(tf.convert_to_tensor(texts, tf.string))
+
+    def decode(self, ids: tf.Tensor) -> tf.Tensor:
+        """Ids [batch, time] -> plain strings [batch]: stops at the first EOS, drops control pieces."""
+        ids = tf.convert_to_tensor(ids)
+        before_eos = tf.cumsum(tf.cast(tf.equal(ids, EOS), tf.int32), axis=-1) == 0
+        return self.detokenize(tf.ragged.boolean_mask(ids, before_eos & (ids >= len(RESERVED))))
+
+    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """Ragged piece ids (no control pieces) -> strings."""
+        return self.model.detokenize(ids)
+
+    def split(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Strings [batch] -> each piece shown on its own [batch, (pieces)], one per id of `encode`."""
+        return tf.gather(self.tokens, self.encode(texts))
+
+    def join_lines(self, ids: tf.Tensor) -> tf.Tensor:
+        """Generated ids `[batch, steps]` -> plain text `[batch]`, line ends (EOS) as newlines.
+
+        A text that begins with a new word begins with a space, so it can be appended to the text
+        it continues as it is.
+        """
+        ids = tf.convert_to_tensor(ids, tf.int32)
+        is_eos = tf.equal(ids, EOS)
+        line_of = tf.cumsum(tf.cast(is_eos, tf.int64), axis=1, exclusive=True)  # each step's line in its row
+        lines_per_row = tf.reduce_sum(tf.cast(is_eos, tf.int64), axis=1) + 1
+        first_line = tf.cumsum(lines_per_row, exclusive=True)
+        keep = ids >= len(RESERVED)
+        pieces = tf.RaggedTensor.from_value_rowids(
+            tf.boolean_mask(ids, keep), tf.boolean_mask(first_line[:, None] + line_of, keep),
+            nrows=tf.reduce_sum(lines_per_row))
+        lines = tf.RaggedTensor.from_row_lengths(self.detokenize(pieces), lines_per_row)
+        text = tf.strings.reduce_join(lines, axis=-1, separator="\n")
+        opens_word = tf.gather(self.word_starts, tf.pad(ids, [[0, 0], [0, 1]])[:, 0])  # PAD when no steps
+        return tf.where(opens_word, tf.strings.join([" ", text]), text)
+
+
+def tokenizer_for(vocab: Vocabulary) -> Tokenizer | SubwordTokenizer:
+    """The tokenizer of a vocabulary: SentencePiece ops for `level: sentencepiece`, else lookups."""
+    return SubwordTokenizer(vocab) if vocab.level == "sentencepiece" else Tokenizer(vocab)
 
 
 def iter_tokens(texts: list[str], level: str, lowercase: bool, batch_size: int = 4096):

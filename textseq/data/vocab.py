@@ -1,8 +1,9 @@
-"""Vocabulary: tokens <-> ids, built from a corpus, saved as one token per line (`vocab.txt`).
+"""Vocabulary: tokens <-> ids, built from a corpus, saved in the run directory.
 
-Ids 0-3 are reserved: padding, unknown, begin and end of sequence. Tokens are split by the
-in-graph `textseq.data.tokenizer.split_tokens`, so the vocabulary sees exactly what training,
-prediction and the export see.
+Ids 0-3 are reserved: padding, unknown, begin and end of sequence. Word and character tokens are
+split by the in-graph `textseq.data.tokenizer.split_tokens`, so the vocabulary sees exactly what
+training, prediction and the export see, and are saved one per line (`vocab.txt`). A SentencePiece
+vocabulary is its model (`spm.model`, see `textseq.data.subwords`), whose pieces are the tokens.
 
 >>> vocab = Vocabulary.build([["a", "b", "a"]], level="char")
 >>> vocab.tokens
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from textseq.constants import RESERVED
+from textseq.data.subwords import sentencepiece_pieces
 from textseq.errors import UserError
 
 # Tokens may be any character (a space, a newline for character-level text), so the file escapes
@@ -30,6 +32,7 @@ class Vocabulary:
     tokens: list[str]
     level: str = "word"
     lowercase: bool = False
+    model: bytes | None = None  # level sentencepiece: the SentencePiece model (serialized proto)
 
     def __post_init__(self):
         if tuple(self.tokens[:4]) != RESERVED:
@@ -53,7 +56,17 @@ class Vocabulary:
             ranked = ranked[: max_size - len(RESERVED)]
         return cls(list(RESERVED) + ranked, level, lowercase)
 
+    @classmethod
+    def sentencepiece(cls, model: bytes) -> "Vocabulary":
+        """The vocabulary of a SentencePiece model (lower-casing, if any, is the model's own normalization)."""
+        return cls(sentencepiece_pieces(model), "sentencepiece", False, model)
+
     def save(self, path: str | Path) -> None:
+        if self.model is not None:
+            tmp = Path(f"{path}.tmp")
+            tmp.write_bytes(self.model)
+            tmp.replace(path)
+            return
         header = f"# textseq vocabulary: level={self.level} lowercase={str(self.lowercase).lower()}\n"
         body = "".join(_escape(t) + "\n" for t in self.tokens)
         tmp = Path(f"{path}.tmp")
@@ -67,6 +80,11 @@ class Vocabulary:
                   "--out RUN rebuilds a vocabulary from the same data)"
         if not path.exists():
             raise UserError(f"{path}: vocabulary file missing; {damaged}")
+        if path.suffix == ".model":
+            try:
+                return cls.sentencepiece(path.read_bytes())
+            except ValueError:
+                raise UserError(f"{path}: not a SentencePiece model; {damaged}") from None
         try:
             lines = path.read_text(encoding="utf-8").split("\n")
         except UnicodeDecodeError as error:

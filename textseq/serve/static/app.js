@@ -107,7 +107,9 @@ async function continueText() {
   button.textContent = "Writing…";
   try {
     const data = await api("generate", request);
-    $("lm-text").value = joined(text, data.continuation);
+    $("lm-text").value = info.level === "sentencepiece"  // its text carries its own spaces
+      ? (text === "" || /\s$/.test(text) ? text + data.continuation.trimStart() : text + data.continuation)
+      : joined(text, data.continuation);
     $("lm-text").dataset.continuation = data.continuation;
     showError("");
     predictNow();

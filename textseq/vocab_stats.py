@@ -1,0 +1,109 @@
+"""`textseq vocab`: build a recipe's vocabularies alone, and say how they cut the text.
+
+What a user needs to choose `vocab.size` (or `max_size`): the tokens in each vocabulary, the mean
+and 99th percentile of tokens per line and per word of the validation text, the share of that text
+the vocabulary covers on its own (SentencePiece: characters not spelled in bytes; words and
+characters: tokens not read as `<unk>`), and the time taken.
+
+>>> report = vocab_stats(load_recipe("recipes/multi30k-de-en-spm.yaml"))  # doctest: +SKIP
+>>> report["sides"]["target"]["pieces_per_line"]["mean"]  # doctest: +SKIP
+15.2
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from textseq.constants import UNK
+from textseq.data.sources import load_pairs, load_text
+from textseq.data.subwords import BYTE_PIECE
+from textseq.data.tasks import language_model_vocabulary, translation_vocabularies
+from textseq.data.tokenizer import tokenizer_for
+from textseq.errors import UserError
+from textseq.recipe import Recipe
+from textseq.runs import Run
+
+
+def vocab_stats(recipe: Recipe, out: str | Path | None = None) -> dict:
+    """Builds the vocabularies from the training text (saved in `out` as a run would save them) and
+    measures them on the validation text."""
+    started = time.perf_counter()
+    data, config = recipe.data, recipe.vocab
+    if recipe.task == "language_model":
+        vocab = language_model_vocabulary(load_text(data, "train"), config, data.seed)
+        vocabularies = (vocab, vocab)
+        validation = {"text": [line for line in load_text(data, "validation").split("\n") if line.strip()]}
+    else:
+        vocabularies = translation_vocabularies(load_pairs(data, "train"), config, data.seed)
+        pairs = load_pairs(data, "validation")
+        validation = {"source": [s for s, _ in pairs], "target": [t for _, t in pairs]}
+    built = time.perf_counter() - started
+    files = []
+    if out is not None:
+        files = save(vocabularies, recipe, Path(out))
+    sides = {}
+    for side, lines in validation.items():
+        vocab = vocabularies[0 if side in ("source", "text") else 1]
+        sides[side] = side_stats(tokenizer_for(vocab), lines)
+    return {"level": config.level, "shared": config.shared, **({"model_type": config.model_type}
+            if config.level == "sentencepiece" else {}), "sides": sides, "files": files,
+            "build_seconds": round(built, 2), "seconds": round(time.perf_counter() - started, 2)}
+
+
+def save(vocabularies, recipe: Recipe, out: Path) -> list[str]:
+    """Writes the vocabulary files under the names a run directory gives them."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory; choose a directory")
+    if (out / "run.json").exists():
+        raise UserError(f"--out {out}: is a run directory, whose vocabulary its weights were trained with; nothing "
+                        "was written. Choose another directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        run = Run(out)
+        run.save_vocabularies(*vocabularies, recipe.vocab)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot write the vocabulary ({error.strerror or error}); choose a "
+                        "directory you can write to") from None
+    return sorted({str(path) for path in run.vocab_files(recipe.vocab)})
+
+
+def side_stats(tokenizer, lines: list[str]) -> dict:
+    """Tokens per line and per word of `lines`, and the share the vocabulary covers without falling back."""
+    texts = tf.constant(lines, tf.string)
+    ids = tokenizer.encode(texts)
+    words = [word for line in lines for word in line.split()]
+    per_word = tokenizer.encode(tf.constant(words, tf.string)).row_lengths().numpy() if words else np.zeros(1)
+    flat = ids.flat_values.numpy()
+    if tokenizer.level == "sentencepiece":
+        byte_ids = np.array([bool(BYTE_PIECE.match(p)) for p in tokenizer.vocab.tokens])
+        # Bytes that start a character (not 10xxxxxx continuation bytes): characters spelled in bytes.
+        starts = np.array([bool(m) and not 0x80 <= int(m.group(1), 16) < 0xC0
+                           for m in (BYTE_PIECE.match(p) for p in tokenizer.vocab.tokens)])
+        characters = sum(len("".join(line.split())) for line in lines)
+        spelled = int(starts[flat].sum())
+        covered = 1.0 - spelled / max(characters, 1)
+        fallback = {"byte_pieces": int(byte_ids[flat].sum()), "characters_in_bytes": spelled}
+    else:
+        covered = 1.0 - float((flat == UNK).mean()) if flat.size else 1.0
+        fallback = {"unknown_tokens": int((flat == UNK).sum())}
+    lengths = ids.row_lengths().numpy()
+    return {
+        "vocabulary": tokenizer.vocab_size,
+        "lines": len(lines),
+        "pieces_per_line": summary(lengths),
+        "pieces_per_word": summary(per_word),
+        "covered": round(covered, 6),
+        **fallback,
+    }
+
+
+def summary(values: np.ndarray) -> dict:
+    return {"mean": round(float(np.mean(values)), 2) if len(values) else 0.0,
+            "p99": float(np.percentile(values, 99)) if len(values) else 0.0,
+            "max": int(np.max(values)) if len(values) else 0}
+
+
