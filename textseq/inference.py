@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from textseq import kernels
-from textseq.constants import EOS, PAD, UNK
+from textseq.constants import PAD, UNK
 from textseq.data.tokenizer import Tokenizer, tokenizer_for
 from textseq.decoding import DecodingOptions, decode, sampler
 from textseq.errors import UserError

@@ -82,7 +82,10 @@ def check_global_batch(config: TrainConfig, strategy: tf.distribute.Strategy) ->
 
 def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
     """The task's data with the run's vocabularies (built and saved by the chief for a new run)."""
-    saved_vocab = resumed and run.vocab_files(recipe.vocab)[0].exists()
+    # A run that has trained must go on with its own vocabulary (loading it names a missing or damaged
+    # file); one that stopped before its first checkpoint builds it again.
+    trained = run.weights_file.exists() or any(run.checkpoints.glob("epoch-*"))
+    saved_vocab = resumed and (trained or all(path.exists() for path in run.vocab_files(recipe.vocab)))
     data = TaskData.load(recipe, run.vocabularies(recipe.vocab) if saved_vocab else None)
     if not saved_vocab and chief:
         run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab)

@@ -34,10 +34,17 @@ POOL_BATCHES = 100  # batches per length-sorting pool: little padding, yet every
 def encode_pairs(pairs: list[tuple[str, str]], source: Tokenizer, target: Tokenizer,
                  max_source_length: int, max_target_length: int) -> tuple[tf.RaggedTensor, ...]:
     """All pairs encoded at once: ragged (source_ids, target_in, target_out), truncated to the maximum lengths."""
-    src_ids = source.encode(tf.constant([s for s, _ in pairs], tf.string))[:, :max_source_length]
-    tgt_ids = target.encode(tf.constant([t for _, t in pairs], tf.string))[:, : max_target_length - 1]
-    bos = tf.fill([len(pairs), 1], BOS)
-    eos = tf.fill([len(pairs), 1], EOS)
+    return encode_texts(tf.constant([s for s, _ in pairs], tf.string), tf.constant([t for _, t in pairs], tf.string),
+                        source.encode, target.encode, max_source_length, max_target_length)
+
+
+def encode_texts(sources: tf.Tensor, targets: tf.Tensor, encode_source, encode_target, max_source_length: int,
+                 max_target_length: int) -> tuple[tf.RaggedTensor, ...]:
+    """Strings -> ragged (source_ids, target_in, target_out), truncated to the maximum lengths."""
+    src_ids = encode_source(sources)[:, :max_source_length]
+    tgt_ids = encode_target(targets)[:, : max_target_length - 1]
+    bos = tf.fill(tf.stack([tf.shape(targets)[0], 1]), BOS)
+    eos = tf.fill(tf.stack([tf.shape(targets)[0], 1]), EOS)
     return src_ids, tf.concat([bos, tgt_ids], axis=1), tf.concat([tgt_ids, eos], axis=1)
 
 
@@ -137,8 +144,12 @@ def translation_dataset(pairs: list[tuple[str, str]], source: Tokenizer, target:
 def examples_dataset(examples: tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor], batch_size: int,
                      max_source_length: int, max_target_length: int, shuffle_seed: int | None = None,
                      epoch: tf.Variable | None = None, input_context: tf.distribute.InputContext | None = None,
-                     static_shapes: bool = False) -> tf.data.Dataset:
-    """`translation_dataset` for examples already encoded: ragged (source, target_in, target_out)."""
+                     static_shapes: bool = False, resample=None) -> tf.data.Dataset:
+    """`translation_dataset` for examples already encoded: ragged (source, target_in, target_out).
+
+    `resample(rows) -> (source, target_in, target_out)` re-encodes the batch's rows (subword
+    regularization: a new segmentation every time); batches are still formed by the stored lengths.
+    """
     src_ids, target_in, target_out = examples
     count = int(src_ids.nrows())
     src_lengths, target_lengths = src_ids.row_lengths(), target_in.row_lengths()
@@ -174,15 +185,19 @@ def examples_dataset(examples: tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Ragged
     def gather(indices, source_length, target_length):
         real = indices >= 0
         rows = tf.maximum(indices, 0)
+        parts = resample(rows) if resample else [tf.gather(part, rows) for part in (src_ids, target_in, target_out)]
+        if resample and not static_shapes:  # a sampled segmentation may be longer than the stored one
+            source_length = tf.maximum(source_length, tf.reduce_max(parts[0].row_lengths()))
+            target_length = tf.maximum(target_length, tf.reduce_max(parts[1].row_lengths()))
 
         def pad(ragged, length, static_length):
-            dense = tf.gather(ragged, rows).to_tensor(PAD, shape=tf.stack([tf.size(rows, tf.int64), length]))
+            dense = ragged.to_tensor(PAD, shape=tf.stack([tf.size(rows, tf.int64), length]))
             return tf.ensure_shape(dense, [None, static_length if static_shapes else None])
 
         # At least one (padding) step: the window at the start of a stream has no context yet.
-        source_ids = pad(src_ids, tf.maximum(source_length, 1), max_source_length)
-        decoder_in = pad(target_in, target_length, max_target_length)
-        decoder_out = pad(target_out, target_length, max_target_length)
+        source_ids = pad(parts[0], tf.maximum(source_length, 1), max_source_length)
+        decoder_in = pad(parts[1], target_length, max_target_length)
+        decoder_out = pad(parts[2], target_length, max_target_length)
         decoder_out = tf.where(real[:, None], decoder_out, PAD)  # padding examples count for nothing
         return {"source": source_ids, "target_in": decoder_in}, decoder_out
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from textseq.data.pipeline import (encode_pairs, encode_stream, examples_dataset, language_model_examples,
-                                   stream_dataset)
+from textseq.data.pipeline import (encode_pairs, encode_stream, encode_texts, examples_dataset,
+                                   language_model_examples, stream_dataset)
 from textseq.data.sources import load_pairs, load_text
 from textseq.data.subwords import sample_lines, train_sentencepiece
-from textseq.data.tokenizer import Tokenizer, iter_tokens, tokenizer_for
+from textseq.data.tokenizer import Tokenizer, iter_tokens, sentencepiece_ops, tokenizer_for
 from textseq.data.vocab import Vocabulary
 from textseq.recipe import Recipe, VocabConfig
 
@@ -38,6 +39,7 @@ class TaskData:
     max_lengths: tuple[int, int]  # longest source and target of a batch
     streams: dict[str, np.ndarray] | None = None  # language models: each split's token ids
     carry_state: bool = False  # language models: batches of consecutive windows (see `dataset`)
+    resample: Callable | None = None  # subword regularization: rows -> a freshly sampled encoding of them
 
     @property
     def train(self) -> Examples:
@@ -56,8 +58,9 @@ class TaskData:
         """
         if self.carry_state:
             return stream_dataset(self.streams[split], *self.max_lengths, batch_size, shuffle_seed, epoch, input_context)
+        resample = self.resample if split == "train" and shuffle_seed is not None else None
         return examples_dataset(self.examples[split], batch_size, *self.max_lengths, shuffle_seed, epoch, input_context,
-                                static_shapes)
+                                static_shapes, resample)
 
     @classmethod
     def load(cls, recipe: Recipe, vocabularies: tuple[Vocabulary, Vocabulary] | None = None,
@@ -87,8 +90,26 @@ class TaskData:
                               "data.max_source_length")
             report_truncation(split, [t for _, t in split_pairs], target, data.max_target_length - 1, "target",
                               "data.max_target_length")
-        return cls(source, target, {split: encode_pairs(p, source, target, *lengths) for split, p in pairs.items()},
-                   "examples", lengths)
+        examples = {split: encode_pairs(p, source, target, *lengths) for split, p in pairs.items()}
+        resample = None
+        if recipe.vocab.subword_alpha and "train" in pairs:
+            resample = subword_sampler(pairs["train"], vocabularies, recipe.vocab.subword_alpha, lengths)
+        return cls(source, target, examples, "examples", lengths, resample=resample)
+
+
+def subword_sampler(pairs: list[tuple[str, str]], vocabularies: tuple[Vocabulary, Vocabulary], alpha: float,
+                    lengths: tuple[int, int]) -> Callable:
+    """`rows -> (source, target_in, target_out)`: the training pairs of `rows`, each segmentation
+    sampled from the SentencePiece lattice with smoothing `alpha` (Kudo, 2018)."""
+    sources = tf.constant([s for s, _ in pairs], tf.string)
+    targets = tf.constant([t for _, t in pairs], tf.string)
+    samplers = [sentencepiece_ops(vocab.model, nbest_size=-1, alpha=alpha) for vocab in vocabularies]
+
+    def resample(rows):
+        return encode_texts(tf.gather(sources, rows), tf.gather(targets, rows), samplers[0].tokenize,
+                            samplers[1].tokenize, *lengths)
+
+    return resample
 
 
 def report_truncation(split: str, texts: list[str], tokenizer: Tokenizer, limit: int, side: str, key: str) -> None:

@@ -85,12 +85,10 @@ class SubwordTokenizer(tf.Module):
     lowercase = False  # a SentencePiece model lower-cases itself when trained to (its normalization)
 
     def __init__(self, vocab: Vocabulary, name: str | None = None):
-        import tensorflow_text  # the SentencePiece ops
-
         super().__init__(name=name)
         self.vocab = vocab
         self.vocab_size = vocab.size
-        self.model = tensorflow_text.SentencepieceTokenizer(model=vocab.model, out_type=tf.int32)
+        self.model = sentencepiece_ops(vocab.model)
         self.tokens = tf.constant([display_piece(piece) for piece in vocab.tokens])
         # Pieces that begin a word; control pieces neither begin nor continue one.
         self.word_starts = tf.constant([piece.startswith(WORD_START) for piece in vocab.tokens])
@@ -133,6 +131,33 @@ class SubwordTokenizer(tf.Module):
         text = tf.strings.reduce_join(lines, axis=-1, separator="\n")
         opens_word = tf.gather(self.word_starts, tf.pad(ids, [[0, 0], [0, 1]])[:, 0])  # PAD when no steps
         return tf.where(opens_word, tf.strings.join([" ", text]), text)
+
+
+def sentencepiece_ops(model: bytes, **options):
+    """tensorflow-text's `SentencepieceTokenizer` of a model (`options`: its sampling settings),
+    with its model resource named after the model's content.
+
+    tensorflow-text creates the resource without a name, private to the op's kernel: a SavedModel
+    with two of them (a source and a target model) loads both as the first one, and one created
+    eagerly is gone when the kernel is (a tf.data map then fails with "Resource ... does not
+    exist"). A name per model fixes both.
+    """
+    import hashlib
+
+    import tensorflow_text
+    from tensorflow_text.python.ops import sentencepiece_tokenizer as ops
+
+    tokenizer = tensorflow_text.SentencepieceTokenizer(model=model, out_type=tf.int32, **options)
+
+    class NamedModelResource(ops._SentencepieceModelResource):
+        def _create_resource(self):
+            return ops.gen_sentencepiece_tokenizer.sentencepiece_op(model=self._model, shared_name=self._shared_name)
+
+    resource = NamedModelResource.__new__(NamedModelResource)
+    resource._shared_name = "textseq_sentencepiece_" + hashlib.sha256(model).hexdigest()[:16]
+    NamedModelResource.__init__(resource, model, None)
+    tokenizer._model_resource = resource
+    return tokenizer
 
 
 def tokenizer_for(vocab: Vocabulary) -> Tokenizer | SubwordTokenizer:

@@ -1,0 +1,324 @@
+"""SentencePiece runs end to end: training, translate/predict/generate through the CLI, the JSON API
+and a SavedModel loaded where only tensorflow and tensorflow_text are imported; plain text out."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from textseq.cli import cli
+from textseq.data.subwords import WORD_START
+from textseq.inference import LanguageModel, Translator, next_token_top_k
+from textseq.recipe import recipe_from_dict
+from textseq.training import train
+
+from conftest import SHARED, tiny_lm
+from test_serve import Server
+
+pytestmark = pytest.mark.slow
+
+RAW = SHARED / "multi30k" / "raw"
+# Emoji, CJK, combining accents, right-to-left text, typed reserved names and piece markers.
+ARBITRARY = ["Ein Mann fährt 😀 auf einem 自転車.", "e\u0301te\u0301 — naïve Café", "שלום عالم مرحبا",
+             "<s> </s> <unk> ▁ @@ <0xF0>", "🇩🇪👩‍👩‍👧", ""]
+MARKERS = (WORD_START, "<unk>", "\u2047", "<0x", "@@")
+
+
+def plain(text: str) -> bool:
+    return not any(marker in text for marker in MARKERS)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def first_lines(name: str, count: int, skip: int = 0) -> list[str]:
+    with gzip.open(RAW / f"{name}.gz", "rt", encoding="utf-8") as lines:
+        return [line.rstrip("\n") for _, line in zip(range(skip + count), lines)][skip:]
+
+
+def translation_recipe(tmp: Path) -> dict:
+    for split, skip, count in (("train", 0, 1500), ("val", 1500, 64), ("test", 1564, 64)):
+        for language in ("de", "en"):
+            (tmp / f"{split}.{language}").write_text("\n".join(first_lines(f"train.{language}", count, skip)) + "\n",
+                                                     encoding="utf-8")
+    return {
+        "data": {"source": "parallel", "dir": str(tmp), "train": "train", "validation": "val", "test": "test",
+                 "source_language": "de", "target_language": "en", "max_source_length": 48,
+                 "max_target_length": 48},
+        "vocab": {"level": "sentencepiece", "size": 500, "shared": False},
+        "model": {"embedding_dim": 16, "units": 32, "attention_units": 16},
+        "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.01},
+        "decode": {"max_length": 24, "beam_size": 3},
+    }
+
+
+@pytest.fixture(scope="module")
+def spm_translation(tmp_path_factory) -> Path:
+    if not RAW.exists():
+        pytest.skip(f"no Multi30k mirror at {SHARED}")
+    tmp = tmp_path_factory.mktemp("spm-translate")
+    train(recipe_from_dict(translation_recipe(tmp)), tmp / "run", verbose=0)
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def spm_lm(tmp_path_factory) -> Path:
+    if not RAW.exists():
+        pytest.skip(f"no Multi30k mirror at {SHARED}")
+    tmp = tmp_path_factory.mktemp("spm-lm")
+    raw = tiny_lm(tmp)
+    raw["vocab"] = {"level": "sentencepiece", "size": 400}
+    train(recipe_from_dict(raw), tmp / "run", verbose=0)
+    return tmp / "run"
+
+
+def test_the_run_keeps_its_sentencepiece_models_and_a_resume_uses_them(spm_translation, tmp_path):
+    from textseq.data.subwords import train_sentencepiece
+    from textseq.recipe import VocabConfig
+
+    run = tmp_path / "run"
+    shutil.copytree(spm_translation, run)
+    assert (run / "source.spm.model").exists() and not (run / "vocab.txt").exists()
+    # Models of 500 pieces that the corpus would never learn: a resume that rebuilt its vocabulary
+    # from the corpus would replace them.
+    other = [" ".join(reversed(line.split())) + " zzqx wvvk" for line in first_lines("train.en", 1500)]
+    models = {name: train_sentencepiece(other, VocabConfig(level="sentencepiece", size=500))
+              for name in ("source.spm.model", "target.spm.model")}
+    for name, model in models.items():
+        (run / name).write_bytes(model)
+    result = invoke("train", run / "recipe.yaml", "--out", run, "--set", "train.epochs=3")
+    assert result.exit_code == 0, result.output
+    assert "resumed_from_epoch 2" in result.stderr
+    assert {name: (run / name).read_bytes() for name in models} == models
+
+
+def test_translate_gives_plain_text_for_any_utf8_through_the_cli(spm_translation, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(ARBITRARY) + "\n", encoding="utf-8")
+    result = invoke("translate", spm_translation, "-i", source, "--json", "--n-best", "3")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["source"] for r in records] == ARBITRARY
+    outputs = [h["text"] for r in records for h in r["hypotheses"]]
+    assert len(outputs) == 3 * len(ARBITRARY) and all(plain(text) for text in outputs), outputs
+    assert any(outputs)  # something was written, and none of it is a piece
+
+
+def test_the_json_api_translates_any_utf8_to_plain_text(spm_translation):
+    server = Server(spm_translation)
+    try:
+        for text in ARBITRARY[:-1]:
+            status, body = server.post("api/translate", {"text": text})
+            assert status == 200, body
+            assert plain(body["translation"]) and all(plain(h["text"]) for h in body["hypotheses"])
+            assert all(plain(token) for token in body["attention"]["source_tokens"] + body["attention"]["output_tokens"])
+        status, about = server.request("api/info")
+        assert about["level"] == "sentencepiece"
+    finally:
+        server.stop()
+
+
+LOAD_ONLY_TF = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    import tensorflow_text  # registers the SentencePiece ops: what a serving system must load
+    model = tf.saved_model.load(sys.argv[1])
+    texts = tf.constant(json.loads(sys.argv[2]))
+    out = {}
+    if "translate" in model.signatures:
+        result = model.signatures["translate"](text=texts)
+        attention = model.signatures["attention"](text=texts)
+        out = {"text": [t.decode() for t in result["text"].numpy()], "score": result["score"].numpy().tolist(),
+               "tokens": [t.decode() for t in attention["output_tokens"].numpy().ravel()] +
+                         [t.decode() for t in attention["source_tokens"].numpy().ravel()]}
+    else:
+        words = model.signatures["next_words"](text=texts, k=tf.constant(4))
+        generated = model.signatures["generate"](text=texts, max_tokens=tf.constant(12))
+        out = {"words": [[w.decode() for w in row] for row in words["words"].numpy()],
+               "probabilities": words["probabilities"].numpy().tolist(),
+               "generated": [t.decode() for t in generated["text"].numpy()]}
+    loaded = sorted(name.split(".")[0] for name in sys.modules)
+    out["textseq_loaded"] = "textseq" in loaded
+    print(json.dumps(out))
+""")
+
+
+def run_export(run: Path, tmp_path: Path, texts: list[str]) -> dict:
+    out = tmp_path / "export"
+    result = invoke("export", run, out)
+    assert result.exit_code == 0, result.output
+    assert (out / "assets" / "textseq.json").exists()
+    metadata = json.loads((out / "assets" / "textseq.json").read_text())
+    assert metadata["requires"] == ["tensorflow_text"]
+    for path in metadata["sentencepiece_models"].values():
+        assert (out / path).read_bytes() == (run / Path(path).name).read_bytes()
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_ONLY_TF)
+    process = subprocess.run([sys.executable, str(script), str(out), json.dumps(texts)], cwd=tmp_path,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""},
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    served = json.loads(process.stdout)
+    assert served.pop("textseq_loaded") is False
+    return served
+
+
+def test_export_translates_exactly_as_the_library_with_only_tensorflow_text(spm_translation, tmp_path):
+    served = run_export(spm_translation, tmp_path, ARBITRARY)
+    expected = Translator.from_run(spm_translation).n_best(ARBITRARY)
+    assert served["text"] == [h[0].text for h in expected]
+    np.testing.assert_allclose(served["score"], [h[0].score for h in expected], rtol=1e-5, atol=1e-5)
+    assert all(plain(text) for text in served["text"] + served["tokens"])
+
+
+def test_a_subword_language_model_suggests_whole_words(spm_lm):
+    model = LanguageModel.from_run(spm_lm)
+    (predictions,) = model.predict(["a man is riding a"], 6)
+    words = [p.token for p in predictions]
+    assert len(words) == 6 and len(set(words)) == 6
+    assert all(word and plain(word) and " " not in word for word in words), words
+    probabilities = [p.probability for p in predictions]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+    # A word's probability: its pieces' probabilities, one after the other, times that of a new word
+    # (or the line's end) after it; other segmentations of the same word can only add to it.
+    top = words[0]
+    pieces = model.target.encode(tf.constant([f"a man is riding a {top}"])).to_list()[0]
+    context = model.target.encode(tf.constant(["a man is riding a"])).to_list()[0]
+    product = 1.0
+    for end in range(len(context), len(pieces) + 1):
+        probs = next_token_top_k(model.model, model.recipe.data, tf.ragged.constant([pieces[:end]]),
+                                 model.target.vocab_size).values.numpy()[0]
+        ids = next_token_top_k(model.model, model.recipe.data, tf.ragged.constant([pieces[:end]]),
+                               model.target.vocab_size).indices.numpy()[0]
+        by_id = dict(zip(ids.tolist(), probs.tolist()))
+        if end < len(pieces):
+            product *= by_id[pieces[end]]
+        else:
+            starts = model.target.word_starts.numpy()
+            product *= sum(p for i, p in by_id.items() if starts[i] or i == 3)
+    assert predictions[0].probability >= product * (1 - 1e-4)
+    assert predictions[0].probability <= product + sum(probabilities[1:]) + 1e-6
+
+
+def test_predict_generate_api_and_export_agree_for_a_subword_language_model(spm_lm, tmp_path):
+    texts = ["a man is riding a", "two dogs", "😀 日本 שלום", ""]
+    model = LanguageModel.from_run(spm_lm)
+    expected = model.predict(texts, 4)
+    served = run_export(spm_lm, tmp_path, texts)
+    assert served["words"] == [[p.token for p in row] for row in expected]
+    np.testing.assert_allclose(served["probabilities"], [[p.probability for p in row] for row in expected],
+                               rtol=1e-5, atol=1e-6)
+    assert served["generated"] == [model.generate(text, 12) for text in texts]
+    assert all(plain(text) for text in served["generated"]) and any(served["generated"])
+
+    result = invoke("predict", spm_lm, texts[0], "--top-k", "4", "--json")
+    assert result.exit_code == 0, result.output
+    assert [p["token"] for p in json.loads(result.stdout)["predictions"]] == served["words"][0]
+    result = invoke("generate", spm_lm, "two dogs", "--max-tokens", "12")
+    assert result.exit_code == 0 and result.stdout == model.append("two dogs", served["generated"][1]) + "\n"
+    assert "  " not in result.stdout.strip() and plain(result.stdout)
+
+    server = Server(spm_lm)
+    try:
+        status, body = server.post("api/predict", {"text": texts[0], "top_k": 4})
+        assert status == 200 and [p["token"] for p in body["predictions"]] == served["words"][0]
+        assert body["unknown"] == []
+        status, body = server.post("api/generate", {"text": texts[2], "max_tokens": 12})
+        assert status == 200 and body["continuation"] == served["generated"][2]
+    finally:
+        server.stop()
+
+
+def test_a_damaged_or_missing_sentencepiece_model_is_named(spm_translation, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(spm_translation, run)
+    (run / "target.spm.model").write_bytes(b"not a model")
+    for args in (("translate", run, "Ein Hund"), ("evaluate", run), ("export", run, tmp_path / "out"),
+                 ("train", run / "recipe.yaml", "--out", run)):
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "target.spm.model: not a SentencePiece model; the run directory is damaged" in result.stderr
+        assert "Traceback" not in result.output
+    (run / "target.spm.model").unlink()
+    result = invoke("train", run / "recipe.yaml", "--out", run, "--set", "train.epochs=3")
+    assert result.exit_code == 2 and "target.spm.model: vocabulary file missing" in result.stderr
+    assert not (run / "target.spm.model").exists()  # not rebuilt behind the weights' back
+
+
+def test_vocabulary_errors_are_one_message_and_leave_no_model_behind(spm_translation, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    raw = translation_recipe(tmp_path)
+    raw["vocab"]["size"] = 90_000
+    recipe.write_text(json.dumps(raw))
+    result = invoke("train", recipe, "--out", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert "vocab.size: 90000 pieces are more than the training text (source) supports (at most" in result.stderr
+    assert not list((tmp_path / "run").glob("*.model")) and not (tmp_path / "run" / "checkpoints").exists()
+    raw["vocab"]["size"] = 500
+    recipe.write_text(json.dumps(raw))
+    (tmp_path / "train.de").write_bytes((tmp_path / "train.de").read_bytes() + b"ein \xff Hund\n")
+    (tmp_path / "train.en").write_bytes((tmp_path / "train.en").read_bytes() + b"a dog\n")
+    result = invoke("vocab", recipe)
+    assert result.exit_code == 2 and f"{tmp_path / 'train.de'}, line 1501: byte 0xff" in result.stderr, result.stderr
+    result = invoke("vocab", recipe, "--set", "data.encoding_errors=skip")
+    assert result.exit_code == 0, result.output
+
+
+def test_vocab_shows_the_statistics_and_saves_the_models(spm_translation, tmp_path):
+    recipe = spm_translation / "recipe.yaml"
+    result = invoke("vocab", recipe, "--out", tmp_path / "vocab", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["sides"]) == {"source", "target"}
+    for side in ("source", "target"):
+        stats = report["sides"][side]
+        assert stats["vocabulary"] == 500 and stats["lines"] == 64
+        assert 1 <= stats["pieces_per_word"]["mean"] <= stats["pieces_per_word"]["p99"] <= stats["pieces_per_word"]["max"]
+        assert stats["pieces_per_line"]["mean"] > stats["pieces_per_word"]["mean"]
+        assert 0.9 < stats["covered"] <= 1.0
+        # The same text learns the same pieces the run learned.
+        assert (tmp_path / "vocab" / f"{side}.spm.model").read_bytes() == (spm_translation / f"{side}.spm.model").read_bytes()
+    table = invoke("vocab", recipe)
+    assert table.exit_code == 0 and "sentencepiece unigram vocabulary" in table.stdout
+    assert "per word mean/p99/max" in table.stdout and "source" in table.stdout
+    refused = invoke("vocab", recipe, "--out", spm_translation)
+    assert refused.exit_code == 2 and "is a run directory" in refused.stderr
+
+
+def test_subword_regularization_samples_new_segmentations_for_training_only(spm_translation):
+    from textseq.data.tasks import TaskData
+    from textseq.runs import Run
+
+    recipe = recipe_from_dict(Run.open(spm_translation).recipe().to_dict(),  # long enough for any sample
+                              ["vocab.subword_alpha=0.1", "data.max_source_length=400", "data.max_target_length=400"])
+    data = TaskData.load(recipe, Run.open(spm_translation).vocabularies(recipe.vocab))
+    first, again = (next(iter(data.dataset("train", 32, shuffle_seed=0)))[1].numpy() for _ in range(2))
+    assert not np.array_equal(first, again)  # the same rows, segmented anew
+    decode = data.target.decode
+    assert decode(first).numpy().tolist() == decode(again).numpy().tolist()  # the same text
+    validation = [next(iter(data.dataset("validation", 32)))[1].numpy() for _ in range(2)]
+    np.testing.assert_array_equal(*validation)
+
+
+def test_a_run_with_subword_regularization_trains_and_translates(tmp_path):
+    if not RAW.exists():
+        pytest.skip(f"no Multi30k mirror at {SHARED}")
+    raw = translation_recipe(tmp_path)
+    raw["vocab"]["subword_alpha"] = 0.2
+    raw["train"]["epochs"] = 1
+    summary = train(recipe_from_dict(raw), tmp_path / "run", verbose=0)
+    assert summary["epochs_done"] == 1 and np.isfinite(summary["best_val_loss"])
+    (text,) = Translator.from_run(tmp_path / "run").translate(["Ein Hund rennt."])
+    assert plain(text)
