@@ -36,11 +36,12 @@ def test_the_recipe_reference_lists_every_key_with_its_default(site):
 
 def test_the_cli_and_api_references_come_from_the_code(site):
     cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
-    for command in ("train", "translate", "evaluate", "predict", "generate", "serve", "export", "fetch"):
+    for command in ("train", "vocab", "translate", "evaluate", "predict", "generate", "serve", "export", "fetch"):
         assert re.search(rf"textseq[^<]*\b{command}\b", cli), command
     assert "--beam-size" in cli and "--allowed-host" in cli
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    for name in ("load_recipe", "train", "evaluate", "Translator", "LanguageModel", "export", "CarriedStates"):
+    for name in ("load_recipe", "train", "evaluate", "vocab_stats", "SubwordTokenizer", "Translator", "LanguageModel",
+                 "export", "CarriedStates"):
         assert name in api, name
 
 
