@@ -68,14 +68,32 @@ def tiny_lm(tmp: Path) -> dict:
     }
 
 
-@pytest.fixture(scope="session")
-def lm_run(tmp_path_factory) -> Path:
-    """A tiny word-level language-model run, trained for one epoch, shared by the tests that only read it."""
+def trained(raw: dict, run: Path) -> Path:
+    """`run`, trained from the recipe `raw` (plain data, as YAML gives it)."""
     from textseq.recipe import recipe_from_dict
     from textseq.training import train
 
+    train(recipe_from_dict(raw), run, verbose=0)
+    return run
+
+
+def run_script_without_textseq(script: Path, *args: str) -> dict:
+    """Runs `script` in a fresh Python from its own (empty) directory, so the checkout's textseq/ is
+    not importable by accident, and returns the JSON object it prints."""
+    import json
+    import subprocess
+    import sys
+
+    process = subprocess.run([sys.executable, str(script), *args], cwd=script.parent, capture_output=True, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}, timeout=300)
+    assert process.returncode == 0, process.stderr
+    return json.loads(process.stdout)
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory) -> Path:
+    """A tiny word-level language-model run, trained for one epoch, shared by the tests that only read it."""
     if not CAPTIONS.exists():
         pytest.skip(f"no Multi30k mirror at {SHARED}")
     tmp = tmp_path_factory.mktemp("lm")
-    train(recipe_from_dict(tiny_lm(tmp)), tmp / "run", verbose=0)
-    return tmp / "run"
+    return trained(tiny_lm(tmp), tmp / "run")

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -13,6 +12,8 @@ from click.testing import CliRunner
 
 from textseq.cli import cli
 from textseq.inference import LanguageModel, Translator
+
+from conftest import run_script_without_textseq
 
 INPUTS = ["3rd of March 1998", "", " \t ", "@@@@ ~~~~", "Saturday, the 31st of December 1999 " * 4, "ünïcödé 1999 中文"]
 
@@ -42,12 +43,7 @@ def exported(trained_run, tmp_path_factory):
 def test_export_translates_like_the_library_in_a_process_without_textseq(exported, trained_run, tmp_path):
     script = tmp_path / "load.py"
     script.write_text(LOAD_AND_TRANSLATE)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
-    # Run from an empty directory so the checkout's textseq/ is not importable by accident.
-    process = subprocess.run([sys.executable, str(script), str(exported), json.dumps(INPUTS)], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=300)
-    assert process.returncode == 0, process.stderr
-    served = json.loads(process.stdout)
+    served = run_script_without_textseq(script, str(exported), json.dumps(INPUTS))
     translator = Translator.from_run(trained_run)
     expected = translator.n_best(INPUTS)
     assert served["text"] == [h[0].text for h in expected]
@@ -108,11 +104,7 @@ def test_language_model_export_predicts_and_generates_like_the_library(lm_run, t
     assert result.exit_code == 0, result.output
     script = tmp_path / "load.py"
     script.write_text(LOAD_AND_PREDICT)
-    process = subprocess.run([sys.executable, str(script), str(out), json.dumps(LM_INPUTS)], cwd=tmp_path,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""},
-                             capture_output=True, text=True, timeout=300)
-    assert process.returncode == 0, process.stderr
-    served = json.loads(process.stdout)
+    served = run_script_without_textseq(script, str(out), json.dumps(LM_INPUTS))
     model = LanguageModel.from_run(lm_run)
     expected = model.predict(LM_INPUTS, 4)
     assert served["words"] == [[p.token for p in row] for row in expected]

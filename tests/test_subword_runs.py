@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from textseq.inference import LanguageModel, Translator, next_token_top_k
 from textseq.recipe import recipe_from_dict
 from textseq.training import train
 
-from conftest import SHARED, tiny_lm
+from conftest import SHARED, run_script_without_textseq, tiny_lm, trained
 from test_serve import Server
 
 pytestmark = pytest.mark.slow
@@ -69,8 +66,7 @@ def spm_translation(tmp_path_factory) -> Path:
     if not RAW.exists():
         pytest.skip(f"no Multi30k mirror at {SHARED}")
     tmp = tmp_path_factory.mktemp("spm-translate")
-    train(recipe_from_dict(translation_recipe(tmp)), tmp / "run", verbose=0)
-    return tmp / "run"
+    return trained(translation_recipe(tmp), tmp / "run")
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +76,7 @@ def spm_lm(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("spm-lm")
     raw = tiny_lm(tmp)
     raw["vocab"] = {"level": "sentencepiece", "size": 400}
-    train(recipe_from_dict(raw), tmp / "run", verbose=0)
-    return tmp / "run"
+    return trained(raw, tmp / "run")
 
 
 def test_the_run_keeps_its_sentencepiece_models_and_a_resume_uses_them(spm_translation, tmp_path):
@@ -166,11 +161,7 @@ def run_export(run: Path, tmp_path: Path, texts: list[str]) -> dict:
         assert (out / path).read_bytes() == (run / Path(path).name).read_bytes()
     script = tmp_path / "load.py"
     script.write_text(LOAD_ONLY_TF)
-    process = subprocess.run([sys.executable, str(script), str(out), json.dumps(texts)], cwd=tmp_path,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""},
-                             capture_output=True, text=True, timeout=300)
-    assert process.returncode == 0, process.stderr
-    served = json.loads(process.stdout)
+    served = run_script_without_textseq(script, str(out), json.dumps(texts))
     assert served.pop("textseq_loaded") is False
     return served
 
