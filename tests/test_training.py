@@ -179,3 +179,17 @@ def test_training_reads_in_short_named_steps():
     lengths = {node.name: node.end_lineno - node.lineno + 1 for node in ast.walk(tree)
                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     assert max(lengths.values()) <= 40, {name: n for name, n in lengths.items() if n > 40}
+
+
+def test_a_requested_stop_ends_training_at_the_next_batch_and_is_then_forgotten(tmp_path):
+    """Ctrl-C's KeyboardInterrupt is lost when it lands in a finalizer; the request it also makes is not."""
+    from textseq.training import STOP, request_stop, train
+
+    from conftest import TINY
+
+    request_stop()
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe_from_dict(TINY, ["train.epochs=5"]), tmp_path / "run", verbose=0)
+    assert not STOP.is_set() and Run(tmp_path / "run").state() is None  # stopped in the first epoch
+    summary = train(recipe_from_dict(TINY, ["train.epochs=1"]), tmp_path / "run", verbose=0)
+    assert summary["epochs_done"] == 1

@@ -115,15 +115,16 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     out = out or Path("runs") / recipe.stem
     start_tensorflow()
     from textseq.runs import Run
-    from textseq.training import train as train_run
+    from textseq.training import request_stop, train as train_run
 
     stopped_by = {"label": "interrupted", "code": 130}
 
-    def terminate(number, frame):  # SIGTERM (kill, a scheduler's stop) ends the run as Ctrl-C does
-        stopped_by.update(label="stopped by SIGTERM", code=128 + number)
+    def stop(number, frame):  # Ctrl-C, and SIGTERM (kill, a scheduler's stop) the same way
+        stopped_by.update(label="interrupted" if number == signal.SIGINT else "stopped by SIGTERM", code=128 + number)
+        request_stop()  # in case this KeyboardInterrupt lands where Python ignores it
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = train_run(parsed, out, overwrite=overwrite)
     except KeyboardInterrupt:
@@ -132,7 +133,8 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
         click.echo(f"\n{stopped_by['label']}: {out} {kept}; run the same command to resume from there", err=True)
         sys.exit(stopped_by["code"])
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     click.echo(f"\nrun: {summary['run']}", err=True)
     if summary["epochs_run"] == 0:
         click.echo(f"already trained {summary['epochs_done']} epochs (train.epochs); raise it to train on", err=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -67,8 +68,29 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
         check_finished(guard, state)
         return summary(run, strategy, policy, model, initial_epoch, history, state, started)
     finally:
+        STOP.clear()
         if chief:
             run.unlock()
+
+
+STOP = threading.Event()  # set by request_stop(); cleared when train() returns
+
+
+def request_stop() -> None:
+    """Asks a running `train` to stop at its next batch, keeping its last finished epoch (what Ctrl-C
+    and SIGTERM do in the CLI). The signal's own KeyboardInterrupt is not enough: when it lands in a
+    finalizer (a file or tensor being freed) Python prints "Exception ignored" and trains on."""
+    STOP.set()
+
+
+class StopWhenRequested(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at the first batch end after `request_stop()`."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if STOP.is_set():
+            raise KeyboardInterrupt
+
+    on_test_batch_end = on_train_batch_end
 
 
 def check_global_batch(config: TrainConfig, strategy: tf.distribute.Strategy) -> None:
@@ -150,7 +172,8 @@ def restore(recipe: Recipe, run: Run, model: Seq2Seq, strategy: tf.distribute.St
 def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, epoch: tf.Variable, guard: "StopOnNonFiniteLoss",
               checkpoint: "EpochCheckpoint", chief: bool) -> list[keras.callbacks.Callback]:
     """The epoch counter, the NaN guard, the chief's checkpoints and logs, and the recipe's plateau rules."""
-    found = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e),
+    found = [StopWhenRequested(),
+             keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e),
                                             on_epoch_end=lambda e, logs: log_learning_rate(model, logs)),
              guard]
     if chief:
