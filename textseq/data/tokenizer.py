@@ -150,13 +150,15 @@ def sentencepiece_ops(model: bytes, **options):
     tokenizer = tensorflow_text.SentencepieceTokenizer(model=model, out_type=tf.int32, **options)
 
     class NamedModelResource(ops._SentencepieceModelResource):
+        def __init__(self, model: bytes, shared_name: str):
+            self._shared_name = shared_name  # before the base class creates the resource
+            super().__init__(model, None)
+
         def _create_resource(self):
             return ops.gen_sentencepiece_tokenizer.sentencepiece_op(model=self._model, shared_name=self._shared_name)
 
-    resource = NamedModelResource.__new__(NamedModelResource)
-    resource._shared_name = "textseq_sentencepiece_" + hashlib.sha256(model).hexdigest()[:16]
-    NamedModelResource.__init__(resource, model, None)
-    tokenizer._model_resource = resource
+    name = "textseq_sentencepiece_" + hashlib.sha256(model).hexdigest()[:16]
+    tokenizer._model_resource = NamedModelResource(model, name)
     return tokenizer
 
 
