@@ -189,11 +189,9 @@ def test_a_subword_language_model_suggests_whole_words(spm_lm):
     context = model.target.encode(tf.constant(["a man is riding a"])).to_list()[0]
     product = 1.0
     for end in range(len(context), len(pieces) + 1):
-        probs = next_token_top_k(model.model, model.recipe.data, tf.ragged.constant([pieces[:end]]),
-                                 model.target.vocab_size).values.numpy()[0]
-        ids = next_token_top_k(model.model, model.recipe.data, tf.ragged.constant([pieces[:end]]),
-                               model.target.vocab_size).indices.numpy()[0]
-        by_id = dict(zip(ids.tolist(), probs.tolist()))
+        top = next_token_top_k(model.model, model.recipe.data, tf.ragged.constant([pieces[:end]]),
+                               model.target.vocab_size)
+        by_id = dict(zip(top.indices.numpy()[0].tolist(), top.values.numpy()[0].tolist()))
         if end < len(pieces):
             product *= by_id[pieces[end]]
         else:
