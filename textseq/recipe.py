@@ -38,6 +38,19 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 0.001, 100.0
 RENAMED_SECTIONS = {"export": ("decode", {"max_output_length": "max_length"})}
 
 
+class Files:
+    """A recipe type: one path or glob, a list of them, or (data.train) a list of corpora with weights
+    (`[{files: ..., weight: 2}, ...]`). Kept as a string, a tuple of strings, or a tuple of `Corpus`."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One training corpus of several, mixed by weight: `{files: PATH_OR_GLOB_OR_LIST, weight: 1}`."""
+
+    files: tuple[str, ...]
+    weight: float = 1.0
+
+
 def _opt(default: Any, help: str, **checks: Any) -> Any:
     """A recipe field: its default, its help line, and checks such as `min=1`, `max=9` or `below=1`."""
     return field(default=default, metadata={"help": help, **checks})
@@ -53,12 +66,15 @@ class DataConfig:
     text_field: str = _opt("text", "tfds with task language_model: the feature that holds the text")
     dir: Optional[str] = _opt(None, "parallel, tsv, text: directory of relative paths; default $TEXTSEQ_DATA or "
                                     "~/.cache/textseq")
-    train: Optional[str] = _opt(None, "parallel: prefix of the training files, e.g. multi30k/tok/train.lc.norm.tok; "
-                                      "tsv, text: the training file (.gz read directly)")
-    validation: Optional[str] = _opt(None, "parallel: prefix of the validation files; tsv, text: the validation file; "
-                                           "tfds: the split's name (default validation; train for the others)")
-    test: Optional[str] = _opt(None, "parallel: prefix of the test files; tsv, text: the test file; tfds: the split's "
-                                     "name")
+    train: Optional[Files] = _opt(
+        None, "parallel: prefix of the training files, e.g. multi30k/tok/train.lc.norm.tok; tsv, text: the training "
+              "file. parallel and tsv also take a glob (wmt/train-*) or a list, plain or .gz, and with train.steps a "
+              "list of corpora mixed by weight: [{files: ..., weight: 3}, {files: ..., weight: 1}]")
+    validation: Optional[Files] = _opt(
+        None, "parallel: prefix(es) of the validation files; tsv, text: the validation file; tfds: the split's name "
+              "(default validation; train for the others)")
+    test: Optional[Files] = _opt(None, "parallel: prefix(es) of the test files; tsv, text: the test file; tfds: the "
+                                       "split's name")
     encoding_errors: Literal["strict", "replace", "skip"] = _opt(
         "strict", "lines that are not UTF-8: strict stops (naming file, line, byte), replace puts U+FFFD in, "
                   "skip drops the line (with its pair in parallel files)")
@@ -75,8 +91,14 @@ class DataConfig:
     validation_examples: int = _opt(1_000, "dates: held-out pairs, each a distinct date", min=1)
     test_examples: int = _opt(2_000, "dates: test pairs, each a distinct date", min=1)
     seed: int = _opt(0, "seed of the data generator and of the train/validation/test split", min=0, max=MAX_SEED)
-    max_source_length: int = _opt(128, "source tokens kept; longer inputs are truncated", min=1, max=MAX_TOKENS)
-    max_target_length: int = _opt(128, "target tokens kept in training; longer ones are truncated", min=1, max=MAX_TOKENS)
+    max_source_length: int = _opt(128, "source tokens kept; with train.epochs longer inputs are truncated, with "
+                                       "train.steps training pairs that are longer are dropped (and counted)",
+                                  min=1, max=MAX_TOKENS)
+    max_target_length: int = _opt(128, "target tokens kept in training (the end mark included); longer ones are "
+                                       "truncated or, with train.steps, dropped", min=1, max=MAX_TOKENS)
+    shuffle_buffer: int = _opt(100_000, "train.steps: training pairs held to shuffle the stream (files are also "
+                                        "read in a new order on every pass); more mixes better and takes more memory",
+                               min=1)
     bleu_tokenize: Literal["13a", "none", "intl", "char", "zh", "ja-mecab", "flores200"] = _opt(
         "13a", "sacrebleu tokenizer for BLEU in evaluate; none when the files are already tokenized (Multi30k tok/)")
 
@@ -121,8 +143,22 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _opt(10, "passes over the training data", min=1)
+    epochs: int = _opt(10, "passes over the training data (read into memory); see train.steps for corpora larger "
+                           "than memory", min=1)
+    steps: Optional[int] = _opt(
+        None, "train this many steps on a stream of the training files (translation corpora of any size: files "
+              "are read as they are needed), validating every validate_every steps, instead of train.epochs passes",
+        min=1)
+    validate_every: int = _opt(1000, "train.steps: steps between validations (each also a checkpoint: a multiple "
+                                     "of checkpoint_every)", min=1)
+    checkpoint_every: int = _opt(1000, "train.steps: steps between checkpoints (weights, optimizer and the "
+                                       "input's position); a killed run loses at most this many", min=1)
+    keep_checkpoints: int = _opt(2, "checkpoints kept on disk, the newest (the best weights are kept apart, in "
+                                    "model.weights.h5)", min=1)
     batch_size: int = _opt(64, "examples per batch: the global batch, split evenly across replicas", min=1)
+    batch_tokens: Optional[int] = _opt(
+        None, "train.steps: batches of at most this many tokens per side (padding included) instead of batch_size "
+              "examples, from buckets of similar lengths: the usual choice for large corpora", min=1)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = _opt("adam", "optimizer")
     learning_rate: float = _opt(1e-3, "learning rate", above=0.0)
     clipnorm: Optional[float] = _opt(1.0, "largest gradient norm (see train.clip); null disables clipping", above=0.0)
@@ -212,7 +248,7 @@ class Recipe:
     decode: DecodingOptions = field(default_factory=DecodingOptions)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return _plain(dataclasses.asdict(self))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -388,6 +424,8 @@ def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where
         if value is None:
             return None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is Files:
+        return _check_files(value, path, where)
     if typing.get_origin(hint) is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
@@ -413,6 +451,40 @@ def _check_value(value: Any, hint: Any, checks: dict, path: tuple, where: _Where
                     "below": f"less than {bound}"}[check]
             raise UserError(f"{where(path)}{dotted} must be {rule}; got {value!r}")
     return value
+
+
+def _check_files(value: Any, path: tuple, where: _Where) -> str | tuple:
+    """A `Files` value: a string, a list of strings, or (data.train) a list of {files, weight}."""
+    dotted = ".".join(path)
+    wanted = ("a path or glob, or a list of them" +
+              (", or a list of corpora {files: ..., weight: ...}" if path[-1] == "train" else ""))
+
+    def paths(item, key):
+        if isinstance(item, str) and item.strip():
+            return item
+        if isinstance(item, list) and item and all(isinstance(i, str) and i.strip() for i in item):
+            return tuple(item)
+        raise UserError(f"{where(path)}{key} must be {wanted}; got {item!r}")
+
+    if not isinstance(value, list) or not any(isinstance(item, dict) for item in value):
+        return paths(value, dotted)
+    if path[-1] != "train":
+        raise UserError(f"{where(path)}{dotted}: corpora with weights mix training data; give {dotted} a path, glob "
+                        "or list")
+    corpora = []
+    for number, item in enumerate(value):
+        key = f"{dotted}[{number}]"
+        if not isinstance(item, dict) or "files" not in item or set(item) - {"files", "weight"}:
+            raise UserError(f"{where(path)}{key} must be a mapping with files: (a path, glob or list) and weight: "
+                            f"(a positive number); got {item!r}")
+        weight = item.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or weight <= 0:
+            raise UserError(f"{where(path)}{key}.weight must be a positive number (the corpus' share of training "
+                            f"pairs is its weight over the sum of weights); got {weight!r}")
+        files = paths(item["files"], f"{key}.files")
+        corpora.append(Corpus(files if isinstance(files, tuple) else (files,), float(weight)))
+    return tuple(corpora)
 
 
 def _check_together(config: Any, path: tuple, where: _Where) -> None:
@@ -464,6 +536,32 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
                 key = path + (name,)
                 raise UserError(f"{where(path)}{'.'.join(key)} is needed with data.source: tsv (a file of "
                                 "SOURCE<TAB>TARGET lines for each of train, validation, test)")
+    if isinstance(config, TrainConfig) and config.steps and config.validate_every % config.checkpoint_every:
+        key = path + ("validate_every",)
+        raise UserError(f"{where(key)}{'.'.join(key)}: {config.validate_every} is not a multiple of "
+                        f"train.checkpoint_every ({config.checkpoint_every}); every validation is also a checkpoint, "
+                        "so the best weights can be kept. E.g. validate_every: "
+                        f"{max(1, config.validate_every // config.checkpoint_every) * config.checkpoint_every}")
+    if isinstance(config, TrainConfig) and config.batch_tokens and not config.steps:
+        key = path + ("batch_tokens",)
+        raise UserError(f"{where(key)}{'.'.join(key)} makes batches from a stream; it needs train.steps (set "
+                        "train.steps, or use train.batch_size with train.epochs)")
+    if isinstance(config, Recipe) and config.train.steps and (config.task != "translate" or config.data.source not in
+                                                             ("parallel", "tsv")):
+        key = ("train", "steps")
+        raise UserError(f"{where(key)}train.steps streams translation files (data.source: parallel or tsv); "
+                        f"{config.task} with data.source: {config.data.source} trains by train.epochs")
+    if isinstance(config, Recipe) and isinstance(config.data.train, tuple) and config.data.train and \
+            isinstance(config.data.train[0], Corpus) and not config.train.steps:
+        key = ("data", "train")
+        raise UserError(f"{where(key)}data.train: corpora mixed by weight are streamed; set train.steps (or list "
+                        "the files without weights)")
+    if isinstance(config, DataConfig) and config.source not in ("parallel", "tsv"):
+        for name in ("train", "validation", "test"):
+            if isinstance(getattr(config, name), tuple):
+                key = path + (name,)
+                raise UserError(f"{where(key)}{'.'.join(key)}: lists of files are for data.source: parallel or "
+                                "tsv; give one file")
     if isinstance(config, TrainConfig) and config.devices and config.strategy != "mirrored":
         key = path + ("devices",)
         raise UserError(f"{where(key)}{'.'.join(key)} applies to train.strategy: mirrored; "
@@ -478,6 +576,15 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
             f"{where(key)}{'.'.join(key)} must be even with a bidirectional encoder "
             f"(half the units read each direction); got {config.units}"
         )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (of file lists) as lists, so that the recipe dumps as plain YAML."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _deep_copy(value: Any) -> Any:

@@ -1,12 +1,15 @@
 """Readers that turn `recipe.data` into lists of raw (source, target) string pairs, per split.
 
 - `dates`: generated, offline (`textseq/data/synthetic.py`).
-- `parallel`: two aligned text files per split, `PREFIX.SRC_LANG` and `PREFIX.TGT_LANG` (or `.gz`),
+- `parallel`: two aligned text files per shard, `PREFIX.SRC_LANG` and `PREFIX.TGT_LANG` (or `.gz`),
   line i of one translating line i of the other, the layout of Multi30k, WMT and fairseq.
   Relative prefixes are under `data.dir` (default: the corpus cache of `textseq data fetch`).
-- `tsv`: one file per split, each line `SOURCE<TAB>TARGET` (the format of Tatoeba/Anki sentence
-  pairs and of many exported corpora); a line with another number of columns is an error that
-  names the file and the line.
+- `tsv`: files of lines `SOURCE<TAB>TARGET` (the format of Tatoeba/Anki sentence pairs and of many
+  exported corpora); a line with another number of columns is an error that names the file and line.
+
+A split of either may be a prefix or file, a glob, or a list of them (`split_shards`). These
+readers hold a split in memory (train.epochs); `textseq.data.streams` reads the same shards as a
+tf.data stream (train.steps).
 - `tfds`: a TensorFlow Datasets dataset through `tfds.load` (`data.dir` is its data_dir): pairs
   of the `source_language` / `target_language` features, or, for a language model, the texts of
   `text_field` joined by newlines.
@@ -21,14 +24,16 @@
 
 from __future__ import annotations
 
+import glob
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from textseq.data.corpora import CORPORA, data_dir, fetch_hint
 from textseq.data.synthetic import dates_examples
 from textseq.data.textfiles import read_lines, read_text
 from textseq.errors import UserError
-from textseq.recipe import DataConfig
+from textseq.recipe import Corpus, DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -94,26 +99,112 @@ def load_text(config: DataConfig, split: str) -> str:
     return text
 
 
-def split_files(config: DataConfig, split: str) -> tuple[Path, Path]:
-    """The source and target files of one split of a parallel corpus (`.gz` when only that exists)."""
-    prefix = resolve(config, getattr(config, split))
-    files = []
-    for language in (config.source_language, config.target_language):
-        plain = prefix.with_name(f"{prefix.name}.{language}")
-        packed = plain.with_name(plain.name + ".gz")
-        files.append(packed if not plain.exists() and packed.exists() else plain)
-    return files[0], files[1]
+GLOB_CHARACTERS = set("*?[")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The files of one piece of a split: (source, target) of a parallel corpus, or (file,) of a TSV one."""
+
+    files: tuple[Path, ...]
+
+    def __str__(self) -> str:
+        return " + ".join(str(path) for path in self.files)
+
+
+def split_names(config: DataConfig, split: str) -> tuple[str, ...]:
+    """The paths or globs the recipe gives for a split (a corpus list's, in its order)."""
+    value = getattr(config, split)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(name for item in value for name in (item.files if isinstance(item, Corpus) else (item,)))
+
+
+def split_shards(config: DataConfig, split: str, names: tuple[str, ...] | None = None) -> list[Shard]:
+    """The shards of a split of a parallel or TSV corpus, in the recipe's order (a glob's matches sorted).
+
+    A prefix (parallel) or file (TSV) may be a glob; a parallel prefix names `PREFIX.SRC_LANG` and
+    `PREFIX.TGT_LANG`, each plain or `.gz`. A glob that matches nothing, or a source file without its
+    target file, is an error that names them.
+    """
+    key = f"data.{split}"
+    shards: list[Shard] = []
+    for name in names if names is not None else split_names(config, split):
+        pattern = resolve(config, name)
+        if config.source == "parallel":
+            found = parallel_shards(config, pattern, key)
+        elif GLOB_CHARACTERS & set(str(pattern)):
+            found = [Shard((path,)) for path in sorted(Path(p) for p in glob.glob(str(pattern)))]
+            if not found:
+                raise UserError(f"{key}: {pattern} matches no file; check the pattern (relative paths are under "
+                                f"data.dir: {data_root(config)})")
+        else:
+            found = [Shard((pattern,))]
+        shards += [shard for shard in found if shard not in shards]
+    for shard in shards:
+        for path in shard.files:
+            check_file(path, key)
+    return shards
+
+
+def parallel_shards(config: DataConfig, prefix: Path, key: str) -> list[Shard]:
+    source, target = config.source_language, config.target_language
+    if not GLOB_CHARACTERS & set(str(prefix)):
+        return [Shard(tuple(language_file(prefix, language, key) for language in (source, target)))]
+    matches = sorted({Path(p) for pattern in (f"{prefix}.{source}", f"{prefix}.{source}.gz")
+                      for p in glob.glob(pattern)})
+    if not matches:
+        raise UserError(f"{key}: {prefix}.{source} (or .gz) matches no file; check the pattern (relative paths are "
+                        f"under data.dir: {data_root(config)})")
+    shards = []
+    for path in matches:
+        stem = path.name.removesuffix(".gz").removesuffix(f".{source}")
+        shards.append(Shard((path, language_file(path.with_name(stem), target, key))))
+    return shards
+
+
+def language_file(prefix: Path, language: str, key: str) -> Path:
+    """`PREFIX.LANGUAGE`, or `PREFIX.LANGUAGE.gz` when only that exists."""
+    plain = prefix.with_name(f"{prefix.name}.{language}")
+    packed = plain.with_name(plain.name + ".gz")
+    if plain.exists() or not packed.exists():
+        if not plain.exists():
+            raise missing_file(key, plain.with_name(f"{plain.name} (or {plain.name}.gz)"))
+        return plain
+    return packed
+
+
+def check_file(path: Path, key: str) -> None:
+    """A shard must be a readable file; a `.gz` one must be gzip."""
+    if not path.exists():
+        raise missing_file(key, path)
+    if path.is_dir():
+        raise UserError(f"{key}: {path} is a directory; give the path of a text file (or a glob)")
+    if path.suffix == ".gz" and not is_gzip(path):
+        raise UserError(f"{key}: {path} is not gzip (its name ends in .gz, its bytes do not start as gzip's); "
+                        "compress it with gzip, or drop .gz from its name if it is plain text")
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def data_root(config: DataConfig) -> Path:
+    return Path(config.dir).expanduser() if config.dir else data_dir()
 
 
 def parallel_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
+    return [pair for shard in split_shards(config, split) for pair in shard_parallel_pairs(config, shard, split)]
+
+
+def shard_parallel_pairs(config: DataConfig, shard: Shard, split: str) -> list[tuple[str, str]]:
     key = f"data.{split}"
-    sources, targets = [], []
-    for path, side in zip(split_files(config, split), (sources, targets)):
-        try:
-            side.extend(read_lines(path, key, config.encoding_errors))
-        except FileNotFoundError:
-            raise missing_file(key, path.with_name(f"{path.name} (or {path.name}.gz)")) from None
-    source_file, target_file = split_files(config, split)
+    source_file, target_file = shard.files
+    sources = read_lines(source_file, key, config.encoding_errors)
+    targets = read_lines(target_file, key, config.encoding_errors)
     if len(sources) != len(targets):
         raise UserError(f"{key}: {source_file} has {len(sources)} lines but {target_file} has {len(targets)}; "
                         "line i of one must translate line i of the other")
@@ -128,22 +219,23 @@ def parallel_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
 
 
 def tsv_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
-    """The (source, target) pairs of one split's TSV file; blank lines and lines with an empty side skipped."""
+    """The (source, target) pairs of one split's TSV files; blank lines and lines with an empty side skipped."""
+    pairs = [pair for shard in split_shards(config, split) for pair in shard_tsv_pairs(config, shard.files[0], split)]
+    if not pairs:
+        raise UserError(f"data.{split}: {', '.join(split_names(config, split))} has no SOURCE<TAB>TARGET pairs")
+    return pairs
+
+
+def shard_tsv_pairs(config: DataConfig, path: Path, split: str) -> list[tuple[str, str]]:
     key = f"data.{split}"
-    path = resolve(config, getattr(config, split))
-    try:
-        lines = read_lines(path, key, config.encoding_errors)
-    except FileNotFoundError:
-        raise missing_file(key, path) from None
+    lines = read_lines(path, key, config.encoding_errors)
     pairs, empty = [], []
     for number, line in enumerate(lines, 1):
         if line is None or not line.strip():  # not UTF-8 (skipped as data.encoding_errors says), or blank
             continue
         columns = line.split("\t")
         if len(columns) != 2:
-            shown = line if len(line) <= 60 else line[:57] + "..."
-            raise UserError(f"{key}: {path}, line {number}: {len(columns)} tab-separated column(s) in {shown!r}; "
-                            "every line must be SOURCE<TAB>TARGET (a tab inside a text must be replaced by a space)")
+            raise bad_columns(key, path, number, line, len(columns))
         source, target = columns[0].strip(), columns[1].strip()
         if source and target:
             pairs.append((source, target))
@@ -152,9 +244,13 @@ def tsv_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
     if empty:
         log.warning("%s: skipped %d line(s) with an empty side (the first is line %d of %s)", key, len(empty),
                     empty[0], path)
-    if not pairs:
-        raise UserError(f"{key}: {path} has no SOURCE<TAB>TARGET pairs")
     return pairs
+
+
+def bad_columns(key: str, path: Path, number: int, line: str, columns: int) -> UserError:
+    shown = line if len(line) <= 60 else line[:57] + "..."
+    return UserError(f"{key}: {path}, line {number}: {columns} tab-separated column(s) in {shown!r}; "
+                     "every line must be SOURCE<TAB>TARGET (a tab inside a text must be replaced by a space)")
 
 
 def tfds_examples(config: DataConfig, split: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
