@@ -87,8 +87,8 @@ def main() -> None:
     result = {"endpoint": f"/api/{endpoint}", "run": args.run.name, "clients": args.clients,
               "requests": len(latencies), "errors": len(errors), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
               "requests_per_s": round(len(latencies) / wall, 1), "cpu": cpu_model()}
-    print(f"| endpoint | run | clients | requests | errors | p50 | p99 | requests/s |")
-    print(f"|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| endpoint | run | clients | requests | errors | p50 | p99 | requests/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     print(f"| {result['endpoint']} | {result['run']} | {args.clients} | {result['requests']} | {result['errors']} | "
           f"{p50:.1f} ms | {p99:.1f} ms | {result['requests_per_s']} |")
     print(json.dumps(result))

@@ -97,3 +97,31 @@ def lm_run(tmp_path_factory) -> Path:
         pytest.skip(f"no Multi30k mirror at {SHARED}")
     tmp = tmp_path_factory.mktemp("lm")
     return trained(tiny_lm(tmp), tmp / "run")
+
+
+SHARD_WORDS = "a b c d e f g h i j k l m n o p".split()
+
+
+def write_lines(path: Path, lines: list[str], packed: bool = False) -> None:
+    import gzip
+
+    data = "".join(line + "\n" for line in lines).encode()
+    path.write_bytes(gzip.compress(data) if packed else data)
+
+
+def make_shards(root: Path, shards: int = 4, pairs: int = 50, packed: bool = True) -> None:
+    """Parallel shards part-K.de(.gz) / part-K.en(.gz) under `root`: source "sK_i w..", target "tK_i"
+    and the same words reversed, 1 to 8 words, seeded."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for k in range(shards):
+        sources, targets = [], []
+        for i in range(pairs):
+            words = list(rng.choice(SHARD_WORDS, size=int(rng.integers(1, 9))))
+            sources.append(" ".join([f"s{k}_{i}", *words]))
+            targets.append(" ".join([f"t{k}_{i}", *words[::-1]]))
+        suffix = ".gz" if packed else ""
+        write_lines(root / f"part-{k}.de{suffix}", sources, packed)
+        write_lines(root / f"part-{k}.en{suffix}", targets, packed)
+

@@ -225,9 +225,11 @@ KILL_IN_THE_COMMIT = textwrap.dedent("""
     textseq.training.train(recipe_from_dict(TINY, ["train.epochs=3"]), sys.argv[1], verbose=0)
 """)
 
-# Epoch 2's commit renames, in order: its checkpoint, the best weights, metrics.csv, the checkpoint's
-# state and state.json. A kill before each and after the last covers every state between them.
-COMMIT = ["epoch-0002.weights.h5", "model.weights.h5", "metrics.csv", "epoch-0002.json", "state.json"]
+# Epoch 2's commit renames, in order: its checkpoint, its random states (two files), the best weights,
+# metrics.csv, the checkpoint's state and state.json. A kill before each and after the last covers every
+# state between them.
+COMMIT = ["epoch-0002.weights.h5", "epoch-0002.resume.data-00000-of-00001", "epoch-0002.resume.index",
+          "model.weights.h5", "metrics.csv", "epoch-0002.json", "state.json"]
 
 
 @pytest.fixture(scope="module")

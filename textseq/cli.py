@@ -102,8 +102,9 @@ def cli():
 def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite: bool):
     """Train a model from RECIPE, or resume the run in --out where it stopped.
 
-    Running the same command again continues from the last finished epoch with the same
-    optimizer state; raising train.epochs extends a finished run.
+    Running the same command again continues from the last finished epoch (or, with train.steps,
+    the last checkpoint) with the same optimizer state and data order; raising train.epochs or
+    train.steps extends a finished run.
 
     \b
     Examples:
@@ -130,16 +131,21 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     except KeyboardInterrupt:
         state = Run(out).state() or {}
         kept = f"keeps its last finished epoch ({state['epoch']})" if state.get("epoch") else "has no finished epoch yet"
+        if parsed.train.steps:
+            kept = f"keeps its last checkpoint (step {state['step']})" if state.get("step") else "has no checkpoint yet"
         click.echo(f"\n{stopped_by['label']}: {out} {kept}; run the same command to resume from there", err=True)
         sys.exit(stopped_by["code"])
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
     click.echo(f"\nrun: {summary['run']}", err=True)
+    steps = parsed.train.steps
     if summary["epochs_run"] == 0:
-        click.echo(f"already trained {summary['epochs_done']} epochs (train.epochs); raise it to train on", err=True)
-    for key in ("strategy", "resumed_from_epoch", "epochs_done", "epochs_run", "best_epoch", "best_val_loss",
-                "parameters", "wall_seconds"):
+        click.echo(f"already trained {summary['steps_done']} steps (train.steps); raise it to train on" if steps else
+                   f"already trained {summary['epochs_done']} epochs (train.epochs); raise it to train on", err=True)
+    progress = ("resumed_from_step", "steps_done", "best_step") if steps else (
+        "resumed_from_epoch", "epochs_done", "epochs_run", "best_epoch")
+    for key in ("strategy", *progress, "best_val_loss", "parameters", "wall_seconds"):
         click.echo(f"  {key:18} {summary[key]}", err=True)
     if summary["chief"]:
         click.echo(f"next: textseq evaluate {summary['run']} --split test", err=True)

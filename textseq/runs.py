@@ -5,10 +5,14 @@
       recipe.yaml         the resolved recipe (the single source of truth for this run)
       vocab.txt           or source.vocab.txt + target.vocab.txt when `vocab.shared` is false;
                           spm.model (or source.spm.model + target.spm.model) for SentencePiece
-      checkpoints/        epoch-NNNN.weights.h5 (model + optimizer) and epoch-NNNN.json (the state after
-                          that epoch) for the last epochs; state.json names the one to resume from
+      checkpoints/        epoch-NNNN.weights.h5 (model + optimizer), epoch-NNNN.resume.* (dropout's random
+                          states) and epoch-NNNN.json (the state after that epoch) for the last epochs
+                          (train.keep_checkpoints); with train.steps step-NNNNNNNN.*, whose .resume.*
+                          also holds the training stream's position; state.json names the one to resume from
       model.weights.h5    the weights with the best validation loss (what predict/evaluate use)
-      metrics.csv         one row per finished epoch
+      shards.json         with train.steps: the training files as the run first read them (a resume
+                          restores positions in them, so they must not change)
+      metrics.csv         one row per finished epoch (per checkpoint with train.steps, its step in `step`)
       logs/               TensorBoard event files
       training.lock       while a `textseq train` writes the run (an OS lock, released when it ends)
 
@@ -44,11 +48,13 @@ from textseq.recipe import DecodingOptions, Recipe, VocabConfig, load_recipe, re
 # misreading it. Run directories written before the number existed are format 1.
 RUN_FORMAT = 1
 
-# Keys that change nothing already trained: more epochs, or how translate, evaluate and the export decode.
-RESUMABLE_CHANGES = {"train.epochs", *(f"decode.{f.name}" for f in dataclasses.fields(DecodingOptions))}
+# Keys that change nothing already trained: more epochs or steps, when to validate, how many checkpoints to
+# keep, or how translate, evaluate and the export decode.
+RESUMABLE_CHANGES = {"train.epochs", "train.steps", "train.validate_every", "train.keep_checkpoints",
+                     *(f"decode.{f.name}" for f in dataclasses.fields(DecodingOptions))}
 
 # What `--overwrite` deletes from a run directory: the files textseq writes there, and nothing else.
-RUN_FILES = ("run.json", "recipe.yaml", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "spm.model",
+RUN_FILES = ("run.json", "recipe.yaml", "shards.json", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "spm.model",
              "source.spm.model", "target.spm.model", "checkpoints",
              "model.weights.h5", "tmp-model.weights.h5", "metrics.csv", "metrics.csv.tmp", "logs", "eval-*.json",
              "hyp-*.txt")
@@ -65,6 +71,7 @@ class Run:
         self.state_file = self.checkpoints / "state.json"
         self.weights_file = self.path / "model.weights.h5"
         self.metrics_file = self.path / "metrics.csv"
+        self.shards_file = self.path / "shards.json"
         self.logs = self.path / "logs"
         self.lock_file = self.path / "training.lock"
 
@@ -228,6 +235,30 @@ class Run:
         source = Vocabulary.load(source_file)
         return source, source if config.shared else Vocabulary.load(target_file)
 
+    def check_shards(self, fingerprints: list[list]) -> None:
+        """Records the training files' fingerprints, or checks them against those recorded: a streamed
+        run resumes at byte positions in its files, which mean nothing in a changed file."""
+        try:
+            recorded = json.loads(self.shards_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            write_atomically(self.shards_file, json.dumps(fingerprints, indent=1))
+            return
+        except (OSError, ValueError):
+            raise UserError(f"{self.shards_file}: is damaged; it records the training files this run reads. Restore "
+                            "it from a backup, or train anew (--overwrite, or another --out)") from None
+        if recorded == fingerprints:
+            return
+        before = {entry[0]: entry for entry in recorded}
+        now = {entry[0]: entry for entry in fingerprints}
+        changed = sorted(set(before) ^ set(now)) or [name for name in now if before[name] != now[name]]
+        what = ("was added or removed" if changed[0] not in before or changed[0] not in now else
+                f"changed ({before[changed[0]][1]} bytes then, {now[changed[0]][1]} now)" if before[changed[0]][1] !=
+                now[changed[0]][1] else "changed (same size, other bytes)")
+        raise UserError(f"data.train: {changed[0]} {what} since this run started"
+                        f"{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''}; a streamed run resumes at "
+                        "positions in its files, which a changed file does not have. Put the files back as they "
+                        "were to resume, or train anew on the new files (another --out, or --overwrite)")
+
     def state(self) -> dict | None:
         """What the last committed epoch left: `{"epoch", "checkpoint", "best_val_loss", "best_epoch"}`,
         or None when state.json is missing or damaged (see `checkpoint_states` for what else there is)."""
@@ -235,7 +266,8 @@ class Run:
 
     def checkpoint_states(self) -> list[dict]:
         """The states saved beside each checkpoint (epoch-NNNN.json), newest first."""
-        found = (read_state(path) for path in sorted(self.checkpoints.glob("epoch-*.json"), reverse=True))
+        paths = [*self.checkpoints.glob("epoch-*.json"), *self.checkpoints.glob("step-*.json")]
+        found = (read_state(path) for path in sorted(paths, reverse=True))
         return [state for state in found if state is not None]
 
     def commit_epoch(self, state: dict, metrics: dict) -> None:

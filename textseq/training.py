@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import array
 import errno
 import logging
 import math
@@ -18,7 +19,8 @@ import keras
 import tensorflow as tf
 
 from textseq.data.pipeline import examples_dataset
-from textseq.data.tasks import TaskData
+from textseq.data.streams import data_error, fingerprints
+from textseq.data.tasks import StreamedData, TaskData
 from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, is_chief, make_strategy, precision,
                                 resolve_precision, work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
@@ -46,31 +48,72 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
     # The chief locks the run (two trainings never write one run directory) until it returns.
     run, resumed = Run.prepare(run_dir, recipe, overwrite) if chief else (Run(run_dir), False)
     try:
-        data = load_data(recipe, run, resumed, chief)
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
-        train_data, validation_data, steps_per_epoch = input_pipelines(recipe, data, strategy, epoch)
-        policy = resolve_precision(recipe.train.precision, strategy)
-        model = build_model(recipe, data, strategy, policy, steps_per_epoch)
-        guard = StopOnNonFiniteLoss()
-        checkpoint = EpochCheckpoint(run, guard)
-        initial_epoch = restore(recipe, run, model, strategy, checkpoint)
-        log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %d training %s, epoch %d of %d",
-                 "resuming" if initial_epoch else "starting", run.path, describe(strategy), policy,
-                 model.count_params(), data.source.vocab.size, data.target.vocab.size, int(data.train[0].nrows()),
-                 data.unit, initial_epoch, recipe.train.epochs)
-        history = {}
-        if initial_epoch < recipe.train.epochs:
-            history = model.fit(train_data, validation_data=validation_data, epochs=recipe.train.epochs,
-                                initial_epoch=initial_epoch, verbose=verbose if chief else 0,
-                                callbacks=callbacks(recipe, run, model, epoch, guard, checkpoint, chief),
-                                shuffle=False).history  # the dataset shuffles itself, by the seed
-        state = checkpoint.state if chief else {}
-        check_finished(guard, state)
-        return summary(run, strategy, policy, model, initial_epoch, history, state, started)
+        return train_prepared(recipe, run, resumed, strategy, verbose, started)
     finally:
         STOP.clear()
         if chief:
             run.unlock()
+
+
+def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distribute.Strategy,
+                   verbose: int | str, started: float) -> dict:
+    """`train` once the run directory is locked: data, model, restore, fit, summary."""
+    chief = is_chief(strategy)
+    data = load_data(recipe, run, resumed, chief)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
+    train_data, validation_data, steps_per_epoch = input_pipelines(recipe, data, strategy, epoch)
+    policy = resolve_precision(recipe.train.precision, strategy)
+    model = build_model(recipe, data, strategy, policy, steps_per_epoch)
+    guard, clock, plan = StopOnNonFiniteLoss(), StepClock(), StepPlan.of(recipe.train)
+    # A stream's position is part of the checkpoint: the iterator is made here and kept.
+    iterator = iter(train_data) if plan else None
+    checkpoint = EpochCheckpoint(run, guard, recipe.train.keep_checkpoints, plan, iterator)
+    initial_epoch = restore(recipe, run, model, strategy, checkpoint)
+    done_steps = int(model.optimizer.iterations.numpy())
+    epochs = plan.segments if plan else recipe.train.epochs
+    if plan:  # counted by steps: a run may go on with more train.steps after a shorter last segment
+        initial_epoch = epochs if done_steps >= plan.steps else done_steps // plan.checkpoint_every
+    log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %s, %s", "resuming" if done_steps else "starting",
+             run.path, describe(strategy), policy, model.count_params(), data.source.vocab.size,
+             data.target.vocab.size, describe_data(data),
+             f"step {done_steps} of {plan.steps}" if plan else f"epoch {initial_epoch} of {epochs}")
+    history = {}
+    if initial_epoch < epochs:
+        options = dict(epochs=epochs, initial_epoch=initial_epoch, verbose=verbose if chief else 0, shuffle=False,
+                       callbacks=[clock, *callbacks(recipe, run, model, epoch, guard, checkpoint, chief)])
+        if plan:
+            train_data = fit_by_steps(model, iterator, plan, options, placeholder_batches(strategy, data, recipe))
+        try:
+            history = model.fit(train_data, validation_data=validation_data, **options).history
+        except tf.errors.OpError as error:
+            raise data_error(error) or error from None
+    state = checkpoint.state if chief else {}
+    check_finished(guard, state)
+    result = {**summary(run, strategy, policy, model, initial_epoch, history, state, started), **clock.summary()}
+    if plan:
+        result.update(resumed_from_step=done_steps, steps_done=int(model.optimizer.iterations.numpy()),
+                      best_step=state.get("best_step"))
+    return result
+
+
+class StepClock(keras.callbacks.Callback):
+    """When the steps of this call end: the first (how long a start takes) and the rate of the
+    second half (once the recurrent loops of most lengths are compiled)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = array.array("d")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.time())
+
+    def summary(self) -> dict:
+        times = self.times
+        if len(times) < 4:
+            return {"first_step_at": times[0] if times else None, "steps_per_second": None}
+        middle = len(times) // 2
+        return {"first_step_at": times[0],
+                "steps_per_second": round((len(times) - 1 - middle) / (times[-1] - times[middle]), 3)}
 
 
 STOP = threading.Event()  # set by request_stop(); cleared when train() returns
@@ -93,6 +136,80 @@ class StopWhenRequested(keras.callbacks.Callback):
     on_test_batch_end = on_train_batch_end
 
 
+class StepPlan:
+    """Step-based training (`train.steps`) as Keras epochs: each "epoch" is a segment of
+    `checkpoint_every` steps ending in a checkpoint; the last one may be shorter.
+
+    >>> plan = StepPlan.of(TrainConfig(steps=2500, checkpoint_every=1000, validate_every=2000))
+    >>> plan.segments, plan.validations(), plan.step_after(3)
+    (3, [2, 3], 2500)
+    """
+
+    def __init__(self, steps: int, checkpoint_every: int, validate_every: int):
+        self.steps = steps
+        self.checkpoint_every = min(checkpoint_every, steps)
+        self.validate_every = validate_every
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> "StepPlan | None":
+        return cls(config.steps, config.checkpoint_every, config.validate_every) if config.steps else None
+
+    @property
+    def segments(self) -> int:
+        return -(-self.steps // self.checkpoint_every)
+
+    def step_after(self, segments: int) -> int:
+        return min(segments * self.checkpoint_every, self.steps)
+
+    def validations(self) -> list[int]:
+        """The segments (1-based, as Keras' validation_freq counts) after which validation runs: every
+        validate_every steps, and at the end."""
+        return [k for k in range(1, self.segments + 1)
+                if self.step_after(k) % self.validate_every == 0 or k == self.segments]
+
+
+def fit_by_steps(model: keras.Model, iterator, plan: StepPlan, options: dict, placeholder):
+    """`fit` options for train.steps: segments of checkpoint_every steps, validations as planned, the
+    batches from the checkpointed iterator. Returns what to hand `fit` as its data."""
+    feed_from(model, iterator)
+    options.update(steps_per_epoch=plan.checkpoint_every, validation_freq=plan.validations())
+    options["callbacks"].append(StopAtStep(plan.steps))
+    return placeholder
+
+
+def feed_from(model: keras.Model, iterator) -> None:
+    """Makes `fit` take its batches from `iterator` (whose position checkpoints save and restore)
+    instead of from an iterator of its own."""
+    model.make_train_function()
+    step = model.train_function
+    model.train_function = lambda _keras_iterator: step(iterator)
+
+
+def placeholder_batches(strategy: tf.distribute.Strategy, data: TaskData, recipe: Recipe):
+    """What `fit` is handed with `feed_from`: one validation batch, repeated, for its set-up only."""
+    batch = next(iter(data.dataset("validation", recipe.train.batch_size // strategy.num_replicas_in_sync)))
+    return distribute_dataset(strategy, lambda context: tf.data.Dataset.from_tensors(batch).repeat())
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training after the optimizer's `steps`-th step (the last segment may be shorter)."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.steps:
+            self.model.stop_training = True
+
+
+def describe_data(data: TaskData) -> str:
+    if isinstance(data, StreamedData):
+        count = f"{data.train_pairs} training pairs" if data.train_pairs is not None else "training pairs"
+        return f"{count} streamed from {sum(len(shards) for shards in data.corpora)} shard(s)"
+    return f"{int(data.train[0].nrows())} training {data.unit}"
+
+
 def check_global_batch(config: TrainConfig, strategy: tf.distribute.Strategy) -> None:
     """The global batch must split evenly across the strategy's replicas."""
     replicas = strategy.num_replicas_in_sync
@@ -106,11 +223,15 @@ def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
     """The task's data with the run's vocabularies (built and saved by the chief for a new run)."""
     # A run that has trained must go on with its own vocabulary (loading it names a missing or damaged
     # file); one that stopped before its first checkpoint builds it again.
-    trained = run.weights_file.exists() or any(run.checkpoints.glob("epoch-*"))
+    trained = run.weights_file.exists() or any(run.checkpoints.glob("epoch-*")) or any(run.checkpoints.glob("step-*"))
     saved_vocab = resumed and (trained or all(path.exists() for path in run.vocab_files(recipe.vocab)))
     data = TaskData.load(recipe, run.vocabularies(recipe.vocab) if saved_vocab else None)
     if not saved_vocab and chief:
         run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab)
+    if isinstance(data, StreamedData):
+        if chief:
+            run.check_shards(fingerprints([shard for shards in data.corpora for shard in shards]))
+        return data
     train_count = int(data.train[0].nrows())
     if train_count < recipe.train.batch_size:
         raise UserError(f"train.batch_size: {recipe.train.batch_size} is more than the {train_count} training "
@@ -126,6 +247,8 @@ def input_pipelines(recipe: Recipe, data: TaskData, strategy: tf.distribute.Stra
         static_shapes=static_shapes))
     validation_data = distribute_dataset(strategy, lambda context: data.dataset(
         "validation", config.batch_size, input_context=context, static_shapes=static_shapes))
+    if config.steps:
+        return train_data, validation_data, StepPlan.of(config).checkpoint_every
     steps_per_epoch = int(data.dataset("train", config.batch_size, shuffle_seed=config.seed, epoch=epoch).cardinality())
     return train_data, validation_data, steps_per_epoch
 
@@ -179,11 +302,38 @@ def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, epoch: tf.Variable, guar
     if chief:
         found += [checkpoint, keras.callbacks.TensorBoard(str(run.logs))]
     if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
-        found.append(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience))
+        found.append(OnValidations(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience)))
     if recipe.train.reduce_lr_patience:
-        found.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=recipe.train.reduce_lr_patience,
-                                                       verbose=1 if chief else 0))
+        found.append(OnValidations(keras.callbacks.ReduceLROnPlateau(
+            factor=0.5, patience=recipe.train.reduce_lr_patience, verbose=1 if chief else 0)))
     return found
+
+
+class OnValidations(keras.callbacks.Callback):
+    """A plateau rule that counts validations: with train.steps not every segment validates, and
+    the wrapped callback sees only those that did."""
+
+    def __init__(self, rule: keras.callbacks.Callback):
+        super().__init__()
+        self.rule = rule
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.rule.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.rule.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        self.rule.on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "val_loss" in logs:
+            self.rule.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self.rule.on_train_end(logs)
 
 
 def check_finished(guard: "StopOnNonFiniteLoss", state: dict) -> None:
@@ -204,6 +354,7 @@ def summary(run: Run, strategy: tf.distribute.Strategy, policy: str, model: Seq2
         "resumed_from_epoch": initial_epoch,
         "epochs_done": state.get("epoch", initial_epoch + len(history.get("loss", []))),
         "epochs_run": len(history.get("loss", [])),
+        "steps_done": state.get("step"),
         "best_epoch": state.get("best_epoch"),
         "best_val_loss": state.get("best_val_loss"),
         "last_metrics": {k: v[-1] for k, v in history.items()},
@@ -232,7 +383,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     learning_rate = config.learning_rate
     if config.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1)
+            config.learning_rate, decay_steps=config.steps or config.epochs * steps_per_epoch, alpha=0.1)
     clipping = {"global_clipnorm" if config.clip == "global" else "clipnorm": config.clipnorm}
     return optimizer_class(config)(learning_rate=learning_rate, **clipping)
 
@@ -267,25 +418,33 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: model + optimizer to `checkpoints/`, the best weights to `model.weights.h5`,
-    then the epoch's commit (`Run.commit_epoch`: metrics.csv, the checkpoint's state, state.json).
+    """After every epoch (or segment of train.steps): model + optimizer, and the random states (+ the
+    input stream's position) to `checkpoints/`, the best weights to `model.weights.h5`, then the commit (`Run.commit_epoch`:
+    metrics.csv, the checkpoint's state, state.json).
 
     Each file is written whole under a temporary name and renamed, state.json last, so a crash at
-    any moment leaves the previous epoch usable; `restore` resumes from it and drops what a crash
-    left of the epoch after it.
+    any moment leaves the previous commit usable; `restore` resumes from it and drops what a crash
+    left of the one after it. Checkpoints are `epoch-NNNN.*`, or `step-NNNNNNNN.*` with train.steps.
     """
 
-    keep = 2  # checkpoints kept on disk; older ones that this process resumed from or wrote are deleted
-
-    def __init__(self, run: Run, guard: StopOnNonFiniteLoss):
+    def __init__(self, run: Run, guard: StopOnNonFiniteLoss, keep: int = 2, plan: StepPlan | None = None,
+                 iterator=None):
         super().__init__()
         self.run = run
         self.guard = guard  # when it stopped training, the epoch is not saved
+        self.keep = keep  # checkpoints kept on disk; older ones that this process resumed from or wrote are deleted
+        self.plan = plan
+        self.iterator = iterator  # the training stream, whose position is saved with each checkpoint
         self.state: dict = {"epoch": 0, "best_val_loss": None, "best_epoch": None}
         self.lineage: list[str] = []  # the checkpoints this process resumed from or wrote, oldest first
 
     def restore(self, model: Seq2Seq) -> int:
-        """Loads the newest intact checkpoint into `model` and returns the number of finished epochs.
+        self.set_model(model)
+        return self._restore(model)
+
+    def _restore(self, model: Seq2Seq) -> int:
+        """Loads the newest intact checkpoint into `model` (and the stream's position into the
+        iterator) and returns the number of finished epochs (segments).
 
         state.json names it; when state.json is missing or damaged, or names a damaged checkpoint,
         the newest intact earlier one (by the state saved beside it) is taken instead.
@@ -297,6 +456,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         for state in candidates:
             try:
                 load_weights(model, self.run.checkpoints / state["checkpoint"])
+                self.load_resume_state(state["checkpoint"])
             except UserError as error:
                 problems.append(str(error).split(";")[0])
                 continue
@@ -304,9 +464,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 log.warning("warning: resuming from %s (%s)", state["checkpoint"],
                             "; ".join(problems) or f"{self.run.state_file} was missing or damaged")
             self.state = state
-            self.lineage = [path.name for path in sorted(self.run.checkpoints.glob("epoch-*.weights.h5"),
-                                                         key=checkpoint_epoch)
-                            if checkpoint_epoch(path) < state["epoch"]] + [state["checkpoint"]]
+            self.lineage = [path.name for path in sorted(self.run.checkpoints.glob("*-*.weights.h5"),
+                                                         key=checkpoint_number)
+                            if checkpoint_number(path) < checkpoint_number(Path(state["checkpoint"]))] + [
+                state["checkpoint"]]
             self.run.write_metrics(state["epoch"])  # a crash may have left the next epoch's row
             return state["epoch"]
         if problems or self._trained_before():
@@ -321,8 +482,50 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def _trained_before(self) -> bool:
         """Whether more than an uncommitted first epoch was trained here (which a restart redoes exactly)."""
         _, rows = self.run.metrics()
-        return len(rows) > 1 or any(path.name != "epoch-0001.weights.h5"
-                                    for path in self.run.checkpoints.glob("epoch-*.weights.h5"))
+        return len(rows) > 1 or any(path.name != self.checkpoint_name(0)
+                                    for path in self.run.checkpoints.glob("*-*.weights.h5"))
+
+    def checkpoint_name(self, epoch: int) -> str:
+        """The weights file of epoch (segment) `epoch`, counted from 0."""
+        if self.plan:
+            return f"step-{self.plan.step_after(epoch + 1):08d}.weights.h5"
+        return f"epoch-{epoch + 1:04d}.weights.h5"
+
+    def resume_prefix(self, name: str) -> Path:
+        return self.run.checkpoints / name.replace(".weights.h5", ".resume")
+
+    def resume_state(self) -> tf.train.Checkpoint:
+        """The dropout layers' random states and the stream's position: what the weights file lacks for
+        the next steps to be those of an uninterrupted run."""
+        weights = {id(v) for v in self.model.weights}
+        seeds = [v.value for v in self.model.variables if id(v) not in weights]
+        return tf.train.Checkpoint(seeds=seeds, **({"input": self.iterator} if self.iterator is not None else {}))
+
+    def load_resume_state(self, name: str) -> None:
+        prefix = self.resume_prefix(name)
+        if self.iterator is None and not prefix.with_name(prefix.name + ".index").exists():
+            log.warning("warning: %s has no random states (written by an older textseq); dropout goes on from "
+                        "other ones than an uninterrupted run would", name)
+            return
+        try:
+            self.resume_state().read(str(prefix)).assert_consumed()
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            raise UserError(f"{prefix}: the input's position and random states cannot be loaded ({type(error).__name__}: "
+                            f"{str(error).splitlines()[0][:160]}); the file is damaged or missing") from None
+
+    def save_resume_state(self, name: str) -> None:
+        """`resume_state`, written under a temporary name and renamed into place."""
+        prefix = self.resume_prefix(name)
+        tmp = prefix.with_name("tmp-" + prefix.name)
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.WARNING)  # it logs every save's "Sharding callback duration" at INFO
+        try:
+            self.resume_state().write(str(tmp))
+        finally:
+            absl.setLevel(level)
+        for part in sorted(tmp.parent.glob(tmp.name + ".*")):  # .data-* before .index
+            replace(part, prefix.with_name(prefix.name + part.name[len(tmp.name):]))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
         if self.guard.stopped_at:
@@ -335,33 +538,46 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 partial.unlink(missing_ok=True)
             reason = "No space left on device" if error.errno == errno.ENOSPC else str(error).splitlines()[0][:200]
             kept = f"epoch {self.state['epoch']}" if self.state["epoch"] else "no finished epoch"
-            raise UserError(f"{self.run.path}: epoch {epoch + 1} cannot be saved ({reason}); training stopped and the "
+            if self.plan:
+                kept = f"step {self.state['step']}" if self.state.get("step") else "no checkpoint"
+            what = f"step {self.plan.step_after(epoch + 1)}" if self.plan else f"epoch {epoch + 1}"
+            raise UserError(f"{self.run.path}: {what} cannot be saved ({reason}); training stopped and the "
                             f"run keeps {kept}. Free some room (or fix the disk) and run the same command to resume"
                             ) from None
 
     def commit(self, epoch: int, logs: dict) -> None:
         """Writes epoch `epoch`'s checkpoint, the best weights if it is the best, and its commit."""
         self.run.checkpoints.mkdir(exist_ok=True)
-        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        step = int(self.model.optimizer.iterations.numpy())
+        name = f"step-{step:08d}.weights.h5" if self.plan else self.checkpoint_name(epoch)
         save_weights_atomically(self.model, self.run.checkpoints / name)
+        self.save_resume_state(name)
         state = {**self.state, "epoch": epoch + 1, "checkpoint": name}
-        val_loss = logs.get("val_loss", logs.get("loss"))
+        if self.plan:
+            state["step"] = step
+            logs = {"step": state["step"], **logs}
+        # With train.steps only validations choose; with epochs, a run without validation uses its training loss.
+        val_loss = logs.get("val_loss") if self.plan else logs.get("val_loss", logs.get("loss"))
         if val_loss is not None and math.isfinite(val_loss) and (
                 state["best_val_loss"] is None or val_loss < state["best_val_loss"]):
             save_weights_atomically(self.model, self.run.weights_file)
             state.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
-        self.run.commit_epoch(state, {key: float(value) for key, value in logs.items()})
+            if self.plan:
+                state["best_step"] = state["step"]
+        self.run.commit_epoch(state, {key: value if key == "step" else float(value) for key, value in logs.items()})
         self.state = state
         self.lineage.append(name)
         for old in self.lineage[:-self.keep]:
             (self.run.checkpoints / old).unlink(missing_ok=True)
             (self.run.checkpoints / old.replace(".weights.h5", ".json")).unlink(missing_ok=True)
+            for part in self.run.checkpoints.glob(old.replace(".weights.h5", ".resume") + ".*"):
+                part.unlink(missing_ok=True)
         self.lineage = self.lineage[-self.keep:]
 
 
-def checkpoint_epoch(path: Path) -> int:
-    """The epoch of `checkpoints/epoch-NNNN.weights.h5` (-1 for a name not of that form)."""
-    number = path.name.removeprefix("epoch-").removesuffix(".weights.h5")
+def checkpoint_number(path: Path) -> int:
+    """The number of `checkpoints/epoch-NNNN.weights.h5` or `step-NNNNNNNN.weights.h5` (-1 for another name)."""
+    number = path.name.removesuffix(".weights.h5").partition("-")[2]
     return int(number) if number.isdigit() else -1
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,11 +20,13 @@ import tensorflow as tf
 
 from textseq.data.pipeline import (encode_pairs, encode_stream, encode_texts, examples_dataset,
                                    language_model_examples, stream_dataset)
-from textseq.data.sources import load_pairs, load_text
+from textseq.data.sources import Shard, load_pairs, load_text, split_names, split_shards
+from textseq.data.streams import encoded_split, sample_length_share, sample_pairs, training_batches
 from textseq.data.subwords import sample_lines, train_sentencepiece
 from textseq.data.tokenizer import Tokenizer, iter_tokens, sentencepiece_ops, tokenizer_for
 from textseq.data.vocab import Vocabulary
-from textseq.recipe import Recipe, VocabConfig
+from textseq.errors import UserError
+from textseq.recipe import Corpus, Recipe, VocabConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,12 @@ class TaskData:
     @classmethod
     def load(cls, recipe: Recipe, vocabularies: tuple[Vocabulary, Vocabulary] | None = None,
              splits: tuple[str, ...] = ("train", "validation")) -> "TaskData":
-        """Reads `splits`, and builds the vocabularies from the training split unless they are given."""
+        """Reads `splits`, and builds the vocabularies from the training split unless they are given.
+
+        With `train.steps` the training split is a stream (`StreamedData`), not read here.
+        """
+        if recipe.train.steps:
+            return StreamedData.load(recipe, vocabularies, splits)
         data = recipe.data
         if recipe.task == "language_model":
             texts = {split: load_text(data, split) for split in splits}
@@ -95,6 +103,76 @@ class TaskData:
         if recipe.vocab.subword_alpha and "train" in pairs:
             resample = subword_sampler(pairs["train"], vocabularies, recipe.vocab.subword_alpha, lengths)
         return cls(source, target, examples, "examples", lengths, resample=resample)
+
+
+@dataclass
+class StreamedData(TaskData):
+    """A translation corpus read as a stream (train.steps): the training split is never held; the
+    (small) evaluation splits are encoded once, through the same reader."""
+
+    recipe: Recipe | None = None
+    corpora: list[list[Shard]] | None = None  # the training shards of each corpus
+    weights: list[float] | None = None
+    train_pairs: int | None = None  # counted by the vocabulary's sample pass (a new run only)
+
+    @property
+    def train(self) -> Examples:
+        raise AttributeError("a streamed training split is not held in memory")
+
+    def dataset(self, split: str, batch_size: int, shuffle_seed: int | None = None, epoch: tf.Variable | None = None,
+                input_context: tf.distribute.InputContext | None = None, static_shapes: bool = False) -> tf.data.Dataset:
+        """Training: the endless stream of batches (`training_batches`); other splits: every pair once."""
+        if split == "train" and shuffle_seed is not None:
+            return training_batches(self.corpora, self.weights, self.source, self.target, self.recipe.data,
+                                    self.recipe.train, input_context, static_shapes)
+        return examples_dataset(self.examples[split], batch_size, *self.max_lengths, None, None, input_context,
+                                static_shapes)
+
+    @classmethod
+    def load(cls, recipe: Recipe, vocabularies: tuple[Vocabulary, Vocabulary] | None = None,
+             splits: tuple[str, ...] = ("train", "validation")) -> "StreamedData":
+        data = recipe.data
+        corpora = [split_shards(data, "train", names) for names in training_corpora(data)]
+        weights = [weight for weight in training_weights(data)]
+        train_pairs = None
+        if vocabularies is None:
+            started = time.monotonic()
+            sample, train_pairs = sample_pairs([shard for shards in corpora for shard in shards], data,
+                                               recipe.vocab.sample_lines, data.seed)
+            if not sample:
+                raise UserError(f"data.train: {', '.join(split_names(data, 'train'))} has no pairs")
+            vocabularies = translation_vocabularies(sample, recipe.vocab, data.seed)
+            log.info("data.train: %d pairs in %d file(s); vocabulary from a sample of %d in %.1f s", train_pairs,
+                     sum(len(shard.files) for shards in corpora for shard in shards), len(sample),
+                     time.monotonic() - started)
+            source = tokenizer_for(vocabularies[0])
+            target = source if vocabularies[1] is vocabularies[0] else tokenizer_for(vocabularies[1])
+            over, sampled = sample_length_share(sample, source, target, data)
+            if over:
+                log.warning("data.train: about %.2f%% of training pairs are longer than data.max_source_length or "
+                            "data.max_target_length (%d of a sample of %d) and are dropped as they stream",
+                            100 * over / sampled, over, sampled)
+        source = tokenizer_for(vocabularies[0])
+        target = source if vocabularies[1] is vocabularies[0] else tokenizer_for(vocabularies[1])
+        examples = {split: encoded_split(split_shards(data, split), data, split, source, target)
+                    for split in splits if split != "train"}
+        return cls(source, target, examples, "pairs", (data.max_source_length, data.max_target_length),
+                   recipe=recipe, corpora=corpora, weights=weights, train_pairs=train_pairs)
+
+
+def training_corpora(data) -> list[tuple[str, ...]]:
+    """The names (paths, globs) of each training corpus; one corpus unless data.train lists weights."""
+    value = data.train
+    if isinstance(value, tuple) and value and isinstance(value[0], Corpus):
+        return [corpus.files for corpus in value]
+    return [(value,) if isinstance(value, str) else tuple(value)]
+
+
+def training_weights(data) -> list[float]:
+    value = data.train
+    if isinstance(value, tuple) and value and isinstance(value[0], Corpus):
+        return [corpus.weight for corpus in value]
+    return [1.0]
 
 
 def subword_sampler(pairs: list[tuple[str, str]], vocabularies: tuple[Vocabulary, Vocabulary], alpha: float,
