@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textseq.constants import UNK
 from textseq.data.sources import SPLITS, load_pairs
-from textseq.data.tasks import TaskData
+from textseq.data.tasks import StreamedData, TaskData
 from textseq.distribute import check_tf_config, resolve_precision
 from textseq.models import build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
@@ -24,6 +24,8 @@ def check(recipe: Recipe) -> dict:
         cluster = {"workers": sum(len(tasks.get(job, [])) for job in ("chief", "worker")),
                    "task": f"{tf_config['task']['type']} {tf_config['task']['index']}"}
     data = TaskData.load(recipe, splits=SPLITS)
+    if isinstance(data, StreamedData):
+        return streamed_summary(recipe, data)
     summary = {"task": recipe.task, **{f"{split}_{data.unit}": int(data.examples[split][0].nrows()) for split in SPLITS}}
     if recipe.task == "language_model":
         for split in SPLITS:
@@ -48,3 +50,24 @@ def check(recipe: Recipe) -> dict:
         "warnings": fast_path_warnings(recipe.model),
         "precision": resolve_precision(recipe.train.precision),
     }
+
+
+def streamed_summary(recipe: Recipe, data: StreamedData) -> dict:
+    """`check` of a streamed corpus (train.steps): the one pass's count, not the pairs themselves."""
+    model = build_seq2seq(recipe.model, data.source.vocab_size, data.target.vocab_size)
+    validation = data.examples["validation"]
+    model({"source": validation[0][:1].to_tensor(shape=[1, 2]), "target_in": validation[1][:1].to_tensor(shape=[1, 2])})
+    return {
+        "task": recipe.task,
+        "train_pairs": data.train_pairs,
+        "train_shards": sum(len(shards) for shards in data.corpora),
+        **{f"{split}_pairs": int(data.examples[split][0].nrows()) for split in ("validation", "test")},
+        "too_long_share": round(data.too_long_share, 4),
+        "source_vocabulary": data.source.vocab_size,
+        "target_vocabulary": data.target.vocab_size,
+        "parameters": model.count_params(),
+        "strategy": recipe.train.strategy,
+        "warnings": fast_path_warnings(recipe.model),
+        "precision": resolve_precision(recipe.train.precision),
+    }
+

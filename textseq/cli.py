@@ -605,6 +605,31 @@ def export_command(run: Path, out_dir: Path, overwrite: bool):
     click.echo(f"wrote {path}", err=True)
 
 
+@cli.command("average")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--last", type=click.IntRange(min=1), required=True, help="How many of the newest checkpoints.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory to write. [default: RUN/averaged]")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier average in --out.")
+def average_command(run: Path, last: int, out_dir: Path | None, overwrite: bool):
+    """Average the weights of RUN's last checkpoints into a run directory of their own.
+
+    The result has RUN's recipe and vocabulary and the averaged weights as its best weights, so
+    evaluate, translate, serve and export take it like any run. The run must keep that many
+    checkpoints (train.keep_checkpoints; train.average_last averages at the end of training).
+
+    \b
+    Example:
+      textseq average runs/multi30k-de-en --last 5
+      textseq evaluate runs/multi30k-de-en/averaged --split test
+    """
+    start_tensorflow()
+    from textseq.averaging import average
+
+    result = average(run, last, out_dir, overwrite)
+    click.echo(f"wrote {result['out']}: the mean of {', '.join(result['checkpoints'])}", err=True)
+
+
 @cli.group()
 def data():
     """Get the public corpora that the recipes use."""

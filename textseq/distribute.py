@@ -216,11 +216,18 @@ def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
         setattr(model, name, lambda data, step=step: {k: tf.reshape(v, [1]) for k, v in step(data).items()})
 
 
-def distribute_dataset(strategy: tf.distribute.Strategy, make_dataset):
-    """`make_dataset(input_context)` as this strategy's replicas need it (the plain dataset on one device)."""
+def distribute_dataset(strategy: tf.distribute.Strategy, make_dataset, per_replica: bool = False):
+    """`make_dataset(input_context)` as this strategy's replicas need it (the plain dataset on one device).
+
+    `per_replica`: one pipeline per replica, each read by a plain tf.data iterator, which (unlike
+    the multi-device iterator TensorFlow otherwise uses) a checkpoint can save; see `input_parts`.
+    """
     if strategy is tf.distribute.get_strategy():
         return make_dataset(None)
-    dataset = strategy.distribute_datasets_from_function(make_dataset)
+    options = tf.distribute.InputOptions(
+        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
+        experimental_fetch_to_device=False) if per_replica else None
+    dataset = strategy.distribute_datasets_from_function(make_dataset, options)
     local = strategy.num_replicas_in_sync // workers(strategy)
     if local > 1 and dataset.cardinality > 0:
         # TensorFlow reports the pipeline's element count, and a pipeline yields one element per
@@ -228,3 +235,18 @@ def distribute_dataset(strategy: tf.distribute.Strategy, make_dataset):
         # epoch with "Your input ran out of data" and log a single replica's running loss.
         dataset._cardinality = dataset.cardinality // local
     return dataset
+
+
+def input_parts(iterator) -> list:
+    """What a `tf.train.Checkpoint` saves of an input iterator's position: the iterator itself, or,
+    for a distributed one (which TensorFlow 2.21 cannot checkpoint), the plain iterators of its
+    pipelines (`distribute_dataset(..., per_replica=True)` makes them plain)."""
+    from tensorflow.python.trackable.base import Trackable
+
+    if isinstance(iterator, Trackable):
+        return [iterator]
+    parts = [getattr(worker, "_iterator", None) for worker in getattr(iterator, "_iterators", [])]
+    if not parts or not all(isinstance(part, tf.data.Iterator) for part in parts):
+        raise UserError("train.steps: this strategy's input iterator cannot be checkpointed, so a resumed run "
+                        "could not go on from where it stopped; train by train.epochs with it")
+    return parts

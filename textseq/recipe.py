@@ -155,6 +155,11 @@ class TrainConfig:
                                        "input's position); a killed run loses at most this many", min=1)
     keep_checkpoints: int = _opt(2, "checkpoints kept on disk, the newest (the best weights are kept apart, in "
                                     "model.weights.h5)", min=1)
+    select_by: Literal["loss", "bleu", "chrf"] = _opt(
+        "loss", "what picks the run's best weights (model.weights.h5) at each validation: the loss, or (translation) "
+                "BLEU or chrF of the validation split's greedy translations, then computed at every validation")
+    average_last: int = _opt(0, "when training ends, average the last N checkpoints into RUN/averaged (a run "
+                                "directory of its own, as `textseq average` writes); 0: none", min=0)
     batch_size: int = _opt(64, "examples per batch: the global batch, split evenly across replicas", min=1)
     batch_tokens: Optional[int] = _opt(
         None, "train.steps: batches of at most this many tokens per side (padding included) instead of batch_size "
@@ -542,6 +547,15 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
                         f"train.checkpoint_every ({config.checkpoint_every}); every validation is also a checkpoint, "
                         "so the best weights can be kept. E.g. validate_every: "
                         f"{max(1, config.validate_every // config.checkpoint_every) * config.checkpoint_every}")
+    if isinstance(config, Recipe) and config.task != "translate" and config.train.select_by != "loss":
+        key = ("train", "select_by")
+        raise UserError(f"{where(key)}train.select_by: {config.train.select_by} scores translations; a "
+                        f"{config.task} run selects by loss")
+    if isinstance(config, TrainConfig) and config.steps and config.strategy == "multi_worker":
+        key = path + ("strategy",)
+        raise UserError(f"{where(key)}train.strategy: multi_worker does not train by train.steps yet (each worker's "
+                        "stream position would have to be saved with the chief's checkpoints); use train.epochs "
+                        "on several machines, or mirrored / one device with train.steps")
     if isinstance(config, TrainConfig) and config.batch_tokens and not config.steps:
         key = path + ("batch_tokens",)
         raise UserError(f"{where(key)}{'.'.join(key)} makes batches from a stream; it needs train.steps (set "

@@ -10,6 +10,8 @@
                           (train.keep_checkpoints); with train.steps step-NNNNNNNN.*, whose .resume.*
                           also holds the training stream's position; state.json names the one to resume from
       model.weights.h5    the weights with the best validation loss (what predict/evaluate use)
+      averaged/           a run directory of the mean of the last checkpoints (`textseq average`,
+                          train.average_last)
       shards.json         with train.steps: the training files as the run first read them (a resume
                           restores positions in them, so they must not change)
       metrics.csv         one row per finished epoch (per checkpoint with train.steps, its step in `step`)
@@ -51,10 +53,11 @@ RUN_FORMAT = 1
 # Keys that change nothing already trained: more epochs or steps, when to validate, how many checkpoints to
 # keep, or how translate, evaluate and the export decode.
 RESUMABLE_CHANGES = {"train.epochs", "train.steps", "train.validate_every", "train.keep_checkpoints",
+                     "train.average_last",
                      *(f"decode.{f.name}" for f in dataclasses.fields(DecodingOptions))}
 
 # What `--overwrite` deletes from a run directory: the files textseq writes there, and nothing else.
-RUN_FILES = ("run.json", "recipe.yaml", "shards.json", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "spm.model",
+RUN_FILES = ("run.json", "recipe.yaml", "shards.json", "averaged", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "spm.model",
              "source.spm.model", "target.spm.model", "checkpoints",
              "model.weights.h5", "tmp-model.weights.h5", "metrics.csv", "metrics.csv.tmp", "logs", "eval-*.json",
              "hyp-*.txt")

@@ -19,16 +19,19 @@ import keras
 import tensorflow as tf
 
 from textseq.data.pipeline import examples_dataset
+from textseq.data.sources import load_pairs
 from textseq.data.streams import data_error, fingerprints
 from textseq.data.tasks import StreamedData, TaskData
-from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, is_chief, make_strategy, precision,
-                                resolve_precision, work_around_keras_multi_worker, workers)
+from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, input_parts, is_chief,
+                                make_strategy, precision, resolve_precision, work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
+from textseq.inference import Translator
+from textseq.metrics import corpus_scores
 from textseq import kernels
 from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
-from textseq.recipe import Recipe, TrainConfig
+from textseq.recipe import DecodingOptions, Recipe, TrainConfig
 from textseq.runs import Run, load_weights, replace
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,8 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
     guard, clock, plan = StopOnNonFiniteLoss(), StepClock(), StepPlan.of(recipe.train)
     # A stream's position is part of the checkpoint: the iterator is made here and kept.
     iterator = iter(train_data) if plan else None
-    checkpoint = EpochCheckpoint(run, guard, recipe.train.keep_checkpoints, plan, iterator)
+    keep = max(recipe.train.keep_checkpoints, recipe.train.average_last)
+    checkpoint = EpochCheckpoint(run, guard, keep, plan, iterator, recipe.train.select_by)
     initial_epoch = restore(recipe, run, model, strategy, checkpoint)
     done_steps = int(model.optimizer.iterations.numpy())
     epochs = plan.segments if plan else recipe.train.epochs
@@ -80,7 +84,7 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
     history = {}
     if initial_epoch < epochs:
         options = dict(epochs=epochs, initial_epoch=initial_epoch, verbose=verbose if chief else 0, shuffle=False,
-                       callbacks=[clock, *callbacks(recipe, run, model, epoch, guard, checkpoint, chief)])
+                       callbacks=[clock, *callbacks(recipe, run, model, data, epoch, guard, checkpoint, chief)])
         if plan:
             train_data = fit_by_steps(model, iterator, plan, options, placeholder_batches(strategy, data, recipe))
         try:
@@ -89,11 +93,22 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
             raise data_error(error) or error from None
     state = checkpoint.state if chief else {}
     check_finished(guard, state)
-    result = {**summary(run, strategy, policy, model, initial_epoch, history, state, started), **clock.summary()}
-    if plan:
-        result.update(resumed_from_step=done_steps, steps_done=int(model.optimizer.iterations.numpy()),
-                      best_step=state.get("best_step"))
-    return result
+    averaged = average_last_checkpoints(run, recipe.train.average_last, checkpoint) if chief and history else {}
+    return {**summary(run, strategy, policy, model, initial_epoch, history, state, started), **clock.summary(),
+            **averaged, **(dict(resumed_from_step=done_steps, steps_done=int(model.optimizer.iterations.numpy()),
+                                best_step=state.get("best_step")) if plan else {})}
+
+
+def average_last_checkpoints(run: Run, last: int, checkpoint: "EpochCheckpoint") -> dict:
+    """train.average_last: the mean of the last checkpoints (fewer when fewer were made) in RUN/averaged."""
+    from textseq.averaging import average
+
+    if not last:
+        return {}
+    count = min(last, len(checkpoint.lineage))
+    if count < last:
+        log.warning("warning: train.average_last: %d, but the run has %d checkpoint(s); averaging those", last, count)
+    return {"averaged": average(run.path, count, overwrite=True)["out"]}
 
 
 class StepClock(keras.callbacks.Callback):
@@ -244,7 +259,7 @@ def input_pipelines(recipe: Recipe, data: TaskData, strategy: tf.distribute.Stra
     config, static_shapes = recipe.train, isinstance(strategy, tf.distribute.TPUStrategy)
     train_data = distribute_dataset(strategy, lambda context: data.dataset(
         "train", config.batch_size, shuffle_seed=config.seed, epoch=epoch, input_context=context,
-        static_shapes=static_shapes))
+        static_shapes=static_shapes), per_replica=bool(config.steps))
     validation_data = distribute_dataset(strategy, lambda context: data.dataset(
         "validation", config.batch_size, input_context=context, static_shapes=static_shapes))
     if config.steps:
@@ -292,14 +307,16 @@ def restore(recipe: Recipe, run: Run, model: Seq2Seq, strategy: tf.distribute.St
     return int(done.numpy())
 
 
-def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, epoch: tf.Variable, guard: "StopOnNonFiniteLoss",
-              checkpoint: "EpochCheckpoint", chief: bool) -> list[keras.callbacks.Callback]:
+def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, data: TaskData, epoch: tf.Variable,
+              guard: "StopOnNonFiniteLoss", checkpoint: "EpochCheckpoint", chief: bool) -> list[keras.callbacks.Callback]:
     """The epoch counter, the NaN guard, the chief's checkpoints and logs, and the recipe's plateau rules."""
     found = [StopWhenRequested(),
              keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epoch.assign(e),
                                             on_epoch_end=lambda e, logs: log_learning_rate(model, logs)),
              guard]
     if chief:
+        if recipe.train.select_by != "loss":  # before the checkpoint, which chooses by them
+            found.append(TranslationScores(recipe, data))
         found += [checkpoint, keras.callbacks.TensorBoard(str(run.logs))]
     if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
         found.append(OnValidations(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience)))
@@ -307,6 +324,25 @@ def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, epoch: tf.Variable, guar
         found.append(OnValidations(keras.callbacks.ReduceLROnPlateau(
             factor=0.5, patience=recipe.train.reduce_lr_patience, verbose=1 if chief else 0)))
     return found
+
+
+class TranslationScores(keras.callbacks.Callback):
+    """After each validation: BLEU and chrF (sacrebleu, data.bleu_tokenize) of the greedy translations
+    of the validation split, as `val_bleu` and `val_chrf` in the logs."""
+
+    def __init__(self, recipe: Recipe, data: TaskData):
+        super().__init__()
+        self.recipe, self.data = recipe, data
+        self.pairs = load_pairs(recipe.data, "validation")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or "val_loss" not in logs:
+            return
+        translator = Translator(self.recipe, self.model, self.data.source, self.data.target)
+        hypotheses = translator.translate([source for source, _ in self.pairs],
+                                          DecodingOptions(max_length=self.recipe.decode.max_length))
+        scores = corpus_scores(hypotheses, [target for _, target in self.pairs], self.recipe.data.bleu_tokenize)
+        logs.update(val_bleu=scores["bleu"], val_chrf=scores["chrf"])
 
 
 class OnValidations(keras.callbacks.Callback):
@@ -357,6 +393,7 @@ def summary(run: Run, strategy: tf.distribute.Strategy, policy: str, model: Seq2
         "steps_done": state.get("step"),
         "best_epoch": state.get("best_epoch"),
         "best_val_loss": state.get("best_val_loss"),
+        **{key: state[key] for key in ("best_val_bleu", "best_val_chrf") if key in state},
         "last_metrics": {k: v[-1] for k, v in history.items()},
         "parameters": model.count_params(),
         "strategy": describe(strategy),
@@ -428,13 +465,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, run: Run, guard: StopOnNonFiniteLoss, keep: int = 2, plan: StepPlan | None = None,
-                 iterator=None):
+                 iterator=None, select_by: str = "loss"):
         super().__init__()
+        self.select_by = select_by  # the validation score that picks the best weights: loss, bleu or chrf
         self.run = run
         self.guard = guard  # when it stopped training, the epoch is not saved
         self.keep = keep  # checkpoints kept on disk; older ones that this process resumed from or wrote are deleted
         self.plan = plan
         self.iterator = iterator  # the training stream, whose position is saved with each checkpoint
+        self.input_parts = input_parts(iterator) if iterator is not None else []
         self.state: dict = {"epoch": 0, "best_val_loss": None, "best_epoch": None}
         self.lineage: list[str] = []  # the checkpoints this process resumed from or wrote, oldest first
 
@@ -499,7 +538,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         the next steps to be those of an uninterrupted run."""
         weights = {id(v) for v in self.model.weights}
         seeds = [v.value for v in self.model.variables if id(v) not in weights]
-        return tf.train.Checkpoint(seeds=seeds, **({"input": self.iterator} if self.iterator is not None else {}))
+        return tf.train.Checkpoint(seeds=seeds, **({"input": self.input_parts} if self.input_parts else {}))
 
     def load_resume_state(self, name: str) -> None:
         prefix = self.resume_prefix(name)
@@ -545,6 +584,21 @@ class EpochCheckpoint(keras.callbacks.Callback):
                             f"run keeps {kept}. Free some room (or fix the disk) and run the same command to resume"
                             ) from None
 
+    def improvement(self, state: dict, logs: dict) -> dict:
+        """`{"best_val_...": value}` when these logs beat the best so far by train.select_by, else {}.
+
+        Loss is better lower, BLEU and chrF higher. With train.steps only validations choose; with
+        epochs, a run without validation data chooses by its training loss.
+        """
+        key = f"val_{self.select_by}"
+        value = logs.get(key) if self.plan or self.select_by != "loss" else logs.get("val_loss", logs.get("loss"))
+        best = state.get(f"best_{key}")
+        if value is None or not math.isfinite(value):
+            return {}
+        if best is None or (value < best if self.select_by == "loss" else value > best):
+            return {f"best_{key}": float(value)}
+        return {}
+
     def commit(self, epoch: int, logs: dict) -> None:
         """Writes epoch `epoch`'s checkpoint, the best weights if it is the best, and its commit."""
         self.run.checkpoints.mkdir(exist_ok=True)
@@ -556,12 +610,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if self.plan:
             state["step"] = step
             logs = {"step": state["step"], **logs}
-        # With train.steps only validations choose; with epochs, a run without validation uses its training loss.
-        val_loss = logs.get("val_loss") if self.plan else logs.get("val_loss", logs.get("loss"))
-        if val_loss is not None and math.isfinite(val_loss) and (
-                state["best_val_loss"] is None or val_loss < state["best_val_loss"]):
+        improved = self.improvement(state, logs)
+        if improved:
             save_weights_atomically(self.model, self.run.weights_file)
-            state.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
+            state.update(improved, best_epoch=epoch + 1)
             if self.plan:
                 state["best_step"] = state["step"]
         self.run.commit_epoch(state, {key: value if key == "step" else float(value) for key, value in logs.items()})

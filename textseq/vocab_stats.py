@@ -21,7 +21,7 @@ import tensorflow as tf
 from textseq.constants import UNK
 from textseq.data.sources import load_pairs, load_text
 from textseq.data.subwords import BYTE_PIECE
-from textseq.data.tasks import language_model_vocabulary, translation_vocabularies
+from textseq.data.tasks import StreamedData, language_model_vocabulary, translation_vocabularies
 from textseq.data.tokenizer import tokenizer_for
 from textseq.errors import UserError
 from textseq.recipe import Recipe
@@ -38,7 +38,8 @@ def vocab_stats(recipe: Recipe, out: str | Path | None = None) -> dict:
         vocabularies = (vocab, vocab)
         validation = {"text": [line for line in load_text(data, "validation").split("\n") if line.strip()]}
     else:
-        vocabularies = translation_vocabularies(load_pairs(data, "train"), config, data.seed)
+        vocabularies = StreamedData.load(recipe, splits=()).vocabularies() if recipe.train.steps else \
+            translation_vocabularies(load_pairs(data, "train"), config, data.seed)
         pairs = load_pairs(data, "validation")
         validation = {"source": [s for s, _ in pairs], "target": [t for _, t in pairs]}
     built = time.perf_counter() - started

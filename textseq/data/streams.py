@@ -16,6 +16,7 @@ resumed run goes on from the exact pair it stopped at.
 
 from __future__ import annotations
 
+import array
 import gzip
 import hashlib
 import logging
@@ -229,7 +230,35 @@ def encoded_split(shards: list[Shard], config: DataConfig, split: str, source: T
     return tuple(tf.concat(store, axis=0) for store in parts)
 
 
-def sample_pairs(shards: list[Shard], config: DataConfig, count: int, seed: int, split: str = "train"):
+class PairSample:
+    """A sample of pairs held as UTF-8 bytes (half the memory of Python strings), decoded as read.
+
+    >>> sample = PairSample([b"ein hund\x00a dog"])
+    >>> list(sample), list(sample.side(1))
+    ([('ein hund', 'a dog')], ['a dog'])
+    """
+
+    def __init__(self, packed: list[bytes]):
+        self.packed = packed
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __iter__(self):
+        for item in self.packed:
+            source, _, target = item.decode("utf-8").partition("\x00")
+            yield source, target
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, PairSample) and self.packed == other.packed
+
+    def side(self, index: int):
+        """The sources (0) or targets (1), one at a time."""
+        return (pair[index] for pair in self)
+
+
+def sample_pairs(shards: list[Shard], config: DataConfig, count: int, seed: int,
+                 split: str = "train") -> tuple[PairSample, int]:
     """At most `count` pairs drawn uniformly from all shards in one pass (reservoir sampling), and the
     number of pairs there are (an empty side or a skipped line not counted).
 
@@ -238,7 +267,8 @@ def sample_pairs(shards: list[Shard], config: DataConfig, count: int, seed: int,
     naming the file and the line.
     """
     rng = random.Random(seed)
-    reservoir: list[tuple[int, tuple[str, str]]] = []
+    order = array.array("q")  # the position of each drawn pair in the corpus, to give them back in order
+    packed: list[bytes] = []
     seen = empty = 0
     key = f"data.{split}"
     for shard in shards:
@@ -247,16 +277,19 @@ def sample_pairs(shards: list[Shard], config: DataConfig, count: int, seed: int,
             if not pair or not pair[0] or not pair[1]:
                 empty += pair is not None and bool(pair[0] or pair[1])
                 continue
-            if seen < count:
-                reservoir.append((seen, pair))
-            else:
-                slot = rng.randrange(seen + 1)
-                if slot < count:
-                    reservoir[slot] = (seen, pair)
+            slot = seen if seen < count else rng.randrange(seen + 1)
+            if slot < count:
+                item = f"{pair[0]}\x00{pair[1]}".encode("utf-8")
+                if slot == len(packed):
+                    packed.append(item)
+                    order.append(seen)
+                else:
+                    packed[slot], order[slot] = item, seen
             seen += 1
     if empty:
         log.warning("%s: %d pair(s) with an empty side are left out", key, empty)
-    return [pair for _, pair in sorted(reservoir, key=lambda item: item[0])], seen
+    ranked = sorted(range(len(packed)), key=order.__getitem__)
+    return PairSample([packed[i] for i in ranked]), seen
 
 
 def shard_lines(shard: Shard, config: DataConfig, key: str):
@@ -305,9 +338,11 @@ def decode_pair(shard: Shard, number: int, pair: tuple, config: DataConfig, key:
     return texts[0], texts[1]
 
 
-def sample_length_share(sample: list[tuple[str, str]], source: Tokenizer, target: Tokenizer,
-                        data: DataConfig) -> tuple[int, int]:
-    """How many sampled pairs the training stream drops for their length, and the sample's size."""
+def sample_length_share(sample, source: Tokenizer, target: Tokenizer, data: DataConfig,
+                        most: int = 20_000) -> tuple[int, int]:
+    """How many of (the first `most` of) the sampled pairs the training stream drops for their
+    length, and how many were looked at."""
+    sample = [pair for pair, _ in zip(sample, range(most))]
     if not sample:
         return 0, 0
     source_lengths = source.encode(tf.constant([s for s, _ in sample])).row_lengths().numpy()

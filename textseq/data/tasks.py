@@ -114,10 +114,14 @@ class StreamedData(TaskData):
     corpora: list[list[Shard]] | None = None  # the training shards of each corpus
     weights: list[float] | None = None
     train_pairs: int | None = None  # counted by the vocabulary's sample pass (a new run only)
+    too_long_share: float | None = None  # of the sample: pairs the stream drops for their length
 
     @property
     def train(self) -> Examples:
         raise AttributeError("a streamed training split is not held in memory")
+
+    def vocabularies(self) -> tuple[Vocabulary, Vocabulary]:
+        return self.source.vocab, self.target.vocab
 
     def dataset(self, split: str, batch_size: int, shuffle_seed: int | None = None, epoch: tf.Variable | None = None,
                 input_context: tf.distribute.InputContext | None = None, static_shapes: bool = False) -> tf.data.Dataset:
@@ -134,7 +138,7 @@ class StreamedData(TaskData):
         data = recipe.data
         corpora = [split_shards(data, "train", names) for names in training_corpora(data)]
         weights = [weight for weight in training_weights(data)]
-        train_pairs = None
+        train_pairs = too_long_share = None
         if vocabularies is None:
             started = time.monotonic()
             sample, train_pairs = sample_pairs([shard for shards in corpora for shard in shards], data,
@@ -148,6 +152,7 @@ class StreamedData(TaskData):
             source = tokenizer_for(vocabularies[0])
             target = source if vocabularies[1] is vocabularies[0] else tokenizer_for(vocabularies[1])
             over, sampled = sample_length_share(sample, source, target, data)
+            too_long_share = over / sampled
             if over:
                 log.warning("data.train: about %.2f%% of training pairs are longer than data.max_source_length or "
                             "data.max_target_length (%d of a sample of %d) and are dropped as they stream",
@@ -157,7 +162,8 @@ class StreamedData(TaskData):
         examples = {split: encoded_split(split_shards(data, split), data, split, source, target)
                     for split in splits if split != "train"}
         return cls(source, target, examples, "pairs", (data.max_source_length, data.max_target_length),
-                   recipe=recipe, corpora=corpora, weights=weights, train_pairs=train_pairs)
+                   recipe=recipe, corpora=corpora, weights=weights, train_pairs=train_pairs,
+                   too_long_share=too_long_share)
 
 
 def training_corpora(data) -> list[tuple[str, ...]]:
@@ -213,9 +219,9 @@ def translation_vocabularies(pairs: list[tuple[str, str]], config: VocabConfig,
                                 config.lowercase, config.max_size, config.min_count)
 
     if config.shared:
-        vocab = build([text for pair in pairs for text in pair])
+        vocab = build(text for pair in pairs for text in pair)
         return vocab, vocab
-    return build([s for s, _ in pairs], "source"), build([t for _, t in pairs], "target")
+    return build((s for s, _ in pairs), "source"), build((t for _, t in pairs), "target")
 
 
 def subword_vocabulary(lines, config: VocabConfig, seed: int, what: str = "the training text") -> Vocabulary:

@@ -13,6 +13,9 @@ array([b'ab'], dtype=object)
 
 from __future__ import annotations
 
+import itertools
+from typing import Iterable
+
 import tensorflow as tf
 
 from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
@@ -167,9 +170,11 @@ def tokenizer_for(vocab: Vocabulary) -> Tokenizer | SubwordTokenizer:
     return SubwordTokenizer(vocab) if vocab.level == "sentencepiece" else Tokenizer(vocab)
 
 
-def iter_tokens(texts: list[str], level: str, lowercase: bool, batch_size: int = 4096):
-    """Yields the token list of every text, split by `split_tokens` (for building a vocabulary)."""
-    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string)).batch(batch_size)
-    for batch in dataset.map(lambda t: split_tokens(t, level, lowercase)):
-        for row in batch.to_list():
+def iter_tokens(texts: Iterable[str], level: str, lowercase: bool, batch_size: int = 4096):
+    """Yields the token list of every text, split by `split_tokens` (for building a vocabulary); the
+    texts may be a generator, read `batch_size` at a time."""
+    split = tf.function(lambda t: split_tokens(t, level, lowercase), input_signature=[tf.TensorSpec([None], tf.string)])
+    texts = iter(texts)
+    while chunk := list(itertools.islice(texts, batch_size)):
+        for row in split(tf.constant(chunk, tf.string)).to_list():
             yield [token.decode("utf-8") for token in row]

@@ -1,0 +1,79 @@
+"""Checkpoint averaging: the mean of a run's last N checkpoints' weights, as a run directory of its own.
+
+Averaging the weights of the last checkpoints of a run smooths the noise of the last updates and
+usually gains a little BLEU for nothing (Vaswani et al., 2017; Popel and Bojar, 2018). The result
+is a run directory (by default `RUN/averaged`) with the run's recipe and vocabulary and the
+averaged weights as its `model.weights.h5`, so evaluate, translate, serve and export take it as
+they take any run.
+
+>>> average("runs/multi30k-de-en", last=5)  # doctest: +SKIP
+{'out': 'runs/multi30k-de-en/averaged', 'checkpoints': ['epoch-0016.weights.h5', ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from textseq.errors import UserError
+from textseq.inference import LoadedRun
+from textseq.runs import Run, load_weights, replace, write_atomically
+
+AVERAGED_FILE = "averaged.json"  # marks a directory `average` wrote (and may write again)
+
+
+def checkpoints_to_average(run: Run, last: int) -> list[Path]:
+    """The run's last `last` committed checkpoints (each with its state beside it), oldest first."""
+    def number(path: Path) -> int:
+        text = path.name.removesuffix(".weights.h5").partition("-")[2]
+        return int(text) if text.isdigit() else -1
+
+    committed = sorted((path for path in run.checkpoints.glob("*-*.weights.h5")
+                        if number(path) >= 0 and path.with_name(path.name.replace(".weights.h5", ".json")).exists()),
+                       key=number)
+    if len(committed) < last:
+        raise UserError(f"{run.checkpoints}: {len(committed)} checkpoint(s) kept, fewer than the {last} to average; "
+                        f"train with train.keep_checkpoints: {last} (or more), or average fewer (--last "
+                        f"{max(len(committed), 1)})")
+    return committed[-last:]
+
+
+def average(run_dir: str | Path, last: int, out: str | Path | None = None, overwrite: bool = False) -> dict:
+    """Averages the last `last` checkpoints of the run into the run directory `out` (RUN/averaged)."""
+    if last < 1:
+        raise UserError(f"--last must be at least 1; got {last}")
+    run = Run.open(run_dir)
+    out = Path(out) if out is not None else run.path / "averaged"
+    prepare_out(out, overwrite)
+    paths = checkpoints_to_average(run, last)
+    loaded = LoadedRun.from_run(run.path)
+    weights = loaded.model.weights
+    sums = [np.zeros(w.shape, np.float64) for w in weights]
+    for path in paths:
+        load_weights(loaded.model, path)
+        for total, weight in zip(sums, weights):
+            total += np.asarray(weight.numpy(), np.float64)
+    for total, weight in zip(sums, weights):
+        weight.assign((total / len(paths)).astype(weight.dtype))
+    out.mkdir(parents=True, exist_ok=True)
+    for source in [run.info_file, run.recipe_file, *run.vocab_files(loaded.recipe.vocab)]:
+        shutil.copyfile(source, out / source.name)
+    tmp = out / "tmp-model.weights.h5"
+    loaded.model.save_weights(tmp)
+    replace(tmp, out / "model.weights.h5")
+    record = {"run": str(run.path), "checkpoints": [path.name for path in paths]}
+    write_atomically(out / AVERAGED_FILE, json.dumps(record, indent=2))
+    return {"out": str(out), **record}
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """`out` may be new, or an earlier average (replaced only with `overwrite`); nothing else."""
+    if not out.exists():
+        return
+    if not (out / AVERAGED_FILE).exists():
+        raise UserError(f"{out}: exists and was not written by textseq average; choose another --out")
+    if not overwrite:
+        raise UserError(f"{out}: holds an earlier average; pass --overwrite to replace it, or choose another --out")
