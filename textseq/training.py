@@ -33,6 +33,7 @@ from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import DecodingOptions, Recipe, TrainConfig
 from textseq.runs import Run, load_weights, replace
+from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches
 
 log = logging.getLogger(__name__)
 
@@ -149,73 +150,6 @@ class StopWhenRequested(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
     on_test_batch_end = on_train_batch_end
-
-
-class StepPlan:
-    """Step-based training (`train.steps`) as Keras epochs: each "epoch" is a segment of
-    `checkpoint_every` steps ending in a checkpoint; the last one may be shorter.
-
-    >>> plan = StepPlan.of(TrainConfig(steps=2500, checkpoint_every=1000, validate_every=2000))
-    >>> plan.segments, plan.validations(), plan.step_after(3)
-    (3, [2, 3], 2500)
-    """
-
-    def __init__(self, steps: int, checkpoint_every: int, validate_every: int):
-        self.steps = steps
-        self.checkpoint_every = min(checkpoint_every, steps)
-        self.validate_every = validate_every
-
-    @classmethod
-    def of(cls, config: TrainConfig) -> "StepPlan | None":
-        return cls(config.steps, config.checkpoint_every, config.validate_every) if config.steps else None
-
-    @property
-    def segments(self) -> int:
-        return -(-self.steps // self.checkpoint_every)
-
-    def step_after(self, segments: int) -> int:
-        return min(segments * self.checkpoint_every, self.steps)
-
-    def validations(self) -> list[int]:
-        """The segments (1-based, as Keras' validation_freq counts) after which validation runs: every
-        validate_every steps, and at the end."""
-        return [k for k in range(1, self.segments + 1)
-                if self.step_after(k) % self.validate_every == 0 or k == self.segments]
-
-
-def fit_by_steps(model: keras.Model, iterator, plan: StepPlan, options: dict, placeholder):
-    """`fit` options for train.steps: segments of checkpoint_every steps, validations as planned, the
-    batches from the checkpointed iterator. Returns what to hand `fit` as its data."""
-    feed_from(model, iterator)
-    options.update(steps_per_epoch=plan.checkpoint_every, validation_freq=plan.validations())
-    options["callbacks"].append(StopAtStep(plan.steps))
-    return placeholder
-
-
-def feed_from(model: keras.Model, iterator) -> None:
-    """Makes `fit` take its batches from `iterator` (whose position checkpoints save and restore)
-    instead of from an iterator of its own."""
-    model.make_train_function()
-    step = model.train_function
-    model.train_function = lambda _keras_iterator: step(iterator)
-
-
-def placeholder_batches(strategy: tf.distribute.Strategy, data: TaskData, recipe: Recipe):
-    """What `fit` is handed with `feed_from`: one validation batch, repeated, for its set-up only."""
-    batch = next(iter(data.dataset("validation", recipe.train.batch_size // strategy.num_replicas_in_sync)))
-    return distribute_dataset(strategy, lambda context: tf.data.Dataset.from_tensors(batch).repeat())
-
-
-class StopAtStep(keras.callbacks.Callback):
-    """Ends training after the optimizer's `steps`-th step (the last segment may be shorter)."""
-
-    def __init__(self, steps: int):
-        super().__init__()
-        self.steps = steps
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.steps:
-            self.model.stop_training = True
 
 
 def describe_data(data: TaskData) -> str:
@@ -343,33 +277,6 @@ class TranslationScores(keras.callbacks.Callback):
                                           DecodingOptions(max_length=self.recipe.decode.max_length))
         scores = corpus_scores(hypotheses, [target for _, target in self.pairs], self.recipe.data.bleu_tokenize)
         logs.update(val_bleu=scores["bleu"], val_chrf=scores["chrf"])
-
-
-class OnValidations(keras.callbacks.Callback):
-    """A plateau rule that counts validations: with train.steps not every segment validates, and
-    the wrapped callback sees only those that did."""
-
-    def __init__(self, rule: keras.callbacks.Callback):
-        super().__init__()
-        self.rule = rule
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.rule.set_model(model)
-
-    def set_params(self, params):
-        super().set_params(params)
-        self.rule.set_params(params)
-
-    def on_train_begin(self, logs=None):
-        self.rule.on_train_begin(logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs and "val_loss" in logs:
-            self.rule.on_epoch_end(epoch, logs)
-
-    def on_train_end(self, logs=None):
-        self.rule.on_train_end(logs)
 
 
 def check_finished(guard: "StopOnNonFiniteLoss", state: dict) -> None:
