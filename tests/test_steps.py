@@ -42,11 +42,11 @@ def metrics(run):
         return list(csv.DictReader(f))
 
 
-def assert_same_weights(expected_file, actual_file):
+def assert_same_weights(expected_file, actual_file, rtol=1e-5, atol=1e-6):
     expected, actual = h5_arrays(expected_file), h5_arrays(actual_file)
     assert expected.keys() == actual.keys() and any("optimizer" in key for key in expected)
     for key in expected:
-        np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(actual[key], expected[key], rtol=rtol, atol=atol, err_msg=key)
 
 
 def test_steps_checkpoint_validate_and_go_on_with_more_steps(tmp_path):

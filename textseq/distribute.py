@@ -144,6 +144,24 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: list) -> N
     broadcast()
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker has called it: one all-reduce of a number, in every worker's order."""
+    @tf.function
+    def meet():
+        return strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+    meet()
+
+
+def task_index(strategy: tf.distribute.Strategy) -> int:
+    """This process' place among the workers: 0 for the chief, 1.. for the others."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type or is_chief(strategy):
+        return 0
+    has_chief = "chief" in resolver.cluster_spec().jobs
+    return resolver.task_id + (1 if has_chief else 0)
+
+
 def describe(strategy: tf.distribute.Strategy) -> str:
     replicas = strategy.num_replicas_in_sync
     names = {"_DefaultDistributionStrategy": "default", "MirroredStrategy": "mirrored", "TPUStrategy": "tpu",
@@ -216,18 +234,11 @@ def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
         setattr(model, name, lambda data, step=step: {k: tf.reshape(v, [1]) for k, v in step(data).items()})
 
 
-def distribute_dataset(strategy: tf.distribute.Strategy, make_dataset, per_replica: bool = False):
-    """`make_dataset(input_context)` as this strategy's replicas need it (the plain dataset on one device).
-
-    `per_replica`: one pipeline per replica, each read by a plain tf.data iterator, which (unlike
-    the multi-device iterator TensorFlow otherwise uses) a checkpoint can save; see `input_parts`.
-    """
+def distribute_dataset(strategy: tf.distribute.Strategy, make_dataset):
+    """`make_dataset(input_context)` as this strategy's replicas need it (the plain dataset on one device)."""
     if strategy is tf.distribute.get_strategy():
         return make_dataset(None)
-    options = tf.distribute.InputOptions(
-        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
-        experimental_fetch_to_device=False) if per_replica else None
-    dataset = strategy.distribute_datasets_from_function(make_dataset, options)
+    dataset = strategy.distribute_datasets_from_function(make_dataset)
     local = strategy.num_replicas_in_sync // workers(strategy)
     if local > 1 and dataset.cardinality > 0:
         # TensorFlow reports the pipeline's element count, and a pipeline yields one element per
@@ -236,17 +247,3 @@ def distribute_dataset(strategy: tf.distribute.Strategy, make_dataset, per_repli
         dataset._cardinality = dataset.cardinality // local
     return dataset
 
-
-def input_parts(iterator) -> list:
-    """What a `tf.train.Checkpoint` saves of an input iterator's position: the iterator itself, or,
-    for a distributed one (which TensorFlow 2.21 cannot checkpoint), the plain iterators of its
-    pipelines (`distribute_dataset(..., per_replica=True)` makes them plain)."""
-    from tensorflow.python.trackable.base import Trackable
-
-    if isinstance(iterator, Trackable):
-        return [iterator]
-    parts = [getattr(worker, "_iterator", None) for worker in getattr(iterator, "_iterators", [])]
-    if not parts or not all(isinstance(part, tf.data.Iterator) for part in parts):
-        raise UserError("train.steps: this strategy's input iterator cannot be checkpointed, so a resumed run "
-                        "could not go on from where it stopped; train by train.epochs with it")
-    return parts

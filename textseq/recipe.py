@@ -551,11 +551,6 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
         key = ("train", "select_by")
         raise UserError(f"{where(key)}train.select_by: {config.train.select_by} scores translations; a "
                         f"{config.task} run selects by loss")
-    if isinstance(config, TrainConfig) and config.steps and config.strategy == "multi_worker":
-        key = path + ("strategy",)
-        raise UserError(f"{where(key)}train.strategy: multi_worker does not train by train.steps yet (each worker's "
-                        "stream position would have to be saved with the chief's checkpoints); use train.epochs "
-                        "on several machines, or mirrored / one device with train.steps")
     if isinstance(config, TrainConfig) and config.batch_tokens and not config.steps:
         key = path + ("batch_tokens",)
         raise UserError(f"{where(key)}{'.'.join(key)} makes batches from a stream; it needs train.steps (set "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from textseq.distribute import distribute_dataset
+from textseq.distribute import distribute_dataset, task_index, workers
 from textseq.recipe import Recipe, TrainConfig
 
 
@@ -50,21 +50,46 @@ class StepPlan:
                 if self.step_after(k) % self.validate_every == 0 or k == self.segments]
 
 
-def fit_by_steps(model: keras.Model, iterator, plan: StepPlan, options: dict, placeholder):
+def fit_by_steps(model: keras.Model, iterator, strategy: tf.distribute.Strategy, plan: StepPlan, options: dict,
+                 placeholder):
     """`fit` options for train.steps: segments of checkpoint_every steps, validations as planned, the
     batches from the checkpointed iterator. Returns what to hand `fit` as its data."""
-    feed_from(model, iterator)
+    feed_from(model, iterator, strategy)
     options.update(steps_per_epoch=plan.checkpoint_every, validation_freq=plan.validations())
     options["callbacks"].append(StopAtStep(plan.steps))
     return placeholder
 
 
-def feed_from(model: keras.Model, iterator) -> None:
-    """Makes `fit` take its batches from `iterator` (whose position checkpoints save and restore)
-    instead of from an iterator of its own."""
+def stream_context(strategy: tf.distribute.Strategy) -> tf.distribute.InputContext | None:
+    """The input context of this process' stream: one pipeline per worker, yielding one batch per
+    local replica and step (None on one device)."""
+    if strategy is tf.distribute.get_strategy():
+        return None
+    return tf.distribute.InputContext(num_input_pipelines=workers(strategy), input_pipeline_id=task_index(strategy),
+                                      num_replicas_in_sync=strategy.num_replicas_in_sync)
+
+
+def feed_from(model: keras.Model, iterator: tf.data.Iterator, strategy: tf.distribute.Strategy) -> None:
+    """Makes `fit` take its batches from `iterator` (a plain tf.data iterator, whose position a
+    checkpoint saves and restores) instead of from an iterator of its own.
+
+    On one device the step reads the iterator inside its graph. Under a strategy, each step takes
+    one batch per local replica and hands them over as per-replica values: TensorFlow's own
+    distributed iterators cannot be checkpointed.
+    """
     model.make_train_function()
     step = model.train_function
-    model.train_function = lambda _keras_iterator: step(iterator)
+    if strategy is tf.distribute.get_strategy():
+        model.train_function = lambda _keras_iterator: step(iterator)
+        return
+    local = strategy.num_replicas_in_sync // workers(strategy)
+
+    def next_batches(_keras_iterator):
+        batches = [next(iterator) for _ in range(local)]
+        return step([strategy.experimental_distribute_values_from_function(
+            lambda context: batches[context.replica_id_in_sync_group % local])])
+
+    model.train_function = next_batches
 
 
 def placeholder_batches(strategy: tf.distribute.Strategy, data, recipe: Recipe):

@@ -22,8 +22,9 @@ from textseq.data.pipeline import examples_dataset
 from textseq.data.sources import load_pairs
 from textseq.data.streams import data_error, fingerprints
 from textseq.data.tasks import StreamedData, TaskData
-from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, input_parts, is_chief,
-                                make_strategy, precision, resolve_precision, work_around_keras_multi_worker, workers)
+from textseq.distribute import (barrier, broadcast_from_chief, describe, distribute_dataset, is_chief,
+                                make_strategy, precision, resolve_precision, task_index,
+                                work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
 from textseq.inference import Translator
 from textseq.metrics import corpus_scores
@@ -33,7 +34,7 @@ from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import DecodingOptions, Recipe, TrainConfig
 from textseq.runs import Run, load_weights, replace
-from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches
+from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches, stream_context
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
     # A stream's position is part of the checkpoint: the iterator is made here and kept.
     iterator = iter(train_data) if plan else None
     keep = max(recipe.train.keep_checkpoints, recipe.train.average_last)
-    checkpoint = EpochCheckpoint(run, guard, keep, plan, iterator, recipe.train.select_by)
+    checkpoint = EpochCheckpoint(run, guard, keep, plan, iterator, recipe.train.select_by, strategy)
     initial_epoch = restore(recipe, run, model, strategy, checkpoint)
     done_steps = int(model.optimizer.iterations.numpy())
     epochs = plan.segments if plan else recipe.train.epochs
@@ -87,7 +88,8 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
         options = dict(epochs=epochs, initial_epoch=initial_epoch, verbose=verbose if chief else 0, shuffle=False,
                        callbacks=[clock, *callbacks(recipe, run, model, data, epoch, guard, checkpoint, chief)])
         if plan:
-            train_data = fit_by_steps(model, iterator, plan, options, placeholder_batches(strategy, data, recipe))
+            train_data = fit_by_steps(model, iterator, strategy, plan, options,
+                                      placeholder_batches(strategy, data, recipe))
         try:
             history = model.fit(train_data, validation_data=validation_data, **options).history
         except tf.errors.OpError as error:
@@ -189,15 +191,19 @@ def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
 
 
 def input_pipelines(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy, epoch: tf.Variable):
-    """The training and validation datasets as the strategy's replicas need them, and the steps of an epoch."""
+    """The training and validation datasets as the strategy's replicas need them, and the steps of an
+    epoch (of a segment with train.steps, whose training data is one plain stream per worker, read
+    as `steps.feed_from` says)."""
     config, static_shapes = recipe.train, isinstance(strategy, tf.distribute.TPUStrategy)
-    train_data = distribute_dataset(strategy, lambda context: data.dataset(
-        "train", config.batch_size, shuffle_seed=config.seed, epoch=epoch, input_context=context,
-        static_shapes=static_shapes), per_replica=bool(config.steps))
     validation_data = distribute_dataset(strategy, lambda context: data.dataset(
         "validation", config.batch_size, input_context=context, static_shapes=static_shapes))
     if config.steps:
-        return train_data, validation_data, StepPlan.of(config).checkpoint_every
+        stream = data.dataset("train", config.batch_size, shuffle_seed=config.seed,
+                              input_context=stream_context(strategy), static_shapes=static_shapes)
+        return stream, validation_data, StepPlan.of(config).checkpoint_every
+    train_data = distribute_dataset(strategy, lambda context: data.dataset(
+        "train", config.batch_size, shuffle_seed=config.seed, epoch=epoch, input_context=context,
+        static_shapes=static_shapes))
     steps_per_epoch = int(data.dataset("train", config.batch_size, shuffle_seed=config.seed, epoch=epoch).cardinality())
     return train_data, validation_data, steps_per_epoch
 
@@ -238,6 +244,9 @@ def restore(recipe: Recipe, run: Run, model: Seq2Seq, strategy: tf.distribute.St
         done.assign(checkpoint.restore(model))
         run.write_recipe(recipe)  # a resumed run's recipe keeps the changes it may take (more epochs)
     broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
+    if checkpoint.worker and checkpoint.barrier:
+        checkpoint.set_model(model)
+        checkpoint.load_worker_position(int(model.optimizer.iterations.numpy()))
     return int(done.numpy())
 
 
@@ -252,6 +261,8 @@ def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, data: TaskData, epoch: t
         if recipe.train.select_by != "loss":  # before the checkpoint, which chooses by them
             found.append(TranslationScores(recipe, data))
         found += [checkpoint, keras.callbacks.TensorBoard(str(run.logs))]
+    elif checkpoint.barrier:  # a worker's own stream position, at every checkpoint
+        found.append(checkpoint)
     if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
         found.append(OnValidations(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience)))
     if recipe.train.reduce_lr_patience:
@@ -372,15 +383,19 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, run: Run, guard: StopOnNonFiniteLoss, keep: int = 2, plan: StepPlan | None = None,
-                 iterator=None, select_by: str = "loss"):
+                 iterator=None, select_by: str = "loss", strategy: tf.distribute.Strategy | None = None):
         super().__init__()
+        # Several workers reading streams: each saves its own pipelines' position (worker K in its own
+        # run directory, as `.resume-wK`), and the chief commits only when all have (a barrier).
+        self.worker = task_index(strategy) if strategy is not None else 0
+        self.barrier = (lambda: barrier(strategy)) if plan and strategy is not None and workers(strategy) > 1 \
+            else None
         self.select_by = select_by  # the validation score that picks the best weights: loss, bleu or chrf
         self.run = run
         self.guard = guard  # when it stopped training, the epoch is not saved
         self.keep = keep  # checkpoints kept on disk; older ones that this process resumed from or wrote are deleted
         self.plan = plan
         self.iterator = iterator  # the training stream, whose position is saved with each checkpoint
-        self.input_parts = input_parts(iterator) if iterator is not None else []
         self.state: dict = {"epoch": 0, "best_val_loss": None, "best_epoch": None}
         self.lineage: list[str] = []  # the checkpoints this process resumed from or wrote, oldest first
 
@@ -438,14 +453,33 @@ class EpochCheckpoint(keras.callbacks.Callback):
         return f"epoch-{epoch + 1:04d}.weights.h5"
 
     def resume_prefix(self, name: str) -> Path:
-        return self.run.checkpoints / name.replace(".weights.h5", ".resume")
+        suffix = f".resume-w{self.worker}" if self.worker else ".resume"
+        return self.run.checkpoints / name.replace(".weights.h5", suffix)
+
+    def load_worker_position(self, step: int) -> None:
+        """A worker other than the chief: its pipelines' position at the chief's checkpoint `step`."""
+        if step:
+            self.load_resume_state(f"step-{step:08d}.weights.h5")
+
+    def save_worker_position(self) -> None:
+        """A worker other than the chief, at a checkpoint: its position, then the chief may commit."""
+        step = int(self.model.optimizer.iterations.numpy())
+        self.run.checkpoints.mkdir(parents=True, exist_ok=True)
+        name = f"step-{step:08d}.weights.h5"
+        self.save_resume_state(name)
+        self.barrier()
+        self.lineage.append(name)
+        for old in self.lineage[:-self.keep]:
+            for part in self.run.checkpoints.glob(self.resume_prefix(old).name + ".*"):
+                part.unlink(missing_ok=True)
+        self.lineage = self.lineage[-self.keep:]
 
     def resume_state(self) -> tf.train.Checkpoint:
         """The dropout layers' random states and the stream's position: what the weights file lacks for
         the next steps to be those of an uninterrupted run."""
         weights = {id(v) for v in self.model.weights}
         seeds = [v.value for v in self.model.variables if id(v) not in weights]
-        return tf.train.Checkpoint(seeds=seeds, **({"input": self.input_parts} if self.input_parts else {}))
+        return tf.train.Checkpoint(seeds=seeds, **({"input": self.iterator} if self.iterator is not None else {}))
 
     def load_resume_state(self, name: str) -> None:
         prefix = self.resume_prefix(name)
@@ -476,6 +510,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
         if self.guard.stopped_at:
             return  # weights after a NaN step are not worth keeping; the previous epoch stays the last
+        if self.worker:
+            self.save_worker_position()
+            return
         try:
             self.commit(epoch, logs or {})
         except OSError as error:  # a full disk, a lost mount: stop with the last commit intact
@@ -513,6 +550,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         name = f"step-{step:08d}.weights.h5" if self.plan else self.checkpoint_name(epoch)
         save_weights_atomically(self.model, self.run.checkpoints / name)
         self.save_resume_state(name)
+        if self.barrier:
+            self.barrier()  # every worker has saved its position for this step
         state = {**self.state, "epoch": epoch + 1, "checkpoint": name}
         if self.plan:
             state["step"] = step
@@ -529,7 +568,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         for old in self.lineage[:-self.keep]:
             (self.run.checkpoints / old).unlink(missing_ok=True)
             (self.run.checkpoints / old.replace(".weights.h5", ".json")).unlink(missing_ok=True)
-            for part in self.run.checkpoints.glob(old.replace(".weights.h5", ".resume") + ".*"):
+            for part in self.run.checkpoints.glob(self.resume_prefix(old).name + ".*"):
                 part.unlink(missing_ok=True)
         self.lineage = self.lineage[-self.keep:]
 
