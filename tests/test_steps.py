@@ -166,36 +166,3 @@ def test_bad_globs_and_weights_exit_2_with_one_message(tmp_path, change, message
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert __import__("re").search(message, result.output), result.output
 
-
-MIRRORED_STEPS = """
-import json, sys
-sys.path.insert(0, {tests!r})
-from conftest import make_shards
-from test_steps import steps_recipe
-from textseq.recipe import recipe_from_dict
-from textseq.training import train
-root, out, steps = sys.argv[1], sys.argv[2], sys.argv[3]
-extra = ["train.strategy=mirrored", "train.devices=/cpu:0,/cpu:1", f"train.steps={{steps}}"]
-print(json.dumps(train(recipe_from_dict(steps_recipe(root), extra), out, verbose=0)))
-"""
-
-
-@pytest.mark.slow
-def test_two_mirrored_replicas_train_by_steps_and_resume_exactly(tmp_path):
-    from conftest import ROOT
-
-    make_shards(tmp_path)
-    script = MIRRORED_STEPS.format(tests=str(ROOT / "tests"))
-
-    def steps(out, count):
-        done = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(tmp_path / out), str(count)],
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    straight = steps("straight", 20)
-    assert straight["strategy"] == "mirrored strategy, 2 replicas" and straight["steps_done"] == 20
-    assert steps("resumed", 10)["steps_done"] == 10
-    assert steps("resumed", 20)["resumed_from_step"] == 10
-    assert_same_weights(tmp_path / "straight" / "checkpoints" / "step-00000020.weights.h5",
-                        tmp_path / "resumed" / "checkpoints" / "step-00000020.weights.h5")

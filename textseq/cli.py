@@ -147,6 +147,8 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
         "resumed_from_epoch", "epochs_done", "epochs_run", "best_epoch")
     for key in ("strategy", *progress, "best_val_loss", "parameters", "wall_seconds"):
         click.echo(f"  {key:18} {summary[key]}", err=True)
+    if summary.get("averaged"):
+        click.echo(f"  {'averaged':18} {summary['averaged']} (train.average_last)", err=True)
     if summary["chief"]:
         click.echo(f"next: textseq evaluate {summary['run']} --split test", err=True)
     else:
