@@ -20,20 +20,16 @@ import numpy as np
 
 from textseq.errors import UserError
 from textseq.inference import LoadedRun
-from textseq.runs import Run, load_weights, replace, write_atomically
+from textseq.runs import Run, checkpoint_number, load_weights, replace, write_atomically
 
 AVERAGED_FILE = "averaged.json"  # marks a directory `average` wrote (and may write again)
 
 
 def checkpoints_to_average(run: Run, last: int) -> list[Path]:
     """The run's last `last` committed checkpoints (each with its state beside it), oldest first."""
-    def number(path: Path) -> int:
-        text = path.name.removesuffix(".weights.h5").partition("-")[2]
-        return int(text) if text.isdigit() else -1
-
-    committed = sorted((path for path in run.checkpoints.glob("*-*.weights.h5")
-                        if number(path) >= 0 and path.with_name(path.name.replace(".weights.h5", ".json")).exists()),
-                       key=number)
+    committed = sorted((path for path in run.checkpoints.glob("*-*.weights.h5") if checkpoint_number(path) >= 0
+                        and path.with_name(path.name.replace(".weights.h5", ".json")).exists()),
+                       key=checkpoint_number)
     if len(committed) < last:
         raise UserError(f"{run.checkpoints}: {len(committed)} checkpoint(s) kept, fewer than the {last} to average; "
                         f"train with train.keep_checkpoints: {last} (or more), or average fewer (--last "

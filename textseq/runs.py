@@ -313,6 +313,17 @@ class Run:
         return list(reader.fieldnames or []), list(reader)
 
 
+def checkpoint_number(path: Path) -> int:
+    """The number of `checkpoints/epoch-NNNN.weights.h5` or `step-NNNNNNNN.weights.h5` (-1 for another name)."""
+    number = path.name.removesuffix(".weights.h5").partition("-")[2]
+    return int(number) if number.isdigit() else -1
+
+
+def step_checkpoint(step: int) -> str:
+    """The weights file of the checkpoint after `step` steps (train.steps)."""
+    return f"step-{step:08d}.weights.h5"
+
+
 def load_weights(model, path: Path, remedy: str = "copy it back from a backup") -> None:
     """`model.load_weights(path)`, or a UserError that names the file when it is damaged or does not fit."""
     try:

@@ -27,13 +27,12 @@ from textseq.distribute import (barrier, broadcast_from_chief, describe, distrib
                                 work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
 from textseq.inference import Translator
-from textseq.metrics import corpus_scores
 from textseq import kernels
-from textseq.metrics import TokenAccuracy, token_loss
+from textseq.metrics import TokenAccuracy, corpus_scores, token_loss
 from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import DecodingOptions, Recipe, TrainConfig
-from textseq.runs import Run, load_weights, replace
+from textseq.runs import Run, checkpoint_number, load_weights, replace, step_checkpoint
 from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches, stream_context
 
 log = logging.getLogger(__name__)
@@ -374,8 +373,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch (or segment of train.steps): model + optimizer, and the random states (+ the
-    input stream's position) to `checkpoints/`, the best weights to `model.weights.h5`, then the commit (`Run.commit_epoch`:
-    metrics.csv, the checkpoint's state, state.json).
+    input stream's position) to `checkpoints/`, the best weights to `model.weights.h5`, then the
+    commit (`Run.commit_epoch`: metrics.csv, the checkpoint's state, state.json).
 
     Each file is written whole under a temporary name and renamed, state.json last, so a crash at
     any moment leaves the previous commit usable; `restore` resumes from it and drops what a crash
@@ -449,7 +448,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def checkpoint_name(self, epoch: int) -> str:
         """The weights file of epoch (segment) `epoch`, counted from 0."""
         if self.plan:
-            return f"step-{self.plan.step_after(epoch + 1):08d}.weights.h5"
+            return step_checkpoint(self.plan.step_after(epoch + 1))
         return f"epoch-{epoch + 1:04d}.weights.h5"
 
     def resume_prefix(self, name: str) -> Path:
@@ -459,13 +458,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def load_worker_position(self, step: int) -> None:
         """A worker other than the chief: its pipelines' position at the chief's checkpoint `step`."""
         if step:
-            self.load_resume_state(f"step-{step:08d}.weights.h5")
+            self.load_resume_state(step_checkpoint(step))
 
     def save_worker_position(self) -> None:
         """A worker other than the chief, at a checkpoint: its position, then the chief may commit."""
         step = int(self.model.optimizer.iterations.numpy())
         self.run.checkpoints.mkdir(parents=True, exist_ok=True)
-        name = f"step-{step:08d}.weights.h5"
+        name = step_checkpoint(step)
         self.save_resume_state(name)
         self.barrier()
         self.lineage.append(name)
@@ -547,7 +546,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         """Writes epoch `epoch`'s checkpoint, the best weights if it is the best, and its commit."""
         self.run.checkpoints.mkdir(exist_ok=True)
         step = int(self.model.optimizer.iterations.numpy())
-        name = f"step-{step:08d}.weights.h5" if self.plan else self.checkpoint_name(epoch)
+        name = step_checkpoint(step) if self.plan else self.checkpoint_name(epoch)
         save_weights_atomically(self.model, self.run.checkpoints / name)
         self.save_resume_state(name)
         if self.barrier:
@@ -571,12 +570,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
             for part in self.run.checkpoints.glob(self.resume_prefix(old).name + ".*"):
                 part.unlink(missing_ok=True)
         self.lineage = self.lineage[-self.keep:]
-
-
-def checkpoint_number(path: Path) -> int:
-    """The number of `checkpoints/epoch-NNNN.weights.h5` or `step-NNNNNNNN.weights.h5` (-1 for another name)."""
-    number = path.name.removesuffix(".weights.h5").partition("-")[2]
-    return int(number) if number.isdigit() else -1
 
 
 def save_weights_atomically(model: keras.Model, path: Path) -> None:

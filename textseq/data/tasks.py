@@ -136,9 +136,9 @@ class StreamedData(TaskData):
     def load(cls, recipe: Recipe, vocabularies: tuple[Vocabulary, Vocabulary] | None = None,
              splits: tuple[str, ...] = ("train", "validation")) -> "StreamedData":
         data = recipe.data
-        corpora = [split_shards(data, "train", names) for names in training_corpora(data)]
-        weights = [weight for weight in training_weights(data)]
-        train_pairs = too_long_share = None
+        named = training_corpora(data)
+        corpora = [split_shards(data, "train", names) for names, _ in named]
+        sample = train_pairs = too_long_share = None
         if vocabularies is None:
             started = time.monotonic()
             sample, train_pairs = sample_pairs([shard for shards in corpora for shard in shards], data,
@@ -149,36 +149,29 @@ class StreamedData(TaskData):
             log.info("data.train: %d pairs in %d file(s); vocabulary from a sample of %d in %.1f s", train_pairs,
                      sum(len(shard.files) for shards in corpora for shard in shards), len(sample),
                      time.monotonic() - started)
-            source = tokenizer_for(vocabularies[0])
-            target = source if vocabularies[1] is vocabularies[0] else tokenizer_for(vocabularies[1])
+        source = tokenizer_for(vocabularies[0])
+        target = source if vocabularies[1] is vocabularies[0] else tokenizer_for(vocabularies[1])
+        if sample is not None:
             over, sampled = sample_length_share(sample, source, target, data)
             too_long_share = over / sampled
             if over:
                 log.warning("data.train: about %.2f%% of training pairs are longer than data.max_source_length or "
                             "data.max_target_length (%d of a sample of %d) and are dropped as they stream",
                             100 * over / sampled, over, sampled)
-        source = tokenizer_for(vocabularies[0])
-        target = source if vocabularies[1] is vocabularies[0] else tokenizer_for(vocabularies[1])
         examples = {split: encoded_split(split_shards(data, split), data, split, source, target)
                     for split in splits if split != "train"}
         return cls(source, target, examples, "pairs", (data.max_source_length, data.max_target_length),
-                   recipe=recipe, corpora=corpora, weights=weights, train_pairs=train_pairs,
+                   recipe=recipe, corpora=corpora, weights=[weight for _, weight in named], train_pairs=train_pairs,
                    too_long_share=too_long_share)
 
 
-def training_corpora(data) -> list[tuple[str, ...]]:
-    """The names (paths, globs) of each training corpus; one corpus unless data.train lists weights."""
+def training_corpora(data) -> list[tuple[tuple[str, ...], float]]:
+    """The names (paths, globs) and weight of each training corpus; one corpus unless data.train
+    lists weights."""
     value = data.train
     if isinstance(value, tuple) and value and isinstance(value[0], Corpus):
-        return [corpus.files for corpus in value]
-    return [(value,) if isinstance(value, str) else tuple(value)]
-
-
-def training_weights(data) -> list[float]:
-    value = data.train
-    if isinstance(value, tuple) and value and isinstance(value[0], Corpus):
-        return [corpus.weight for corpus in value]
-    return [1.0]
+        return [(corpus.files, corpus.weight) for corpus in value]
+    return [((value,) if isinstance(value, str) else tuple(value), 1.0)]
 
 
 def subword_sampler(pairs: list[tuple[str, str]], vocabularies: tuple[Vocabulary, Vocabulary], alpha: float,
