@@ -142,7 +142,7 @@ def test_export_overwrite_replaces_only_an_earlier_export(exported, trained_run,
     stranger = tmp_path / "p"
     (stranger / "sub").mkdir(parents=True)
     (stranger / "t.tex").write_text("x")
-    for out, message in [(stranger, "is not a textseq export (no saved_model.pb and assets/textseq.json)"),
+    for out, message in [(stranger, "is not a textseq export (no saved_model.pb and assets/textseq.json, nor a next_word.tflite and textseq.json)"),
                          (trained_run, "is inside the run directory"),
                          (trained_run / "checkpoints", "is inside the run directory"),
                          (trained_run.parent, "holds the run directory")]:

@@ -587,23 +587,35 @@ def plot(run: Path, output: Path):
 @cli.command(name="export")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--overwrite", is_flag=True, help="Replace what OUT_DIR holds.")
-def export_command(run: Path, out_dir: Path, overwrite: bool):
-    """Write RUN as a TensorFlow SavedModel in OUT_DIR that takes and returns raw strings.
+@click.option("--format", "format_", type=click.Choice(["saved_model", "litert"]), default="saved_model",
+              show_default=True, help="saved_model: strings in, strings out, for TensorFlow Serving and "
+              "tf.saved_model.load. litert: a language model's next-word step as a .tflite file, for phones.")
+@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="none",
+              show_default=True, help="litert: store the weights as float16, or as int8 (dynamic: weights only; "
+              "int8: activations too, calibrated on the run's training text).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export in OUT_DIR.")
+def export_command(run: Path, out_dir: Path, format_: str, quantize: str, overwrite: bool):
+    """Write RUN as a model that runs without textseq, in OUT_DIR.
 
-    Loading it needs TensorFlow only: tf.saved_model.load(OUT_DIR), then call its "translate" (or
-    "next_words") signature with a batch of strings.
-    Decoding follows the recipe's decode section (beam_size, alpha, max_length, ...).
+    A SavedModel (the default) takes and returns raw strings and needs TensorFlow only:
+    tf.saved_model.load(OUT_DIR), then call its "translate" (or "next_words") signature with a
+    batch of strings. Decoding follows the recipe's decode section (beam_size, alpha, ...).
+
+    --format litert writes a language model's next-word step for LiteRT (TensorFlow Lite):
+    next_word.tflite takes the id of the word just typed and the state the previous call
+    returned, and gives the new state and the 10 most probable next words. vocab.json and
+    textseq.json beside it say how to tokenize and how to call it (README: "Next words on a phone").
 
     \b
-    Example:
+    Examples:
       textseq export runs/dates exports/dates
       saved_model_cli show --dir exports/dates --all
+      textseq export runs/keyboard-en exports/keyboard-en --format litert --quantize dynamic
     """
     start_tensorflow()
     from textseq.export import export
 
-    path = export(run, out_dir, overwrite)
+    path = export(run, out_dir, overwrite, format_, quantize)
     click.echo(f"wrote {path}", err=True)
 
 

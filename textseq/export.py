@@ -39,20 +39,39 @@ METADATA = "textseq.json"  # in the export's assets/
 MAX_GENERATED_TOKENS = 10_000  # what one `generate` call may ask for, as `textseq generate --max-tokens`
 
 
-def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Writes the run's SavedModel to `out_dir` and returns its path.
+FORMATS = ("saved_model", "litert")
+
+
+def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, format: str = "saved_model",
+           quantize: str = "none") -> Path:
+    """Writes the run's SavedModel (or, `format="litert"`, a language model's `.tflite` next-word step,
+    see `textseq.litert`) to `out_dir` and returns its path.
 
     The export is written beside `out_dir` and moved into place when complete, so a failure leaves
     what was there before. `overwrite` replaces an earlier textseq export, never anything else.
     """
+    from textseq.litert import QUANTIZATIONS, write_litert
+
+    if format not in FORMATS:
+        raise UserError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    if quantize not in QUANTIZATIONS:
+        raise UserError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    if quantize != "none" and format != "litert":
+        raise UserError(f"--quantize {quantize} applies to --format litert; a SavedModel keeps the run's float weights")
     out = Path(out_dir)
     check_export_target(Path(run_dir), out, overwrite)
     loaded = load(run_dir)
+    if format == "litert" and not isinstance(loaded, LanguageModel):
+        raise UserError(f"{run_dir}: is a {loaded.recipe.task} run; --format litert exports language models (the "
+                        "next-word step a phone keyboard runs). Export this run as a SavedModel: leave out --format")
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
-        write_saved_model(loaded, staging)
+        if format == "litert":
+            write_litert(loaded, staging, quantize)
+        else:
+            write_saved_model(loaded, staging)
         if out.exists():
             previous = out.parent / f".{out.name}.previous-{os.getpid()}"
             os.replace(out, previous)
@@ -69,8 +88,10 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) ->
 
 
 def is_export(path: Path) -> bool:
-    """Whether `path` holds a SavedModel that textseq exported."""
-    return (path / "saved_model.pb").is_file() and (path / "assets" / METADATA).is_file()
+    """Whether `path` holds a SavedModel or a LiteRT model that textseq exported."""
+    from textseq.litert import is_litert_export
+
+    return ((path / "saved_model.pb").is_file() and (path / "assets" / METADATA).is_file()) or is_litert_export(path)
 
 
 def check_export_target(run_dir: Path, out: Path, overwrite: bool) -> None:
@@ -89,7 +110,8 @@ def check_export_target(run_dir: Path, out: Path, overwrite: bool) -> None:
             raise UserError(f"{out}: exists and is not empty; choose another directory, or pass --overwrite to "
                             "replace an earlier export there")
         if not is_export(out):
-            raise UserError(f"{out}: is not a textseq export (no saved_model.pb and assets/{METADATA}); "
+            raise UserError(f"{out}: is not a textseq export (no saved_model.pb and assets/{METADATA}, nor a "
+                            f"next_word.tflite and {METADATA}); "
                             "--overwrite replaces only an earlier export, and nothing was deleted. Choose another "
                             "directory")
 

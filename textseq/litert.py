@@ -1,0 +1,245 @@
+"""LiteRT (TensorFlow Lite) export of a language-model run: the next-word step a phone keyboard runs.
+
+A keyboard reads one word at a time, so the `.tflite` file holds one position of what
+`textseq.streaming.walk` does: it takes the id of the token just typed (`<s>` to begin a text) and
+the state the previous call returned, and gives back the new state and the `TOP_K` most probable
+next tokens with their probabilities. The state holds the decoder's recurrent states, the
+attention memory of the current window and the last `data.context` token ids, so the encoder runs
+again only where a window begins (every `data.continuation` tokens), as in training, and a typed
+word costs one decoder step, not a re-read of the text. A new text starts from zeros.
+
+Beside the model: `vocab.json` (the tokens, by id), the SentencePiece model where the run has one,
+and `textseq.json` (how to tokenize, the state's tensors, the ids of `<s>` and the other control
+tokens). Quantization (`QUANTIZATIONS`) shrinks the weights: float16, dynamic range (int8
+weights), or int8 weights and activations calibrated on the run's training text.
+
+>>> export_litert("runs/keyboard-en", "exports/keyboard-en", quantize="dynamic")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from pathlib import Path
+
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from textseq import __version__
+from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
+from textseq.data.sources import load_text
+from textseq.errors import UserError
+from textseq.models.seq2seq import Seq2Seq, build_seq2seq
+
+MODEL_FILE = "next_word.tflite"
+VOCAB_FILE = "vocab.json"
+METADATA = "textseq.json"
+SIGNATURE = "serving_default"  # the only one: `get_signature_runner()` needs no name
+TOP_K = 10  # next tokens per step: a keyboard shows three after leaving out control tokens
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+CALIBRATION_LINES = 200  # training lines whose steps calibrate int8 activations
+STATE = ("phase", "history", "memory_outputs", "memory_keys", "memory_length", "states")
+
+
+class NextWordStep(tf.Module):
+    """One position of `walk` for a batch of texts, as a function of the state it returns.
+
+    State (zeros for a new text):
+        phase `[batch]` int32: position within the window (a window begins at 0);
+        history `[batch, context]` int32: the last `context` token ids read, oldest first, 0 after;
+        memory_outputs, memory_keys `[batch, context, units | attention_units]`: the window's
+            encoder outputs and their attention projection;
+        memory_length `[batch]` int32: how many of them are real (the attention mask);
+        states `[batch, layers * (2 | 1), units]`: the decoder's LSTM (h, c) or GRU (h) states.
+
+    >>> step = NextWordStep(model, context=8, continuation=8, carry=False)  # doctest: +SKIP
+    >>> out = step(token_id=tf.constant([BOS]), **step.zeros(1))  # doctest: +SKIP
+    """
+
+    def __init__(self, model: Seq2Seq, context: int, continuation: int, carry: bool, k: int = TOP_K):
+        super().__init__(name="next_word_step")
+        self.model, self.context, self.continuation, self.carry = model, context, continuation, carry
+        self.k = min(k, model.decoder.vocab_size)
+        decoder = model.decoder
+        self.per_layer = 2 if decoder.cell == "lstm" else 1
+        self.shapes = {"phase": ([], tf.int32), "history": ([context], tf.int32),
+                       "memory_outputs": ([context, model.encoder.units], tf.float32),
+                       "memory_keys": ([context, decoder.attention.units], tf.float32),
+                       "memory_length": ([], tf.int32),
+                       "states": ([decoder.num_layers * self.per_layer, decoder.units], tf.float32)}
+
+    def zeros(self, batch: int) -> dict[str, tf.Tensor]:
+        """The state a new text starts from."""
+        return {name: tf.zeros([batch, *shape], dtype) for name, (shape, dtype) in self.shapes.items()}
+
+    def signature(self, batch: int = 1) -> list[tf.TensorSpec]:
+        return [tf.TensorSpec([batch], tf.int32, name="token_id")] + [
+            tf.TensorSpec([batch, *shape], dtype, name=name) for name, (shape, dtype) in self.shapes.items()]
+
+    def __call__(self, token_id, phase, history, memory_outputs, memory_keys, memory_length, states):
+        context = self.context
+        # `<s>` begins a text and is not part of it; every other token joins the history.
+        count = tf.reduce_sum(tf.cast(tf.not_equal(history, PAD), tf.int32), axis=1)
+        slots = tf.range(context)[None, :]
+        appended = tf.where((count >= context)[:, None], tf.concat([history[:, 1:], token_id[:, None]], axis=1),
+                            tf.where(tf.equal(slots, count[:, None]), token_id[:, None], history))
+        history = tf.where(tf.not_equal(token_id, BOS)[:, None], appended, history)
+
+        # A new window: the encoder reads the `context` tokens before it (training's windows).
+        border = tf.equal(phase, 0)
+        decoder_states = [states[:, i] for i in range(states.shape[1])]
+
+        def encode():
+            outputs, encoder_states = unrolled_encoder(self.model.encoder, history)
+            flat = [state for layer in encoder_states for state in layer]
+            return (outputs, self.model.decoder.attention.project_keys(outputs),
+                    tf.reduce_sum(tf.cast(tf.not_equal(history, PAD), tf.int32), axis=1), flat)
+
+        def keep():
+            return memory_outputs, memory_keys, memory_length, decoder_states
+
+        new_outputs, new_keys, new_length, encoder_states = tf.cond(tf.reduce_any(border), encode, keep)
+        memory_outputs = tf.where(border[:, None, None], new_outputs, memory_outputs)
+        memory_keys = tf.where(border[:, None, None], new_keys, memory_keys)
+        memory_length = tf.where(border, new_length, memory_length)
+        if not self.carry:  # without carried states the decoder restarts from the encoder's at a border
+            decoder_states = [tf.where(border[:, None], new, old) for new, old in zip(encoder_states, decoder_states)]
+
+        layers = [decoder_states[i:i + self.per_layer] for i in range(0, len(decoder_states), self.per_layer)]
+        memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
+                  "mask": tf.range(context)[None, :] < memory_length[:, None]}
+        logits, layers, _ = self.model.step(token_id, layers, memory)
+        top = tf.math.top_k(tf.nn.softmax(tf.cast(logits, tf.float32)), self.k)
+        return {"top_ids": top.indices, "top_probabilities": top.values,
+                "phase": (phase + 1) % self.continuation, "history": history,
+                "memory_outputs": memory_outputs, "memory_keys": memory_keys, "memory_length": memory_length,
+                "states": tf.stack([state for layer in layers for state in layer], axis=1)}
+
+
+def unrolled_encoder(encoder, ids: tf.Tensor) -> tuple[tf.Tensor, list[list[tf.Tensor]]]:
+    """`encoder(ids)` with its recurrent loops unrolled over the fixed `ids.shape[1]` steps: what
+    LiteRT's builtin ops run (Keras' loops hold TensorList ops that they lack). Masked steps keep
+    the states and give zero outputs, as the layers do.
+
+    >>> outputs, states = unrolled_encoder(model.encoder, tf.constant([[5, 6, 0, 0]]))  # doctest: +SKIP
+    """
+    mask = tf.not_equal(ids, PAD)
+    x = encoder.embedding(ids)
+    states = []
+    for rnn in encoder.rnns:
+        if encoder.bidirectional:
+            forward, forward_states = _unrolled(rnn.forward_layer.cell, x, mask, backwards=False)
+            backward, backward_states = _unrolled(rnn.backward_layer.cell, x, mask, backwards=True)
+            x = tf.concat([forward, backward], axis=-1)
+            states.append([tf.concat([f, b], axis=-1) for f, b in zip(forward_states, backward_states)])
+        else:
+            x, layer_states = _unrolled(rnn.cell, x, mask, backwards=False)
+            states.append(layer_states)
+    return x, states
+
+
+def _unrolled(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
+    batch = tf.shape(x)[0]
+    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
+    states = [tf.zeros([batch, size], x.dtype) for size in sizes]
+    outputs = [None] * x.shape[1]
+    for t in (reversed(range(x.shape[1])) if backwards else range(x.shape[1])):
+        output, new_states = cell(x[:, t], states, training=False)
+        new_states = new_states if isinstance(new_states, (list, tuple)) else [new_states]
+        real = mask[:, t, None]
+        states = [tf.where(real, new, old) for new, old in zip(new_states, states)]
+        outputs[t] = tf.where(real, output, tf.zeros_like(output))
+    return tf.stack(outputs, axis=1), states
+
+
+def plain_model(loaded) -> Seq2Seq:
+    """The run's model on Keras' own layers (the converter takes no XLA kernels), with its weights."""
+    recipe = loaded.recipe
+    model = build_seq2seq(recipe.model, loaded.source.vocab_size, loaded.target.vocab_size)
+    model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})
+    model.set_weights(loaded.model.get_weights())
+    return model
+
+
+def step_for(loaded) -> NextWordStep:
+    data = loaded.recipe.data
+    return NextWordStep(plain_model(loaded), data.context, data.continuation, data.carry_state)
+
+
+def calibration_steps(step: NextWordStep, loaded, lines: int = CALIBRATION_LINES, seed: int = 0):
+    """What int8 calibrates on: the step's inputs along `lines` seeded training lines, read as one
+    text from `<s>` (each line ended by `</s>`, as training reads them), across window borders."""
+    text = load_text(loaded.recipe.data, "train").splitlines()
+    chosen = [line for line in random.Random(seed).sample(text, min(lines, len(text))) if line.strip()]
+    stream = [token for ids in loaded.target.encode(tf.constant(chosen)).to_list() for token in [*ids, EOS]]
+    call = tf.function(step.__call__, input_signature=step.signature())
+    state = step.zeros(1)
+    for token in [BOS, *stream[:-1]]:
+        inputs = {"token_id": tf.constant([token], tf.int32), **state}
+        yield {name: value.numpy() for name, value in inputs.items()}
+        out = call(**inputs)
+        state = {name: out[name] for name in STATE}
+
+
+def convert(loaded, quantize: str, step: NextWordStep) -> bytes:
+    """The `.tflite` bytes of a language-model run's `step`, quantized as asked."""
+    if quantize not in QUANTIZATIONS:
+        raise UserError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    function = tf.function(step.__call__, input_signature=step.signature()).get_concrete_function()
+    # Weights as constants: the converter leaves variables read inside the window branch (an IF op)
+    # as variables, which quantization then skips.
+    frozen = convert_variables_to_constants_v2(function)
+    names = sorted(function.structured_outputs)  # the frozen function's outputs: a flat list in this order
+    named = tf.function(lambda *inputs: dict(zip(names, frozen(*inputs))), input_signature=step.signature())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([named.get_concrete_function()], tf.Module())
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        converter.representative_dataset = lambda: calibration_steps(step, loaded)
+    with warnings.catch_warnings():
+        # int8 calibration runs TensorFlow's own interpreter, which warns that it is deprecated.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        return converter.convert()
+
+
+def metadata(loaded, quantize: str, step: NextWordStep) -> dict:
+    recipe, tokenizer = loaded.recipe, loaded.target
+    level = recipe.vocab.level
+    how = {"word": "lower-case (if lowercase), split on whitespace, look each word up in vocab.json",
+           "char": "lower-case (if lowercase), look each character up in vocab.json",
+           "sentencepiece": "encode with the SentencePiece model; its ids are the model's ids"}[level]
+    return {
+        "textseq_version": __version__, "tensorflow_version": tf.__version__, "format": "litert",
+        "model": MODEL_FILE, "signature": SIGNATURE, "quantize": quantize, "vocabulary": VOCAB_FILE,
+        "level": level, "lowercase": tokenizer.lowercase, "tokenize": how,
+        "unknown_id": UNK, "start_id": BOS, "end_id": EOS, "control_ids": list(range(len(RESERVED))), "top_k": step.k,
+        "inputs": {"token_id": {"shape": [1], "dtype": "int32"},
+                   **{name: {"shape": [1, *shape], "dtype": dtype.name} for name, (shape, dtype) in step.shapes.items()}},
+        "state": list(STATE),
+        "usage": "state = zeros of each input but token_id; feed <s> (start_id), then each typed token's id "
+                 "(end_id where a sentence ends); after every call keep the outputs named in state and read "
+                 "top_ids / top_probabilities",
+        "recipe": recipe.to_dict(),
+    }
+
+
+def write_litert(loaded, out: Path, quantize: str) -> None:
+    """The `.tflite` step of a `LanguageModel`, its vocabulary and `textseq.json`, in `out`."""
+    step = step_for(loaded)
+    model = convert(loaded, quantize, step)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_FILE).write_bytes(model)
+    (out / VOCAB_FILE).write_text(json.dumps(loaded.target.vocab.tokens, ensure_ascii=False) + "\n", encoding="utf-8")
+    info = metadata(loaded, quantize, step)
+    if loaded.recipe.vocab.level == "sentencepiece":
+        loaded.target.vocab.save(out / "spm.model")
+        info["sentencepiece_model"] = "spm.model"
+    (out / METADATA).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def is_litert_export(path: Path) -> bool:
+    """Whether `path` holds a LiteRT export that textseq wrote."""
+    return (path / MODEL_FILE).is_file() and (path / METADATA).is_file()
