@@ -14,7 +14,7 @@ from textseq.inference import LanguageModel
 from textseq.litert import unrolled_encoder
 from textseq.models.encoder import Encoder
 
-from conftest import run_script_without_textseq
+from conftest import ROOT, run_script_without_textseq
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 TEXTS = ["a man is riding a", "", "two dogs play in the snow while " * 4, "zzyzx qqq </s> <s>", "A MAN IN A"]
@@ -133,6 +133,20 @@ def test_the_export_says_how_to_use_it(exports, lm_run):
     assert meta["inputs"]["history"] == {"shape": [1, 6], "dtype": "int32"}  # data.context of the tiny recipe
     assert meta["inputs"]["states"] == {"shape": [1, 2, 32], "dtype": "float32"}  # LSTM h and c, 32 units
     assert meta["recipe"] == model.recipe.to_dict()
+
+
+def test_the_readmes_app_example_runs_as_written(exports, lm_run, tmp_path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("## Next words on a phone")[1]
+    code = readme.split("```python\n")[1].split("```")[0]
+    assert 'Path("exports/keyboard-en")' in code
+    script = tmp_path / "app.py"
+    code = code.replace('Path("exports/keyboard-en")', f"Path({str(exports['dynamic'])!r})")
+    script.write_text(code.replace("print(suggestions)", "import sys\nassert 'tensorflow' not in sys.modules\n"
+                                                         "print(json.dumps(suggestions))"))
+    suggestions = run_script_without_textseq(script)
+    (predictions,) = LanguageModel.from_run(lm_run).predict(["a man is riding a"], 10)
+    words = [p.token for p in predictions if p.token not in ("<pad>", "<unk>", "<s>", "</s>")]
+    assert len(suggestions) == 3 and suggestions[0] == words[0] and set(suggestions) <= set(words), suggestions
 
 
 def test_bad_exports_get_one_message_and_exit_code_2(trained_run, lm_run, exports, tmp_path):

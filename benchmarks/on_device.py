@@ -1,0 +1,162 @@
+"""The keyboard model on a phone's terms: size, one-thread latency and next-word accuracy of its
+LiteRT exports (float, float16, dynamic range, int8), beside the SavedModel.
+
+    python benchmarks/on_device.py --data-dir ../shared/data            # trains recipes/keyboard-en.yaml if needed
+    python benchmarks/on_device.py --data-dir ../shared/data --run runs/keyboard-en
+
+For every `.tflite` model, LiteRT's Python interpreter (`ai-edge-litert`, one thread, batch 1) reads
+the test split as one stream, one token per call, as a keyboard reads what is typed (captions end
+with `</s>`): the latency is that of each call (median and p99 over all of them, the encoder's
+re-reads at window borders included), the accuracy whether the next token is the first (top-1)
+or among the first three (top-3) it suggests. The SavedModel row: its size, the latency of one
+`next_words` call (batch 1, `k` 3, TensorFlow on one thread) on a caption so far, and the accuracy
+of the same model in TensorFlow over the same stream, read by windows as `textseq evaluate`
+reads it (what `next_words` computes, tests/test_export.py). Prints a table, then one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(1)  # a phone's one core: before TensorFlow starts
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import cpu_model  # noqa: E402
+
+RECIPE = ROOT / "recipes" / "keyboard-en.yaml"
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+SAVED_MODEL_QUERIES = 500  # next_words calls timed on the SavedModel (each re-reads its caption)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="the corpus mirror (as TEXTSEQ_DATA)")
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "keyboard-en",
+                        help="a language-model run; trained from recipes/keyboard-en.yaml when it has no weights")
+    parser.add_argument("--out", type=Path, default=ROOT / "exports" / "on-device", help="where the exports go")
+    args = parser.parse_args()
+    os.environ["TEXTSEQ_DATA"] = str(args.data_dir.resolve())
+
+    from textseq.data.pipeline import encode_stream
+    from textseq.data.sources import load_text
+    from textseq.export import export
+    from textseq.inference import LanguageModel
+
+    if not (args.run / "model.weights.h5").exists():
+        print(f"training {RECIPE.relative_to(ROOT)} into {args.run} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "textseq", "train", str(RECIPE), "--out", str(args.run)], check=True)
+    model = LanguageModel.from_run(args.run)
+    data = model.recipe.data
+    stream = encode_stream(load_text(data, "test"), model.target).numpy()
+    parameters = int(sum(np.prod(w.shape) for w in model.model.weights))
+    print(f"CPU: {cpu_model()}; {args.run}: {parameters:,} parameters, test stream {len(stream):,} tokens",
+          file=sys.stderr)
+
+    rows = {"saved_model": saved_model_row(model, stream, export(args.run, args.out / "saved_model", overwrite=True))}
+    for quantize in QUANTIZATIONS:
+        out = export(args.run, args.out / f"litert-{quantize}", overwrite=True, format="litert", quantize=quantize)
+        rows[f"litert {quantize}"] = litert_row(out, stream)
+        print(f"  litert {quantize}: {rows[f'litert {quantize}']}", file=sys.stderr)
+
+    float_top3 = rows["litert none"]["top3"]
+    for quantize in QUANTIZATIONS[1:]:
+        rows[f"litert {quantize}"]["top3_cost_points"] = round(100 * (float_top3 - rows[f"litert {quantize}"]["top3"]), 2)
+    print(f"\n{'model':<18}{'size':>12}{'median ms':>11}{'p99 ms':>9}{'top-1':>8}{'top-3':>8}")
+    for name, row in rows.items():
+        print(f"{name:<18}{row['bytes']:>12,}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}"
+              f"{row['top1']:>8.4f}{row['top3']:>8.4f}")
+    print(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "run": str(args.run), "parameters": parameters,
+                      "test_tokens": len(stream), "models": rows}))
+
+
+def litert_row(export: Path, stream: np.ndarray) -> dict:
+    """Reads the stream through the `.tflite` step: size, per-call latency, top-1/top-3."""
+    meta = json.loads((export / "textseq.json").read_text())
+    path = export / meta["model"]
+    step = Interpreter(model_path=str(path), num_threads=1).get_signature_runner()
+    start = {name: np.zeros(spec["shape"], spec["dtype"]) for name, spec in meta["inputs"].items()
+             if name != "token_id"}
+    state = dict(start)
+    for token in [meta["start_id"], *stream[:50]]:  # warm-up
+        out = step(token_id=np.array([token], np.int32), **state)
+        state = {name: out[name] for name in meta["state"]}
+    state, latencies, top1, top3 = dict(start), [], 0, 0
+    inputs = [meta["start_id"], *stream[:-1]]
+    for fed, expected in zip(inputs, stream):
+        token = np.array([fed], np.int32)
+        started = time.perf_counter()
+        out = step(token_id=token, **state)
+        latencies.append((time.perf_counter() - started) * 1000)
+        state = {name: out[name] for name in meta["state"]}
+        suggested = out["top_ids"][0]
+        top1 += int(suggested[0] == expected)
+        top3 += int(expected in suggested[:3])
+    return {"bytes": path.stat().st_size, **spread(latencies), "top1": round(top1 / len(stream), 4),
+            "top3": round(top3 / len(stream), 4)}
+
+
+def saved_model_row(model, stream: np.ndarray, export: Path) -> dict:
+    """The SavedModel's size and `next_words` latency; the model's accuracy over the stream by windows."""
+    from textseq.constants import PAD
+    from textseq.data.pipeline import language_model_examples
+
+    data = model.recipe.data
+    if data.carry_state:
+        raise SystemExit("the SavedModel's accuracy is read by independent windows: use a recipe with "
+                         "data.carry_state: false (recipes/keyboard-en.yaml)")
+    source, target_in, target_out = language_model_examples(stream, data.context, data.continuation)
+    top1 = top3 = 0
+    for start in range(0, int(source.nrows()), 256):
+        rows = slice(start, start + 256)
+        logits = model.model({"source": source[rows].to_tensor(PAD), "target_in": target_in[rows].to_tensor(PAD)})
+        expected = target_out[rows].to_tensor(PAD).numpy()
+        best = tf.math.top_k(logits, 3).indices.numpy()
+        real = expected != PAD
+        top1 += int(((best[..., 0] == expected) & real).sum())
+        top3 += int(((best == expected[..., None]).any(-1) & real).sum())
+
+    signature = tf.saved_model.load(str(export)).signatures["next_words"]
+    captions = [line.split() for line in load_captions(model)]
+    prefixes = [" ".join(words[:n]) for words in captions for n in range(len(words))][:SAVED_MODEL_QUERIES]
+    for text in prefixes[:20]:  # warm-up
+        signature(text=tf.constant([text]), k=tf.constant(3))
+    latencies = []
+    for text in prefixes:
+        started = time.perf_counter()
+        signature(text=tf.constant([text]), k=tf.constant(3))
+        latencies.append((time.perf_counter() - started) * 1000)
+    size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
+    return {"bytes": size, **spread(latencies), "top1": round(top1 / len(stream), 4),
+            "top3": round(top3 / len(stream), 4)}
+
+
+def load_captions(model) -> list[str]:
+    from textseq.data.sources import load_text
+
+    return [line for line in load_text(model.recipe.data, "test").splitlines() if line.strip()]
+
+
+def spread(latencies: list[float]) -> dict:
+    ordered = sorted(latencies)
+    return {"calls": len(ordered), "median_ms": round(statistics.median(ordered), 4),
+            "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 4)}
+
+
+if __name__ == "__main__":
+    main()
