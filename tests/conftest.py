@@ -24,10 +24,19 @@ TINY = {
 }
 
 
+# Modules whose module-scoped fixtures train or export for many seconds: their tests share one worker
+# (pytest-xdist's loadgroup), so each fixture is built once, not once per worker.
+SHARED_FIXTURES = {"test_export.py", "test_faults.py", "test_litert.py", "test_subword_runs.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """The slow tests first: pytest-xdist hands tests out in collection order, so a slow test that
     came last would leave the other workers idle at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        if item.path.name in SHARED_FIXTURES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 @pytest.fixture
