@@ -220,6 +220,33 @@ def test_predict_generate_and_export_agree_for_a_subword_language_model(spm_lm, 
     assert "  " not in result.stdout.strip() and plain(result.stdout)
 
 
+def test_the_litert_step_of_a_subword_model_predicts_its_pieces_from_the_shipped_model(spm_lm, tmp_path):
+    """The app tokenizes with the SentencePiece model beside the .tflite (its ids are the run's)
+    and gets the next pieces that the library's model gives; completing words is the app's part."""
+    import sentencepiece
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "litert"
+    result = invoke("export", spm_lm, out, "--format", "litert")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "textseq.json").read_text())
+    assert meta["level"] == "sentencepiece" and meta["sentencepiece_model"] == "spm.model"
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    model = LanguageModel.from_run(spm_lm)
+    text = "two dogs play in the snow while a man is riding a"
+    ids = pieces.encode(text)
+    assert ids == model.target.encode(tf.constant([text])).to_list()[0]
+    step = Interpreter(model_path=str(out / meta["model"]), num_threads=1).get_signature_runner()
+    state = {name: np.zeros(spec["shape"], spec["dtype"]) for name, spec in meta["inputs"].items()
+             if name != "token_id"}
+    for token in [meta["start_id"], *ids]:
+        got = step(token_id=np.array([token], np.int32), **state)
+        state = {name: got[name] for name in meta["state"]}
+    top = next_token_top_k(model.model, model.recipe.data, tf.ragged.constant([ids]), 10)
+    assert got["top_ids"][0].tolist() == top.indices.numpy()[0].tolist()
+    np.testing.assert_allclose(got["top_probabilities"][0], top.values.numpy()[0], atol=1e-4)
+
+
 def test_a_damaged_or_missing_sentencepiece_model_is_named(spm_translation, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(spm_translation, run)
