@@ -13,7 +13,8 @@ and `textseq.json` (how to tokenize, the state's tensors, the ids of `<s>` and t
 tokens). Quantization (`QUANTIZATIONS`) shrinks the weights: float16, dynamic range (int8
 weights), or int8 weights and activations calibrated on the run's training text.
 
->>> export_litert("runs/keyboard-en", "exports/keyboard-en", quantize="dynamic")  # doctest: +SKIP
+>>> from textseq.export import export  # doctest: +SKIP
+>>> export("runs/keyboard-en", "exports/keyboard-en", format="litert", quantize="dynamic")  # doctest: +SKIP
 """
 
 from __future__ import annotations
