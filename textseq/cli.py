@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from textseq import __version__
+from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
 from textseq.errors import UserError
 from textseq.recipe import describe_defaults, load_recipe
 
@@ -587,10 +588,10 @@ def plot(run: Path, output: Path):
 @cli.command(name="export")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "format_", type=click.Choice(["saved_model", "litert"]), default="saved_model",
+@click.option("--format", "format_", type=click.Choice(EXPORT_FORMATS), default="saved_model",
               show_default=True, help="saved_model: strings in, strings out, for TensorFlow Serving and "
               "tf.saved_model.load. litert: a language model's next-word step as a .tflite file, for phones.")
-@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="none",
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none",
               show_default=True, help="litert: store the weights as float16, or as int8 (dynamic: weights only; "
               "int8: activations too, calibrated on the run's training text).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export in OUT_DIR.")

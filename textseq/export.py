@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from textseq import __version__
+from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
 from textseq.decoding import decode
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, load, next_top_k, source_ids
@@ -37,9 +38,6 @@ from textseq.streaming import walk
 
 METADATA = "textseq.json"  # in the export's assets/
 MAX_GENERATED_TOKENS = 10_000  # what one `generate` call may ask for, as `textseq generate --max-tokens`
-
-
-FORMATS = ("saved_model", "litert")
 
 
 def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, format: str = "saved_model",
@@ -50,10 +48,10 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, fo
     The export is written beside `out_dir` and moved into place when complete, so a failure leaves
     what was there before. `overwrite` replaces an earlier textseq export, never anything else.
     """
-    from textseq.litert import QUANTIZATIONS, write_litert
+    from textseq.litert import write_litert
 
-    if format not in FORMATS:
-        raise UserError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    if format not in EXPORT_FORMATS:
+        raise UserError(f"--format {format!r}: expected one of {', '.join(EXPORT_FORMATS)}")
     if quantize not in QUANTIZATIONS:
         raise UserError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
     if quantize != "none" and format != "litert":

@@ -10,7 +10,7 @@ word costs one decoder step, not a re-read of the text. A new text starts from z
 
 Beside the model: `vocab.json` (the tokens, by id), the SentencePiece model where the run has one,
 and `textseq.json` (how to tokenize, the state's tensors, the ids of `<s>` and the other control
-tokens). Quantization (`QUANTIZATIONS`) shrinks the weights: float16, dynamic range (int8
+tokens). Quantization (`textseq.constants.QUANTIZATIONS`) shrinks the weights: float16, dynamic range (int8
 weights), or int8 weights and activations calibrated on the run's training text.
 
 >>> from textseq.export import export  # doctest: +SKIP
@@ -31,7 +31,6 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from textseq import __version__
 from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
 from textseq.data.sources import load_text
-from textseq.errors import UserError
 from textseq.models.seq2seq import Seq2Seq, build_seq2seq
 
 MODEL_FILE = "next_word.tflite"
@@ -39,7 +38,6 @@ VOCAB_FILE = "vocab.json"
 METADATA = "textseq.json"
 SIGNATURE = "serving_default"  # the only one: `get_signature_runner()` needs no name
 TOP_K = 10  # next tokens per step: a keyboard shows three after leaving out control tokens
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 CALIBRATION_LINES = 200  # training lines whose steps calibrate int8 activations
 STATE = ("phase", "history", "memory_outputs", "memory_keys", "memory_length", "states")
 
@@ -195,13 +193,13 @@ class Int8Rows:
         return tf.cast(tf.gather(self.values, ids), tf.float32) * tf.gather(self.scale, ids)
 
 
-def calibration_steps(step: NextWordStep, loaded, lines: int = CALIBRATION_LINES, seed: int = 0):
-    """What int8 calibrates on: the step's inputs along `lines` seeded training lines, read as one
-    text from `<s>` (each line ended by `</s>`, as training reads them), across window borders."""
+def calibration_steps(step: NextWordStep, call, loaded, lines: int = CALIBRATION_LINES, seed: int = 0):
+    """What int8 calibrates on: the inputs of `call` (`step` traced) along `lines` seeded training
+    lines, read as one text from `<s>` (each line ended by `</s>`, as training reads them), across
+    window borders."""
     text = load_text(loaded.recipe.data, "train").splitlines()
     chosen = [line for line in random.Random(seed).sample(text, min(lines, len(text))) if line.strip()]
     stream = [token for ids in loaded.target.encode(tf.constant(chosen)).to_list() for token in [*ids, EOS]]
-    call = tf.function(step.__call__, input_signature=step.signature())
     state = step.zeros(1)
     for token in [BOS, *stream[:-1]]:
         inputs = {"token_id": tf.constant([token], tf.int32), **state}
@@ -211,10 +209,9 @@ def calibration_steps(step: NextWordStep, loaded, lines: int = CALIBRATION_LINES
 
 
 def convert(loaded, quantize: str, step: NextWordStep) -> bytes:
-    """The `.tflite` bytes of a language-model run's `step`, quantized as asked."""
-    if quantize not in QUANTIZATIONS:
-        raise UserError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
-    function = tf.function(step.__call__, input_signature=step.signature()).get_concrete_function()
+    """The `.tflite` bytes of a language-model run's `step`, quantized as asked (one of `textseq.constants.QUANTIZATIONS`)."""
+    traced = tf.function(step.__call__, input_signature=step.signature())
+    function = traced.get_concrete_function()
     # Weights as constants: the converter leaves variables read inside the window branch (an IF op)
     # as variables, which quantization then skips.
     frozen = convert_variables_to_constants_v2(function)
@@ -226,7 +223,7 @@ def convert(loaded, quantize: str, step: NextWordStep) -> bytes:
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
-        converter.representative_dataset = lambda: calibration_steps(step, loaded)
+        converter.representative_dataset = lambda: calibration_steps(step, traced, loaded)
     with warnings.catch_warnings():
         # int8 calibration runs TensorFlow's own interpreter, which warns that it is deprecated.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
