@@ -204,7 +204,7 @@ def test_library_errors_name_the_arguments_not_cli_flags(lm_run):
 
 
 def test_a_small_language_model_learns_more_than_word_frequencies(lm_run):
-    """Its output bias starts at the training words' log frequencies (`unigram_log_probabilities`).
+    """Its output bias starts at the training words' log frequencies (`baselines.add_one_unigram`).
     From zero, this 32-unit model learned only those frequencies in its epoch: validation accuracy
     0.114, the share of "a", the most frequent word. Now 0.33."""
     with open(lm_run / "metrics.csv") as f:

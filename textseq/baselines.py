@@ -17,6 +17,18 @@ import numpy as np
 from textseq.constants import EOS
 
 
+def add_one_unigram(train_ids, vocab_size: int) -> np.ndarray:
+    """The add-one (Laplace) probability of every id after the counts in `train_ids` (`<pad>` and
+    `<s>`, which never occur in a stream, get one count but are not counted as events).
+
+    >>> (add_one_unigram([4, 4, 5], 6) * 7).round().tolist()
+    [1.0, 1.0, 1.0, 1.0, 3.0, 2.0]
+    """
+    train_ids = np.asarray(train_ids, np.int64)
+    events = vocab_size - 2  # <pad> and <s> never occur in a stream
+    return (np.bincount(train_ids, minlength=vocab_size)[:vocab_size] + 1) / (len(train_ids) + events)
+
+
 def ngram_perplexities(train_ids, test_ids, vocab_size: int) -> dict[str, float]:
     """Add-one (Laplace) unigram and bigram perplexities of `test_ids` under counts from `train_ids`.
 
@@ -24,8 +36,7 @@ def ngram_perplexities(train_ids, test_ids, vocab_size: int) -> dict[str, float]
     """
     train_ids, test_ids = np.asarray(train_ids, np.int64), np.asarray(test_ids, np.int64)
     events = vocab_size - 2  # <pad> and <s> never occur in a stream
-    unigram_counts = np.bincount(train_ids, minlength=vocab_size)
-    unigram = (unigram_counts[test_ids] + 1) / (len(train_ids) + events)
+    unigram = add_one_unigram(train_ids, vocab_size)[test_ids]
 
     def keys(ids):
         previous = np.concatenate([[EOS], ids[:-1]])

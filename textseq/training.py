@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from textseq.baselines import add_one_unigram
 from textseq.data.pipeline import examples_dataset
 from textseq.data.sources import load_pairs
 from textseq.data.streams import data_error, fingerprints
@@ -228,27 +229,17 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
                                                  *data.max_lengths, static_shapes=static_shapes)))
         model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
         if data.streams is not None:
-            model.decoder.logits.bias.assign(unigram_log_probabilities(data.streams["train"], data.target.vocab.size))
+            # A language model's output bias starts at the training words' log frequencies. From zero,
+            # models of up to 256 units learned them through the tanh `combine` layer instead: Adam
+            # moved all of its weights one way, the tanh saturated, and no gradient reached the layers
+            # below it again (recipes/keyboard-en.yaml: validation loss 5.33 after every epoch,
+            # whatever the learning rate, GRU or LSTM).
+            unigram = add_one_unigram(data.streams["train"], data.target.vocab.size)
+            model.decoder.logits.bias.assign(np.log(unigram).astype(np.float32))
         model.optimizer.build(model.trainable_variables)
         if workers(strategy) > 1:
             work_around_keras_multi_worker(model, first_batch)
     return model
-
-
-def unigram_log_probabilities(stream: np.ndarray, vocab_size: int) -> np.ndarray:
-    """The log frequency of every token in a language model's training stream (add-one): its output
-    bias starts there, so the first steps need not learn the unigram distribution.
-
-    From a zero bias, models of up to 256 units learn it through the tanh `combine` layer instead:
-    Adam moves all of that layer's weights the same way, the tanh saturates, and no gradient
-    reaches the layers below it again. The loss then stays at the unigram's (recipes/keyboard-en.yaml:
-    validation loss 5.33 after every epoch, whatever the learning rate, GRU or LSTM).
-
-    >>> (np.exp(unigram_log_probabilities(np.array([4, 4, 5]), 6)) * 9).round().tolist()
-    [1.0, 1.0, 1.0, 1.0, 3.0, 2.0]
-    """
-    counts = np.bincount(np.asarray(stream, np.int64), minlength=vocab_size)[:vocab_size].astype(np.float64) + 1
-    return np.log(counts / counts.sum()).astype(np.float32)
 
 
 def restore(recipe: Recipe, run: Run, model: Seq2Seq, strategy: tf.distribute.Strategy,
