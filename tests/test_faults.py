@@ -157,12 +157,20 @@ def test_a_run_from_an_older_textseq_loads_with_the_defaults_of_keys_added_since
     assert json.loads(result.stdout)["translation"] == load(run_copy).translate(["3rd of March 1998"])[0]
 
 
+def swap_last_two_lines(text: str) -> str:
+    *head, before_last, last = text.rstrip("\n").split("\n")
+    return "\n".join([*head, last, before_last]) + "\n"
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda run: (run / "vocab.txt").unlink(), "vocab.txt: vocabulary file missing"),
     (lambda run: (run / "model.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100), "model.weights.h5: cannot be loaded"),
     (lambda run: (run / "model.weights.h5").unlink(), "model.weights.h5: missing; the run has not finished an epoch"),
     (lambda run: (run / "run.json").write_text("{not json"), "run.json: cannot be read"),
     (lambda run: (run / "recipe.yaml").unlink(), "not a textseq run directory (no recipe.yaml or run.json)"),
+    # Another vocabulary of the same size would be read without error, and the weights misread.
+    (lambda run: (run / "vocab.txt").write_text(swap_last_two_lines((run / "vocab.txt").read_text())),
+     "vocab.txt: is not the vocabulary this run was trained with (its SHA-256 differs from the one run.json recorded)"),
 ])
 def test_a_damaged_run_directory_gives_one_clear_message(run_copy, damage, message):
     damage(run_copy)
@@ -322,11 +330,49 @@ def test_a_run_without_its_recipe_is_never_deleted_without_overwrite(tmp_path, t
     assert f"{out}: a textseq run whose recipe.yaml is missing, so it cannot be resumed" in result.stderr
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
-    # --overwrite deletes what textseq wrote there, and nothing else.
+    # --overwrite deletes what textseq wrote there, and nothing else: not a folder of the user's that
+    # has the name of the one `textseq average` writes.
+    (out / "averaged").mkdir()
+    (out / "averaged" / "mine.txt").write_text("mine too")
     result = invoke("train", tiny_recipe_file, "--out", out, "--overwrite")
     assert result.exit_code == 0, result.output
-    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "notes.txt").read_text() == "mine" and (out / "averaged" / "mine.txt").read_text() == "mine too"
     assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == 1
+
+    # train.average_last would write into that folder: refused before any training, with a remedy that works.
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    result = invoke("train", tiny_recipe_file, "--out", out, "--set", "train.epochs=2", "--set", "train.average_last=1")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert (f"train.average_last: 1 writes the average to {out / 'averaged'}, which exists and was not written by "
+            f"textseq average; move that folder away, or set train.average_last: 0") in result.stderr
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+def test_fewer_epochs_on_a_finished_run_train_nothing_and_keep_its_recipe(run_copy):
+    recipe_before = (run_copy / "recipe.yaml").read_text()
+    result = invoke("train", run_copy / "recipe.yaml", "--out", run_copy, "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert "already trained 2 epochs (train.epochs); raise it to train on" in result.stderr
+    assert (run_copy / "recipe.yaml").read_text() == recipe_before  # still says 2 epochs: what the weights had
+
+
+def test_evaluate_of_a_run_in_training_says_so_and_names_its_weights(run_copy, caplog):
+    from textseq.data.textfiles import file_sha256
+    from textseq.runs import Run
+
+    state = json.loads((run_copy / "checkpoints" / "state.json").read_text())
+    expected = {"file": "model.weights.h5", "sha256": file_sha256(run_copy / "model.weights.h5"),
+                "epoch": state["best_epoch"]}
+    training = Run(run_copy)
+    training.lock()  # as a `textseq train` holds it while it writes the run
+    try:
+        result = invoke("evaluate", run_copy, "--split", "test")
+        assert result.exit_code == 0, result.output
+        assert f"{run_copy} is being trained (pid " in caplog.text
+        assert f"these are its best weights so far (epoch {state['best_epoch']})" in caplog.text
+    finally:
+        training.unlock()
+    assert json.loads((run_copy / "eval-test.json").read_text())["weights"] == expected
 
 
 @pytest.fixture

@@ -69,6 +69,12 @@ def test_steps_checkpoint_validate_and_go_on_with_more_steps(tmp_path):
     more = train(recipe_from_dict(steps_recipe(tmp_path, steps=45)), run, verbose=0)
     assert (more["resumed_from_step"], more["steps_done"]) == (30, 45)
     assert [row["step"] for row in metrics(run)] == ["10", "20", "30", "40", "45"]
+    # After a shorter last segment, more steps go on in whole segments; each commit has a row of its own.
+    more = train(recipe_from_dict(steps_recipe(tmp_path, steps=60)), run, verbose=0)
+    assert (more["resumed_from_step"], more["steps_done"]) == (45, 60)
+    assert [(row["epoch"], row["step"]) for row in metrics(run)] == [
+        (str(number), str(step)) for number, step in enumerate([10, 20, 30, 40, 45, 55, 60])]
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 7
 
 
 @pytest.mark.slow
@@ -146,10 +152,24 @@ def test_a_training_file_changed_under_a_run_stops_its_resume_and_the_run_keeps_
     assert f"part-2.en changed ({len(good)} bytes then, {len(good) + 14} now) since this run started" in result.output
     assert sorted(path.name for path in (run / "checkpoints").iterdir()) == before
 
-    (tmp_path / "part-2.en").write_bytes(good)  # put back: the same command goes on
+    # Changed in the middle, at the same size: the bytes are compared, not just the ends.
+    middle = len(good) // 2
+    (tmp_path / "part-2.en").write_bytes(good[:middle] + b"X" + good[middle + 1:])
+    result = CliRunner().invoke(cli, ["train", str(recipe_file), "--out", str(run)])
+    assert result.exit_code == 2 and "part-2.en changed (same size, other bytes) since this run started" in result.output
+    assert sorted(path.name for path in (run / "checkpoints").iterdir()) == before
+
+    # Put back and moved to another directory (data.dir): the same contents, so the run goes on.
+    (tmp_path / "part-2.en").write_bytes(good)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for shard in tmp_path.glob("part-*"):
+        shard.rename(moved / shard.name)
+    recipe_file.write_text(yaml.safe_dump({**steps_recipe(moved, steps=20)}))
     result = CliRunner().invoke(cli, ["train", str(recipe_file), "--out", str(run)])
     assert result.exit_code == 0, result.output
     assert "resumed_from_step  10" in result.output and "steps_done         20" in result.output
+    assert json.loads((run / "shards.json").read_text())[0][0] == "part-0.de"  # named within data.dir
 
 
 @pytest.mark.parametrize("change, message", [

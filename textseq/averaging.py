@@ -20,9 +20,7 @@ import numpy as np
 
 from textseq.errors import UserError
 from textseq.inference import LoadedRun
-from textseq.runs import Run, checkpoint_number, load_weights, replace, write_atomically
-
-AVERAGED_FILE = "averaged.json"  # marks a directory `average` wrote (and may write again)
+from textseq.runs import AVERAGED_FILE, Run, checkpoint_number, is_average, load_weights, replace, write_atomically
 
 
 def checkpoints_to_average(run: Run, last: int) -> list[Path]:
@@ -42,7 +40,7 @@ def average(run_dir: str | Path, last: int, out: str | Path | None = None, overw
     if last < 1:
         raise UserError(f"--last must be at least 1; got {last}")
     run = Run.open(run_dir)
-    out = Path(out) if out is not None else run.path / "averaged"
+    out = Path(out) if out is not None else run.averaged
     prepare_out(out, overwrite)
     paths = checkpoints_to_average(run, last)
     loaded = LoadedRun.from_run(run.path)
@@ -69,7 +67,7 @@ def prepare_out(out: Path, overwrite: bool) -> None:
     """`out` may be new, or an earlier average (replaced only with `overwrite`); nothing else."""
     if not out.exists():
         return
-    if not (out / AVERAGED_FILE).exists():
+    if not is_average(out):
         raise UserError(f"{out}: exists and was not written by textseq average; choose another --out")
     if not overwrite:
         raise UserError(f"{out}: holds an earlier average; pass --overwrite to replace it, or choose another --out")

@@ -54,6 +54,8 @@ def evaluate(run: str | Path | LoadedRun, split: str = "test", options: Decoding
             options = loaded.options(**(options or {}))
         metrics = translation_metrics(loaded, split, options, batch_size or 64, progress,
                                       loaded.path / f"hyp-{split}.txt" if save else None)
+    if loaded.weights:
+        metrics["weights"] = loaded.weights  # which weights these numbers describe
     if save:
         try:
             write_text(loaded.path / f"eval-{split}.json", json.dumps(metrics, indent=2) + "\n",

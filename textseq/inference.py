@@ -13,6 +13,7 @@ runs, `LanguageModel` for next-word runs; `load(run_dir)` picks the right one.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -29,6 +30,8 @@ from textseq.next_words import next_word_top_k
 from textseq.recipe import Recipe
 from textseq.runs import Run, load_weights
 from textseq.streaming import walk
+
+log = logging.getLogger(__name__)
 
 
 class Hypothesis(NamedTuple):
@@ -99,6 +102,7 @@ class LoadedRun:
     def __init__(self, recipe: Recipe, model: Seq2Seq, source: Tokenizer, target: Tokenizer, path: Path | None = None):
         self.recipe, self.model, self.source, self.target = recipe, model, source, target
         self.path = path  # the run directory it was loaded from
+        self.weights: dict = {}  # which weights were loaded (`Run.weights_record`), when loaded from a run
         self._compiled: dict = {}
 
     @classmethod
@@ -114,11 +118,20 @@ class LoadedRun:
         if kernels.enabled(recipe.train):
             kernels.install(model)
         model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
+        weights = run.weights_record()
         load_weights(model, run.weights_file, remedy=(
             f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "
             f"{run.path} --overwrite"))
+        holder = run.training_holder()
+        if holder:
+            chosen = ", ".join(f"{key} {weights[key]}" for key in ("epoch", "step") if key in weights)
+            log.warning("warning: %s is being trained (%s): these are its best weights so far (%s); they may be "
+                        "replaced when a later validation does better", run.path, holder, chosen or "none recorded")
         source = tokenizer_for(source_vocab)
-        return cls(recipe, model, source, source if target_vocab is source_vocab else tokenizer_for(target_vocab), run.path)
+        loaded = cls(recipe, model, source, source if target_vocab is source_vocab else tokenizer_for(target_vocab),
+                     run.path)
+        loaded.weights = weights
+        return loaded
 
     def tokenize(self, text: str) -> tuple[list[str], np.ndarray]:
         """The source tokens of `text` as written, and their ids (UNK for unknown ones), in one graph call."""

@@ -1,7 +1,8 @@
 """The run directory: one training run's recipe, vocabulary, checkpoints, weights and logs.
 
     runs/dates/
-      run.json            textseq version and creation time
+      run.json            textseq version, run format, creation time, and the SHA-256 of each vocabulary
+                          file the run trained with (a replaced file is refused on load)
       recipe.yaml         the resolved recipe (the single source of truth for this run)
       vocab.txt           or source.vocab.txt + target.vocab.txt when `vocab.shared` is false;
                           spm.model (or source.spm.model + target.spm.model) for SentencePiece
@@ -42,6 +43,7 @@ import socket
 from pathlib import Path
 
 from textseq import __version__
+from textseq.data.textfiles import file_sha256
 from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
 from textseq.recipe import DecodingOptions, Recipe, VocabConfig, load_recipe, recipe_differences
@@ -52,15 +54,19 @@ RUN_FORMAT = 1
 
 # Keys that change nothing already trained: more epochs or steps, when to validate, how many checkpoints to
 # keep, or how translate, evaluate and the export decode.
+# data.dir may move: a streamed run checks its files' contents (shards.json), wherever they are.
 RESUMABLE_CHANGES = {"train.epochs", "train.steps", "train.validate_every", "train.keep_checkpoints",
-                     "train.average_last",
+                     "train.average_last", "data.dir",
                      *(f"decode.{f.name}" for f in dataclasses.fields(DecodingOptions))}
 
-# What `--overwrite` deletes from a run directory: the files textseq writes there, and nothing else.
+# What `--overwrite` deletes from a run directory: the files textseq writes there, and nothing else
+# (`averaged/` only when `textseq average` wrote it: see `delete_files`).
 RUN_FILES = ("run.json", "recipe.yaml", "shards.json", "averaged", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "spm.model",
              "source.spm.model", "target.spm.model", "checkpoints",
              "model.weights.h5", "tmp-model.weights.h5", "metrics.csv", "metrics.csv.tmp", "logs", "eval-*.json",
              "hyp-*.txt")
+
+AVERAGED_FILE = "averaged.json"  # marks a directory `textseq average` wrote (and may write again)
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +164,49 @@ class Run:
         """Deletes the run's own files (an explicit --overwrite); whatever else the directory holds stays."""
         for pattern in RUN_FILES:
             for path in self.path.glob(pattern):
+                if path == self.averaged and not is_average(path):
+                    continue  # a folder of the user's that happens to have the name
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+    @property
+    def averaged(self) -> Path:
+        """Where `textseq average` and train.average_last write the mean of the last checkpoints."""
+        return self.path / "averaged"
+
+    def training_holder(self) -> str | None:
+        """Who is training this run right now ("pid N on HOST, since T"), or None when nobody is.
+
+        Probes `training.lock` without taking it for long: a shared lock fails only while a
+        `textseq train` holds the exclusive one.
+        """
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(os.read(fd, 4096).decode("utf-8", "replace"))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # closing releases a lock this probe took
+        return None
+
+    def weights_record(self) -> dict:
+        """Which weights `model.weights.h5` holds, for what is computed from them (evaluate, export):
+        its SHA-256 and the epoch (step) whose validation chose it, or the checkpoints it averages."""
+        record = {"file": self.weights_file.name, "sha256": file_sha256(self.weights_file)}
+        state = self.state() or {}
+        for key in ("best_epoch", "best_step"):
+            if state.get(key) is not None:
+                record[key.removeprefix("best_")] = state[key]
+        if is_average(self.path):
+            try:
+                record["averaged"] = json.loads((self.path / AVERAGED_FILE).read_text(encoding="utf-8"))["checkpoints"]
+            except (OSError, ValueError, TypeError, KeyError):
+                record["averaged"] = "unknown checkpoints"
+        return record
 
     def lock(self) -> None:
         """Takes `training.lock` for this process, or says who holds it.
@@ -192,11 +240,7 @@ class Run:
         self._lock_fd = fd
 
     def _locked_message(self, owner: str) -> str:
-        try:
-            who = json.loads(owner)
-            holder = f"pid {who['pid']} on {who['host']}, since {who.get('since', '?')}"
-        except (ValueError, TypeError, KeyError):
-            holder = "its holder did not say who it is"
+        holder = _holder(owner)
         return (f"{self.path}: another textseq train is writing this run ({self.lock_file} is locked: {holder}); "
                 "wait for it to finish, stop it, or choose another --out. The lock goes when that process ends; "
                 f"only if the process is gone for good (a machine that died, a network disk) delete {self.lock_file}")
@@ -228,28 +272,48 @@ class Run:
         return self.path / f"source.{name}", self.path / f"target.{name}"
 
     def save_vocabularies(self, source: Vocabulary, target: Vocabulary, config: VocabConfig) -> None:
+        """Writes the vocabulary files; in a run, run.json records their SHA-256 for `vocabularies`."""
         source_file, target_file = self.vocab_files(config)
         source.save(source_file)
         if not config.shared:
             target.save(target_file)
+        if self.info_file.exists():
+            info = self.info()
+            info["vocabularies"] = {path.name: file_sha256(path) for path in {source_file, target_file}}
+            write_atomically(self.info_file, json.dumps(info, indent=2))
 
     def vocabularies(self, config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
+        """The run's vocabularies; a file whose SHA-256 is not the one run.json recorded is refused
+        (another vocabulary of the same size would be read without error, and the weights misread)."""
         source_file, target_file = self.vocab_files(config)
-        source = Vocabulary.load(source_file)
-        return source, source if config.shared else Vocabulary.load(target_file)
+        source = Vocabulary.load(source_file)  # first: a missing or unreadable file has a message of its own
+        target = source if config.shared else Vocabulary.load(target_file)
+        recorded = self.info().get("vocabularies") or {} if self.info_file.exists() else {}
+        for path in {source_file, target_file}:
+            if path.name in recorded and file_sha256(path) != recorded[path.name]:
+                raise UserError(
+                    f"{path}: is not the vocabulary this run was trained with (its SHA-256 differs from the one "
+                    f"{self.info_file.name} recorded); the weights would read other tokens. Put the run's own "
+                    f"{path.name} back (from a backup or a copy of the run), or train anew with --overwrite")
+        return source, target
 
     def check_shards(self, fingerprints: list[list]) -> None:
-        """Records the training files' fingerprints, or checks them against those recorded: a streamed
-        run resumes at byte positions in its files, which mean nothing in a changed file."""
+        """Records the training files' fingerprints (`[name, size, sha256]`), or checks them against those
+        recorded: a streamed run resumes at byte positions in its files, which mean nothing in a changed
+        file. Only the contents count: a corpus moved elsewhere (data.dir, $TEXTSEQ_DATA) resumes."""
         try:
             recorded = json.loads(self.shards_file.read_text(encoding="utf-8"))
+            contents = [entry[1:] for entry in recorded]
         except FileNotFoundError:
             write_atomically(self.shards_file, json.dumps(fingerprints, indent=1))
             return
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError, IndexError):
             raise UserError(f"{self.shards_file}: is damaged; it records the training files this run reads. Restore "
                             "it from a backup, or train anew (--overwrite, or another --out)") from None
-        if recorded == fingerprints:
+        if contents == [entry[1:] for entry in fingerprints]:
+            if recorded != fingerprints:
+                log.info("the training files moved (same contents): %s", fingerprints[0][0])
+                write_atomically(self.shards_file, json.dumps(fingerprints, indent=1))
             return
         before = {entry[0]: entry for entry in recorded}
         now = {entry[0]: entry for entry in fingerprints}
@@ -345,6 +409,20 @@ def read_state(path: Path) -> dict | None:
         pass
     log.warning("warning: %s is damaged; ignoring it", path)
     return None
+
+
+def is_average(path: Path) -> bool:
+    """Whether `path` is a run directory that `textseq average` wrote (and may replace)."""
+    return (path / AVERAGED_FILE).is_file()
+
+
+def _holder(owner: str) -> str:
+    """The lock file's content as words: who holds it."""
+    try:
+        who = json.loads(owner)
+        return f"pid {who['pid']} on {who['host']}, since {who.get('since', '?')}"
+    except (ValueError, TypeError, KeyError):
+        return "its holder did not say who it is"
 
 
 def _epoch_index(row: dict) -> int | None:

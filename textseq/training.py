@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import array
+import dataclasses
 import errno
 import logging
 import math
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from textseq.baselines import add_one_unigram
 from textseq.data.pipeline import examples_dataset
-from textseq.data.sources import load_pairs
+from textseq.data.sources import load_pairs, resolve
 from textseq.data.streams import data_error, fingerprints
 from textseq.data.tasks import StreamedData, TaskData
 from textseq.distribute import (barrier, broadcast_from_chief, describe, distribute_dataset, is_chief,
@@ -115,6 +116,16 @@ def average_last_checkpoints(run: Run, last: int, checkpoint: "EpochCheckpoint")
     return {"averaged": average(run.path, count, overwrite=True)["out"]}
 
 
+def check_average_target(run: Run, last: int) -> None:
+    """Before any training: train.average_last must be able to write RUN/averaged when the run ends."""
+    from textseq.runs import is_average
+
+    if last and run.averaged.exists() and not is_average(run.averaged):
+        raise UserError(f"train.average_last: {last} writes the average to {run.averaged}, which exists and was not "
+                        f"written by textseq average; move that folder away, or set train.average_last: 0 and "
+                        f"average later with `textseq average {run.path} --last {last} --out DIR`")
+
+
 class StepClock(keras.callbacks.Callback):
     """When the steps of this call end: the first (how long a start takes) and the rate of the
     second half (once the recurrent loops of most lengths are compiled)."""
@@ -173,6 +184,8 @@ def check_global_batch(config: TrainConfig, strategy: tf.distribute.Strategy) ->
 
 def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
     """The task's data with the run's vocabularies (built and saved by the chief for a new run)."""
+    if chief:
+        check_average_target(run, recipe.train.average_last)
     # A run that has trained must go on with its own vocabulary (loading it names a missing or damaged
     # file); one that stopped before its first checkpoint builds it again.
     trained = run.weights_file.exists() or any(run.checkpoints.glob("epoch-*")) or any(run.checkpoints.glob("step-*"))
@@ -182,7 +195,8 @@ def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
         run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab)
     if isinstance(data, StreamedData):
         if chief:
-            run.check_shards(fingerprints([shard for shards in data.corpora for shard in shards]))
+            run.check_shards(fingerprints([shard for shards in data.corpora for shard in shards],
+                                          resolve(recipe.data, ".")))
         return data
     train_count = int(data.train[0].nrows())
     if train_count < recipe.train.batch_size:
@@ -251,12 +265,23 @@ def restore(recipe: Recipe, run: Run, model: Seq2Seq, strategy: tf.distribute.St
     # collective ops that only the chief runs.
     if is_chief(strategy):
         done.assign(checkpoint.restore(model))
-        run.write_recipe(recipe)  # a resumed run's recipe keeps the changes it may take (more epochs)
+        run.write_recipe(trained_recipe(recipe, checkpoint.state))
     broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
     if checkpoint.worker and checkpoint.barrier:
         checkpoint.set_model(model)
         checkpoint.load_worker_position(int(model.optimizer.iterations.numpy()))
     return int(done.numpy())
+
+
+def trained_recipe(recipe: Recipe, state: dict) -> Recipe:
+    """The recipe a resumed run records: with its resumable changes (more epochs or steps), but never
+    fewer epochs or steps than the run has already trained, so that it describes the weights."""
+    config = recipe.train
+    if config.steps and state.get("step", 0) > config.steps:
+        return dataclasses.replace(recipe, train=dataclasses.replace(config, steps=state["step"]))
+    if not config.steps and state.get("epoch", 0) > config.epochs:
+        return dataclasses.replace(recipe, train=dataclasses.replace(config, epochs=state["epoch"]))
+    return recipe
 
 
 def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, data: TaskData, epoch: tf.Variable,
@@ -561,14 +586,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.save_resume_state(name)
         if self.barrier:
             self.barrier()  # every worker has saved its position for this step
-        state = {**self.state, "epoch": epoch + 1, "checkpoint": name}
+        # Step runs count their commits: after more train.steps, the segment Keras numbers `epoch` may
+        # follow a shorter last one that was already committed under that number.
+        number = self.state["epoch"] + 1 if self.plan else epoch + 1
+        state = {**self.state, "epoch": number, "checkpoint": name}
         if self.plan:
             state["step"] = step
             logs = {"step": state["step"], **logs}
         improved = self.improvement(state, logs)
         if improved:
             save_weights_atomically(self.model, self.run.weights_file)
-            state.update(improved, best_epoch=epoch + 1)
+            state.update(improved, best_epoch=number)
             if self.plan:
                 state["best_step"] = state["step"]
         self.run.commit_epoch(state, {key: value if key == "step" else float(value) for key, value in logs.items()})

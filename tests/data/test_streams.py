@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from textseq.data.sources import load_pairs, split_shards
-from textseq.data.streams import data_error, pair_stream, sample_pairs, training_batches
+from textseq.data.sources import Shard, load_pairs, split_shards
+from textseq.data.streams import data_error, fingerprints, pair_stream, sample_pairs, training_batches
 from textseq.data.tokenizer import Tokenizer, iter_tokens
 from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
@@ -193,3 +193,18 @@ def test_the_vocabulary_sample_is_bounded_seeded_and_counts_every_pair(tmp_path)
     assert seen == 150 and len(sample) == 40 and sample == sample_pairs(shards, data, 40, seed=1)[0]
     assert sample != sample_pairs(shards, data, 40, seed=2)[0]
     assert {s.split()[0][:2] for s, _ in sample} == {"s0", "s1", "s2"}  # from every shard
+
+
+def test_fingerprints_see_a_change_anywhere_in_a_file_and_name_it_within_the_data_dir(tmp_path):
+    shard = tmp_path / "corpus" / "train.de"
+    shard.parent.mkdir()
+    lines = [f"line {i} of a shard larger than the ends a quick check would read".encode() for i in range(8000)]
+    shard.write_bytes(b"\n".join(lines))
+    before = fingerprints([Shard((shard,))], tmp_path)
+    assert before[0][:2] == ["corpus/train.de", shard.stat().st_size] and shard.stat().st_size > 400_000
+    middle = shard.stat().st_size // 2
+    data = shard.read_bytes()
+    shard.write_bytes(data[:middle] + (b"X" if data[middle:middle + 1] != b"X" else b"Y") + data[middle + 1:])
+    after = fingerprints([Shard((shard,))], tmp_path)
+    assert after[0][:2] == before[0][:2] and after[0][2] != before[0][2]
+    assert fingerprints([Shard((shard,))], tmp_path / "elsewhere")[0][0] == str(shard)  # outside data.dir: as is

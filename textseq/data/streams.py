@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import array
 import gzip
-import hashlib
 import logging
 import random
 from itertools import zip_longest
@@ -28,6 +27,7 @@ import tensorflow as tf
 
 from textseq.constants import BOS, EOS, PAD
 from textseq.data.sources import Shard, bad_columns, is_gzip
+from textseq.data.textfiles import file_sha256
 from textseq.data.tokenizer import Tokenizer
 from textseq.errors import UserError
 from textseq.recipe import DataConfig, TrainConfig
@@ -351,15 +351,11 @@ def sample_length_share(sample, source: Tokenizer, target: Tokenizer, data: Data
     return int(np.sum(over)), len(sample)
 
 
-def fingerprints(shards: list[Shard]) -> list[list]:
-    """[path, size, sha1 of its first and last 64 KiB] of every file: what tells a changed file quickly."""
+def fingerprints(shards: list[Shard], root: Path) -> list[list]:
+    """[name, size, SHA-256 of its bytes] of every file, the name relative to `root` (data.dir) when it is
+    under it: what tells a changed file, wherever the corpus lies (a moved corpus has the same contents)."""
     found = []
     for path in (path for shard in shards for path in shard.files):
-        size = path.stat().st_size
-        digest = hashlib.sha1()
-        with open(path, "rb") as f:
-            digest.update(f.read(1 << 16))
-            f.seek(max(size - (1 << 16), 0))
-            digest.update(f.read(1 << 16))
-        found.append([str(path), size, digest.hexdigest()])
+        name = path.relative_to(root) if path.is_relative_to(root) else path
+        found.append([str(name), path.stat().st_size, file_sha256(path)])
     return found

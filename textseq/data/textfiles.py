@@ -10,12 +10,22 @@ Errors name the file, the line and what to do; nothing is silently replaced.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 from pathlib import Path
 
 from textseq.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in pieces (memory stays flat for a corpus shard)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_bytes(path: Path, key: str) -> bytes:
