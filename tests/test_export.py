@@ -152,14 +152,73 @@ def test_export_overwrite_replaces_only_an_earlier_export(exported, trained_run,
         assert message in result.stderr
         assert files_of(out) == before, f"{out} changed"
 
-    # An earlier export is replaced whole: a fresh copy of it, written over.
+    # An earlier export's own files (those its textseq.json lists) are replaced, and the user's files kept.
     earlier = tmp_path / "earlier"
     shutil.copytree(exported, earlier)
+    metadata = json.loads((earlier / "assets" / "textseq.json").read_text())
+    assert "saved_model.pb" in metadata["files"] and "assets/textseq.json" in metadata["files"]
     (earlier / "assets" / "stale.txt").write_text("from an earlier export")
+    metadata["files"].append("assets/stale.txt")
+    (earlier / "assets" / "textseq.json").write_text(json.dumps(metadata))
+    (earlier / "notes.txt").write_text("mine")
+    (earlier / "variables" / "mine.txt").write_text("mine too")
+    (earlier / "empty").mkdir()
     result = CliRunner().invoke(cli, ["export", str(trained_run), str(earlier), "--overwrite"])
     assert result.exit_code == 0, result.output
     assert not (earlier / "assets" / "stale.txt").exists() and (earlier / "saved_model.pb").exists()
+    assert (earlier / "notes.txt").read_text() == "mine" and (earlier / "variables" / "mine.txt").read_text() == "mine too"
+    assert (earlier / "empty").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "p"]  # nothing left beside it
+
+
+def test_a_kill_at_any_step_of_the_swap_leaves_an_export_the_next_command_puts_back(exported, trained_run, tmp_path,
+                                                                                    monkeypatch, caplog):
+    """The disk states a kill -9 leaves at each rename of `--overwrite`'s swap, copied from one export
+    (a kill runs no clean-up): the next export to OUT restores or deletes what it left, and says so."""
+    import textseq.export
+
+    root = tmp_path / "exports"
+    out = root / "dates"
+    shutil.copytree(exported, out)
+    (out / "notes.txt").write_text("mine")
+    old_files = files_of(out)
+    states = []
+
+    def snapshot_then(step, when=lambda path: True):
+        def wrapped(path, *args, **kwargs):
+            if when(path):
+                copy = tmp_path / f"state-{len(states)}"
+                shutil.copytree(root, copy, symlinks=True)
+                states.append(copy)
+            return step(path, *args, **kwargs)
+        return wrapped
+
+    rmtree = shutil.rmtree
+    monkeypatch.setattr(textseq.export, "replace", snapshot_then(textseq.export.replace))
+    monkeypatch.setattr(textseq.export.shutil, "rmtree", snapshot_then(rmtree, lambda path: ".previous-" in str(path)))
+    result = CliRunner().invoke(cli, ["export", str(trained_run), str(out), "--overwrite"])
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.output
+    new_files = files_of(out)
+    assert (out / "notes.txt").read_text() == "mine" and new_files != old_files
+    # Before the first rename, between the two, before the earlier export's deletion, and during it.
+    hidden = [sorted(path.name.split("-")[0] for path in state.iterdir() if path.name.startswith(".")) for state in states]
+    assert hidden == [[".dates.partial"], [".dates.partial", ".dates.previous"], [".dates.previous"]]
+    during = tmp_path / "state-during"
+    shutil.copytree(states[-1], during, symlinks=True)
+    rmtree(next(during.glob(".dates.previous-*")) / "variables")
+    states.append(during)
+
+    for state in states:
+        caplog.clear()
+        result = CliRunner().invoke(cli, ["export", str(trained_run), str(state / "dates")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert "exists and is not empty" in result.stderr
+        assert [path.name for path in state.iterdir()] == ["dates"]  # nothing hidden left beside it
+        restored = {path.relative_to(state): data for path, data in files_of(state / "dates").items()}
+        assert restored in ({path.relative_to(root): data for path, data in files.items()}
+                            for files in (old_files, new_files))
+        assert ("put back the earlier export" in caplog.text or "deleted .dates." in caplog.text), caplog.text
 
 
 def test_a_failed_export_leaves_the_earlier_one_whole(exported, trained_run, tmp_path, monkeypatch):

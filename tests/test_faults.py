@@ -356,7 +356,7 @@ def test_fewer_epochs_on_a_finished_run_train_nothing_and_keep_its_recipe(run_co
     assert (run_copy / "recipe.yaml").read_text() == recipe_before  # still says 2 epochs: what the weights had
 
 
-def test_evaluate_of_a_run_in_training_says_so_and_names_its_weights(run_copy, caplog):
+def test_evaluate_and_export_of_a_run_in_training_say_so_and_name_their_weights(run_copy, tmp_path, caplog):
     from textseq.data.textfiles import file_sha256
     from textseq.runs import Run
 
@@ -373,6 +373,10 @@ def test_evaluate_of_a_run_in_training_says_so_and_names_its_weights(run_copy, c
     finally:
         training.unlock()
     assert json.loads((run_copy / "eval-test.json").read_text())["weights"] == expected
+    caplog.clear()
+    result = invoke("export", run_copy, tmp_path / "export")
+    assert result.exit_code == 0 and "is being trained" not in caplog.text, result.output
+    assert json.loads((tmp_path / "export" / "assets" / "textseq.json").read_text())["weights"] == expected
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ Translation runs get the signatures `translate` (= `serving_default`): `text` [b
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -34,9 +36,12 @@ from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
 from textseq.decoding import decode
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, load, next_top_k, source_ids
+from textseq.runs import replace
 from textseq.streaming import walk
 
 METADATA = "textseq.json"  # in the export's assets/
+log = logging.getLogger(__name__)
+
 MAX_GENERATED_TOKENS = 10_000  # what one `generate` call may ask for, as `textseq generate --max-tokens`
 
 
@@ -45,8 +50,9 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, fo
     """Writes the run's SavedModel (or, `format="litert"`, a language model's `.tflite` next-word step,
     see `textseq.litert`) to `out_dir` and returns its path.
 
-    The export is written beside `out_dir` and moved into place when complete, so a failure leaves
-    what was there before. `overwrite` replaces an earlier textseq export, never anything else.
+    The export is written beside `out_dir` and swapped in when complete (`swap_in`), so a failure
+    leaves what was there before. `overwrite` replaces an earlier textseq export's own files, never
+    anything else: files of the user's inside it are carried over into the new one.
     """
     from textseq.litert import write_litert
 
@@ -57,6 +63,7 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, fo
     if quantize != "none" and format != "litert":
         raise UserError(f"--quantize {quantize} applies to --format litert; a SavedModel keeps the run's float weights")
     out = Path(out_dir)
+    recover_swap(out)
     check_export_target(Path(run_dir), out, overwrite)
     loaded = load(run_dir)
     if format == "litert" and not isinstance(loaded, LanguageModel):
@@ -70,19 +77,121 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, fo
             write_litert(loaded, staging, quantize)
         else:
             write_saved_model(loaded, staging)
+        record_files(staging, {"weights": loaded.weights})
         if out.exists():
-            previous = out.parent / f".{out.name}.previous-{os.getpid()}"
-            os.replace(out, previous)
-            os.replace(staging, out)
-            shutil.rmtree(previous)
-        else:
-            os.replace(staging, out)
+            carry_user_files(out, staging)
+        swap_in(staging, out)
     except OSError as error:
         raise UserError(f"{out}: cannot write the export ({error.strerror or error}); choose a directory you can "
                         "write to, with room for the model") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def metadata_file(path: Path) -> Path:
+    """`textseq.json` of an export: in `assets/` of a SavedModel, beside a LiteRT model."""
+    return path / "assets" / METADATA if (path / "saved_model.pb").is_file() else path / METADATA
+
+
+def record_files(path: Path, extra: dict) -> None:
+    """Adds `extra` and the list of every file of the export to its metadata: what `--overwrite` may
+    replace later (anything else there is the user's)."""
+    metadata = metadata_file(path)
+    info = json.loads(metadata.read_text(encoding="utf-8"))
+    info.update(extra, files=sorted({*export_files(path), metadata.relative_to(path).as_posix()}))
+    metadata.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export_files(path: Path) -> list[str]:
+    """Every file (and link) under `path`, and every empty folder, relative and '/'-separated."""
+    return [entry.relative_to(path).as_posix() for entry in path.rglob("*")
+            if entry.is_symlink() or not entry.is_dir() or not any(entry.iterdir())]
+
+
+# The files of an export written before its metadata listed them: everything under these names.
+OLD_LAYOUT = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "next_word.tflite", "vocab.json", METADATA,
+              "spm.model")
+
+
+def own_files(path: Path) -> set[str]:
+    """The files an earlier textseq export wrote in `path` (relative, '/'-separated)."""
+    try:
+        listed = json.loads(metadata_file(path).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError):
+        listed = None
+    if isinstance(listed, list):
+        return set(listed)
+    return {name for name in export_files(path) if name.split("/")[0] in OLD_LAYOUT}
+
+
+def carry_user_files(out: Path, staging: Path) -> None:
+    """Copies the files in `out` that its earlier export did not write into the new export in `staging`
+    (copies: until the swap, `out` keeps the originals)."""
+    ours = own_files(out)
+    for name in sorted(set(export_files(out)) - ours):
+        target = staging / name
+        if target.exists():
+            raise UserError(f"{out / name}: is not part of the earlier export, and the new export writes a file of "
+                            "that name; move your file out of the export directory, then export again. Nothing "
+                            "was changed")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (out / name).is_symlink():
+            os.symlink(os.readlink(out / name), target)
+        elif (out / name).is_dir():
+            target.mkdir()
+        else:
+            shutil.copy2(out / name, target)
+        log.info("kept %s (not written by textseq) in the new export", name)
+
+
+def swap_in(staging: Path, out: Path) -> None:
+    """Puts the complete export in `staging` at `out`: the earlier one is moved aside first, then
+    deleted. A process killed between the renames leaves `out` missing and both beside it, hidden;
+    the next export to `out` puts back whichever is whole (`recover_swap`)."""
+    if out.exists():
+        previous = out.parent / f".{out.name}.previous-{os.getpid()}"
+        replace(out, previous)
+        replace(staging, out)
+        shutil.rmtree(previous)
+    else:
+        replace(staging, out)
+
+
+def recover_swap(out: Path) -> None:
+    """Tidies what an export killed while writing `out` left beside it (see `swap_in`): the earlier
+    export is put back when `out` is missing, or deleted once the new one is in place, and staged
+    partial exports of dead processes are deleted. Says what it did."""
+    if not out.parent.is_dir():
+        return
+    for previous in sorted(out.parent.glob(f".{glob.escape(out.name)}.previous-*")):
+        if is_running(previous.name.rpartition("-")[2]):
+            continue
+        if out.exists():
+            shutil.rmtree(previous)
+            log.warning("warning: %s: deleted %s, the earlier export that an interrupted export had moved aside (the "
+                        "new export was already in place)", out, previous.name)
+        else:
+            replace(previous, out)
+            log.warning("warning: %s: put back the earlier export that an interrupted export had moved aside (%s)",
+                        out, previous.name)
+    for partial in sorted(out.parent.glob(f".{glob.escape(out.name)}.partial-*")):
+        if not is_running(partial.name.rpartition("-")[2]):
+            shutil.rmtree(partial)
+            log.warning("warning: %s: deleted %s, what an interrupted export had written", out, partial.name)
+
+
+def is_running(pid: str) -> bool:
+    """Whether process `pid` (a number, as in a staging folder's name) still runs here."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_export(path: Path) -> bool:
