@@ -167,6 +167,7 @@ def swap_last_two_lines(text: str) -> str:
     (lambda run: (run / "model.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100), "model.weights.h5: cannot be loaded"),
     (lambda run: (run / "model.weights.h5").unlink(), "model.weights.h5: missing; the run has not finished an epoch"),
     (lambda run: (run / "run.json").write_text("{not json"), "run.json: cannot be read"),
+    (lambda run: (run / "run.json").write_text('{"format": "two"}'), 'run.json: "format" is "two", expected a whole number'),
     (lambda run: (run / "recipe.yaml").unlink(), "not a textseq run directory (no recipe.yaml or run.json)"),
     # Another vocabulary of the same size would be read without error, and the weights misread.
     (lambda run: (run / "vocab.txt").write_text(swap_last_two_lines((run / "vocab.txt").read_text())),
@@ -419,3 +420,12 @@ def test_a_full_disk_stops_training_with_a_message_and_keeps_the_last_checkpoint
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed_from_epoch {state['epoch']}" in resumed.stderr
+
+    # An export that meets the full disk: one message, nothing left behind, nothing half-written.
+    filled = subprocess.run(["dd", "if=/dev/zero", f"of={small_disk / 'filler'}", "bs=64k"], capture_output=True)
+    assert filled.returncode != 0  # stopped by the full disk
+    before = sorted(path.name for path in small_disk.iterdir())
+    result = invoke("export", out, small_disk / "export")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{small_disk / 'export'}: cannot write the export (" in result.stderr
+    assert sorted(path.name for path in small_disk.iterdir()) == before

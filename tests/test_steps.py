@@ -171,6 +171,10 @@ def test_a_training_file_changed_under_a_run_stops_its_resume_and_the_run_keeps_
     assert "resumed_from_step  10" in result.output and "steps_done         20" in result.output
     assert json.loads((run / "shards.json").read_text())[0][0] == "part-0.de"  # named within data.dir
 
+    result = CliRunner().invoke(cli, ["evaluate", str(run), "--split", "train"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "--split train: " in result.stderr and "evaluate its validation or test split" in result.stderr
+
 
 @pytest.mark.parametrize("change, message", [
     ({"train": "nothing-*"}, r"data.train: .*nothing-\*\.de \(or \.gz\) matches no file"),

@@ -44,6 +44,10 @@ def evaluate(run: str | Path | LoadedRun, split: str = "test", options: Decoding
     recipe = loaded.recipe
     if isinstance(options, dict):
         options = {key: value for key, value in options.items() if value is not None}
+    if recipe.train.steps and split == "train":
+        raise UserError(f"--split train: {loaded.path} trains by steps on a stream (data.train) that is not read "
+                        "whole; evaluate its validation or test split, or name a sample of the training text as "
+                        "data.test in a copy of the recipe")
     if recipe.task == "language_model" and options:
         raise UserError("decoding options (beam size, temperature, ...) apply to translation runs; a language "
                         "model is scored on every token of the split")

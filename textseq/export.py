@@ -81,9 +81,10 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, fo
         if out.exists():
             carry_user_files(out, staging)
         swap_in(staging, out)
-    except OSError as error:
-        raise UserError(f"{out}: cannot write the export ({error.strerror or error}); choose a directory you can "
-                        "write to, with room for the model") from None
+    except (OSError, tf.errors.OpError) as error:  # TensorFlow's file system raises its own errors
+        reason = getattr(error, "strerror", None) or str(getattr(error, "message", error)).splitlines()[0][:200]
+        raise UserError(f"{out}: cannot write the export ({reason}); choose a directory you can write to, with room "
+                        "for the model") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out

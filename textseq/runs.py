@@ -112,6 +112,10 @@ class Run:
     def check_format(self) -> None:
         """Refuses a run written by a newer textseq in a layout this one does not know."""
         info = self.info()
+        if not isinstance(info.get("format", 1), int) or isinstance(info.get("format"), bool):
+            raise UserError(f"{self.info_file}: \"format\" is {json.dumps(info['format'])}, expected a whole number; "
+                            "the run directory is damaged: restore run.json from a backup (a new run writes "
+                            f"\"format\": {RUN_FORMAT})")
         if info.get("format", 1) > RUN_FORMAT:
             raise UserError(f"{self.path}: written by textseq {info.get('textseq_version', '?')} in run format "
                             f"{info['format']}; this textseq {__version__} reads format {RUN_FORMAT} and older. "
