@@ -58,8 +58,12 @@ STEP_THROUGH = textwrap.dedent("""
         for token in [meta["start_id"], *stream[:-1]]:  # the most probable next token at every position
             state, out = feed(state, token)
             first.append(int(out["top_ids"][0, 0]))
+        answers = []  # ids outside the vocabulary: what <unk> gives
+        for token in (meta["unknown_id"], -1, len(vocab), 2 ** 31 - 1):
+            _, out = feed(start(), meta["start_id"])
+            answers.append(feed(out and {name: out[name] for name in meta["state"]}, token)[1]["top_ids"][0].tolist())
         results[name] = {"top": top, "first": first, "size": (export / meta["model"]).stat().st_size,
-                         "top_k": meta["top_k"]}
+                         "top_k": meta["top_k"], "outside": answers, "range": meta["inputs"]["token_id"]["range"]}
     assert "tensorflow" not in sys.modules and "textseq" not in sys.modules
     print(json.dumps(results))
 """)
@@ -110,6 +114,14 @@ def test_quantized_steps_are_smaller_and_mostly_agree_with_the_float_step(steppe
         assert agreement >= least, (quantize, agreement)
         assert results[quantize]["size"] < results["none"]["size"], quantize
     assert len(float_first) == len(stream) > 300
+
+
+def test_ids_outside_the_vocabulary_read_as_unknown_in_every_quantization(stepped):
+    model, results, _ = stepped
+    for quantize, result in results.items():
+        assert result["range"] == [0, len(model.vocab_tokens) - 1]
+        unknown, *outside = result["outside"]
+        assert outside == [unknown] * 3, quantize
 
 
 def test_the_unrolled_encoder_equals_the_keras_layers():

@@ -79,6 +79,9 @@ class NextWordStep(tf.Module):
 
     def __call__(self, token_id, phase, history, memory_outputs, memory_keys, memory_length, states):
         context = self.context
+        # An id outside the vocabulary reads as <unk> in every quantization (a float GATHER wrapped -1
+        # round to the last word, an int8 one refused it).
+        token_id = tf.where((token_id >= 0) & (token_id < self.model.decoder.vocab_size), token_id, UNK)
         # `<s>` begins a text and is not part of it; every other token joins the history.
         count = tf.reduce_sum(tf.cast(tf.not_equal(history, PAD), tf.int32), axis=1)
         slots = tf.range(context)[None, :]
@@ -241,7 +244,8 @@ def metadata(loaded, quantize: str, step: NextWordStep) -> dict:
         "model": MODEL_FILE, "signature": SIGNATURE, "quantize": quantize, "vocabulary": VOCAB_FILE,
         "level": level, "lowercase": tokenizer.lowercase, "tokenize": how,
         "unknown_id": UNK, "start_id": BOS, "end_id": EOS, "control_ids": list(range(len(RESERVED))), "top_k": step.k,
-        "inputs": {"token_id": {"shape": [1], "dtype": "int32"},
+        "inputs": {"token_id": {"shape": [1], "dtype": "int32", "range": [0, len(tokenizer.vocab.tokens) - 1],
+                                "outside": "read as unknown_id"},
                    **{name: {"shape": [1, *shape], "dtype": dtype.name} for name, (shape, dtype) in step.shapes.items()}},
         "state": list(STATE),
         "usage": "state = zeros of each input but token_id; feed <s> (start_id), then each typed token's id "
