@@ -135,6 +135,13 @@ def test_a_bad_shard_stops_a_new_run_before_its_first_step_naming_its_file_and_l
     result = CliRunner().invoke(cli, ["train", str(recipe_file), "--out", str(run)])
     assert result.exit_code == 2 and "part-2.en ends before line 31 but" in result.output
 
+    # The run never saved a checkpoint: a corrected recipe (here: without the bad shard) starts it anew.
+    recipe_file.write_text(yaml.safe_dump({**steps_recipe(tmp_path, steps=10), "data": {
+        **steps_recipe(tmp_path)["data"], "train": ["part-0", "part-1"]}}))
+    result = CliRunner().invoke(cli, ["train", str(recipe_file), "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "steps_done         10" in result.output
+
 
 def test_a_training_file_changed_under_a_run_stops_its_resume_and_the_run_keeps_its_checkpoint(tmp_path):
     make_shards(tmp_path, packed=False)

@@ -146,11 +146,18 @@ class Run:
     def _prepare_locked(self, recipe: Recipe, overwrite: bool) -> bool:
         if self.recipe_file.exists() and not overwrite:
             changed = set(recipe_differences(self.recipe(), recipe))
-            if changed - RESUMABLE_CHANGES:
+            if changed - RESUMABLE_CHANGES and not self.has_trained():
+                # A start that stopped before its first checkpoint (bad data, a vocabulary that failed)
+                # left only its own files: the corrected recipe starts the run anew.
+                log.info("%s: had not saved a checkpoint yet; starting it anew with this recipe (%s differ)",
+                         self.path, ", ".join(sorted(changed)))
+                self.delete_files()
+            elif changed - RESUMABLE_CHANGES:
                 raise UserError(
                     f"{self.path}: holds a run of a different recipe ({', '.join(sorted(changed))} differ); "
                     "choose another --out, or pass --overwrite to replace that run")
-            return True  # the recipe, with its resumable changes, is written once the checkpoint is restored
+            else:
+                return True  # the recipe, with its resumable changes, is written once the checkpoint is restored
         if self.info_file.exists():
             if not overwrite:
                 raise UserError(
@@ -163,6 +170,11 @@ class Run:
              "created": dt.datetime.now(dt.timezone.utc).isoformat()}, indent=2))
         self.write_recipe(recipe)
         return False
+
+    def has_trained(self) -> bool:
+        """Whether a checkpoint or best weights were ever saved here (what a fresh start would lose)."""
+        return (self.weights_file.exists() or any(self.checkpoints.glob("epoch-*"))
+                or any(self.checkpoints.glob("step-*")))
 
     def delete_files(self) -> None:
         """Deletes the run's own files (an explicit --overwrite); whatever else the directory holds stays."""

@@ -188,8 +188,7 @@ def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
         check_average_target(run, recipe.train.average_last)
     # A run that has trained must go on with its own vocabulary (loading it names a missing or damaged
     # file); one that stopped before its first checkpoint builds it again.
-    trained = run.weights_file.exists() or any(run.checkpoints.glob("epoch-*")) or any(run.checkpoints.glob("step-*"))
-    saved_vocab = resumed and (trained or all(path.exists() for path in run.vocab_files(recipe.vocab)))
+    saved_vocab = resumed and (run.has_trained() or all(path.exists() for path in run.vocab_files(recipe.vocab)))
     data = TaskData.load(recipe, run.vocabularies(recipe.vocab) if saved_vocab else None)
     if not saved_vocab and chief:
         run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab)
