@@ -81,7 +81,8 @@ def test_a_non_utf8_vocabulary_is_named(trained_run, tmp_path):
     shutil.copytree(trained_run, run)
     (run / "vocab.txt").write_bytes((run / "vocab.txt").read_bytes() + b"\xff\xfe\n")
     assert_user_error(invoke("translate", run, "3rd of March 1998"), f"{run}/vocab.txt: byte ")
-    assert "copy the file back from a backup" in invoke("translate", run, "x").stderr
+    assert (f"copy the file back from a backup, or train the run anew (textseq train {run}/recipe.yaml --out {run} "
+            "--overwrite)") in invoke("translate", run, "x").stderr
 
 
 def test_damaged_weights_give_advice_that_works(run_copy):
@@ -90,7 +91,12 @@ def test_damaged_weights_give_advice_that_works(run_copy):
                       f"train the run anew with textseq train {run_copy}/recipe.yaml --out {run_copy} --overwrite")
     (run_copy / "model.weights.h5").unlink()
     assert_user_error(invoke("translate", run_copy, "3rd of March 1998"),
-                      f"resume it with `textseq train {run_copy}/recipe.yaml --out {run_copy}`")
+                      f"model.weights.h5: missing, though the run has trained; copy it back from a backup, or train "
+                      f"the run anew with textseq train {run_copy}/recipe.yaml --out {run_copy} --overwrite")
+    shutil.rmtree(run_copy / "checkpoints")  # as a start that stopped before its first epoch leaves it
+    assert_user_error(invoke("translate", run_copy, "3rd of March 1998"),
+                      "If a textseq train is running, wait for it; if one stopped, run it again (after mending what "
+                      f"it reported): `textseq train {run_copy}/recipe.yaml --out {run_copy}`")
 
 
 def test_a_garbage_state_json_resumes_from_the_checkpoints_own_state(run_copy):

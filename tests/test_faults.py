@@ -165,7 +165,7 @@ def swap_last_two_lines(text: str) -> str:
 @pytest.mark.parametrize("damage, message", [
     (lambda run: (run / "vocab.txt").unlink(), "vocab.txt: vocabulary file missing"),
     (lambda run: (run / "model.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100), "model.weights.h5: cannot be loaded"),
-    (lambda run: (run / "model.weights.h5").unlink(), "model.weights.h5: missing; the run has not finished an epoch"),
+    (lambda run: (run / "model.weights.h5").unlink(), "model.weights.h5: missing, though the run has trained"),
     (lambda run: (run / "run.json").write_text("{not json"), "run.json: cannot be read"),
     (lambda run: (run / "run.json").write_text('{"format": "two"}'), 'run.json: "format" is "two", expected a whole number'),
     (lambda run: (run / "recipe.yaml").unlink(), "not a textseq run directory (no recipe.yaml or run.json)"),

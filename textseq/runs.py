@@ -93,9 +93,14 @@ class Run:
         if not run.recipe_file.exists() or not run.info_file.exists():
             raise UserError(f"{run.path}: not a textseq run directory (no recipe.yaml or run.json)")
         run.check_format()
+        if not run.weights_file.exists() and run.has_trained():
+            raise UserError(f"{run.weights_file}: missing, though the run has trained; copy it back from a backup, "
+                            f"or train the run anew with textseq train {run.recipe_file} --out {run.path} --overwrite")
         if not run.weights_file.exists():
-            raise UserError(f"{run.weights_file}: missing; the run has not finished an epoch yet, "
-                            f"resume it with `textseq train {run.recipe_file} --out {run.path}`")
+            raise UserError(f"{run.weights_file}: missing; the run has not saved its best weights yet (they come "
+                            "with its first epoch or validation). If a textseq train is running, wait for it; if one "
+                            "stopped, run it again (after mending what it reported): "
+                            f"`textseq train {run.recipe_file} --out {run.path}`")
         return run
 
     def info(self) -> dict:

@@ -76,8 +76,9 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
         path = Path(path)
-        damaged = "the run directory is damaged: copy the file back from a backup (textseq train RUN/recipe.yaml " \
-                  "--out RUN rebuilds a vocabulary from the same data)"
+        # The weights are tied to this very file: a vocabulary built again would number tokens otherwise.
+        damaged = (f"the run directory is damaged: copy the file back from a backup, or train the run anew "
+                   f"(textseq train {path.parent / 'recipe.yaml'} --out {path.parent} --overwrite)")
         if not path.exists():
             raise UserError(f"{path}: vocabulary file missing; {damaged}")
         if path.suffix == ".model":
