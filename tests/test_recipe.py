@@ -122,3 +122,37 @@ def test_decode_settings_are_checked_where_they_are_written(tmp_path):
         load_recipe(recipe)
     with pytest.raises(UserError, match=r"--set decode.temperature=0: decode.temperature must be at least 0.001"):
         load_recipe(recipe, ["decode.n_best=1", "decode.temperature=0"])
+
+
+def test_every_size_a_recipe_sets_has_an_upper_bound_that_is_enforced():
+    import dataclasses
+
+    sections = {f.name: f.default_factory for f in dataclasses.fields(Recipe) if f.default_factory is not dataclasses.MISSING}
+    checked = 0
+    for section, config in sections.items():
+        for field in dataclasses.fields(config):
+            checks = field.metadata
+            if not {"min", "above"} & set(checks):
+                continue  # not a number
+            assert {"max", "below"} & set(checks), f"{section}.{field.name} has no upper bound"
+            if "max" in checks and isinstance(checks["max"], int):
+                with pytest.raises(UserError, match=f"{section}.{field.name} must be at most {checks['max']}"):
+                    recipe_from_dict({}, [f"{section}.{field.name}={checks['max'] + 1}"])
+                checked += 1
+    assert checked >= 25
+    with pytest.raises(UserError, match=r"data.train\[0\].weight must be a positive number of at most 1e\+06"):
+        recipe_from_dict({"data": {"source": "parallel", "train": [{"files": "a", "weight": 1e308}]}, "train": {"steps": 5}})
+
+
+def test_a_recipe_file_of_megabytes_is_refused_at_once(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("data:\n  source: dates\n" + "# padding\n" * 200_000)
+    with pytest.raises(UserError, match="huge.yaml: 2,000,022 bytes; a recipe is a short YAML file"):
+        load_recipe(path)
+
+
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("model:\n  units: 64\n  cell: gru\n  units: 128\n")
+    with pytest.raises(UserError, match="twice.yaml:4: model.units is written twice \\(also on line 2\\); keep one"):
+        load_recipe(path)

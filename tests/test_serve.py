@@ -128,6 +128,7 @@ def test_the_api_answers_as_the_library_does(lm_run, lm_server):
     ("api/generate", b'{"text": "a", "temperature": Infinity}', 400, 'field "temperature": expected a finite number'),
     ("api/generate", {"text": "a", "temperature": 1e-300}, 400, "expected at least 0.001 and at most 100"),
     ("api/generate", {"text": "a", "top_p": 1e400}, 400, 'field "top_p": expected a finite number'),
+    ("api/generate", {"text": "a", "seed": -1}, 400, "expected at least 0 and at most 4294967295"),
 ])
 def test_bad_requests_get_json_4xx_errors(lm_server, endpoint, body, status, message):
     got, answer = lm_server.post(endpoint, body)

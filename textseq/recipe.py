@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # what NumPy's and Keras' seeds take
 MAX_TOKENS = 100_000  # the longest sequence a length or window may ask for; tensors are sized by it
 MAX_BEAM = 256  # hypotheses a beam search keeps: beyond, every step's top-k sorts most of a vocabulary
+# Upper bounds of sizes, far above any use on one machine and below what exhausts one (or hangs it):
+MAX_UNITS = 16_384  # embedding, recurrent and attention sizes: an LSTM of 16k units has 2 GB of weights a layer
+MAX_LAYERS = 64
+MAX_BATCH = 65_536  # examples in a batch (the global batch)
+MAX_BATCH_TOKENS = 10_000_000
+MAX_HELD = 10_000_000  # pairs or lines held in memory at once: a shuffle buffer, a vocabulary's sample
+MAX_GENERATED = 5_000_000  # dates pairs generated into memory
+MAX_DISTINCT_DATES = 30_000  # held-out dates are distinct days of 1950-2049
+MAX_COUNT = 10**12  # epochs, steps, checkpoints, patience: counts that cost time, not memory
+MAX_VOCABULARY = 1_000_000
+MAX_WEIGHT = 1e6  # a corpus weight (data.train corpora): their sum must stay finite
+MAX_RECIPE_BYTES = 1_000_000  # a recipe is a short YAML file
 # Sampling temperatures: below the least, float32 logits over it overflow (garbage, or padding tokens);
 # the distribution is then greedy decoding's anyway.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.001, 100.0
@@ -87,9 +99,10 @@ class DataConfig:
                                    "false: from the encoder's states, with the windows shuffled")
     source_language: Optional[str] = _opt(None, "parallel: suffix of the source files, e.g. de; tfds: the source feature")
     target_language: Optional[str] = _opt(None, "parallel: suffix of the target files, e.g. en; tfds: the target feature")
-    train_examples: int = _opt(50_000, "dates: number of generated training pairs", min=1)
-    validation_examples: int = _opt(1_000, "dates: held-out pairs, each a distinct date", min=1)
-    test_examples: int = _opt(2_000, "dates: test pairs, each a distinct date", min=1)
+    train_examples: int = _opt(50_000, "dates: number of generated training pairs", min=1, max=MAX_GENERATED)
+    validation_examples: int = _opt(1_000, "dates: held-out pairs, each a distinct date", min=1,
+                                     max=MAX_DISTINCT_DATES)
+    test_examples: int = _opt(2_000, "dates: test pairs, each a distinct date", min=1, max=MAX_DISTINCT_DATES)
     seed: int = _opt(0, "seed of the data generator and of the train/validation/test split", min=0, max=MAX_SEED)
     max_source_length: int = _opt(128, "source tokens kept; with train.epochs longer inputs are truncated, with "
                                        "train.steps training pairs that are longer are dropped (and counted)",
@@ -98,7 +111,7 @@ class DataConfig:
                                        "truncated or, with train.steps, dropped", min=1, max=MAX_TOKENS)
     shuffle_buffer: int = _opt(100_000, "train.steps: training pairs held to shuffle the stream (files are also "
                                         "read in a new order on every pass); more mixes better and takes more memory",
-                               min=1)
+                               min=1, max=MAX_HELD)
     bleu_tokenize: Literal["13a", "none", "intl", "char", "zh", "ja-mecab", "flores200"] = _opt(
         "13a", "sacrebleu tokenizer for BLEU in evaluate; none when the files are already tokenized (Multi30k tok/)")
 
@@ -109,11 +122,12 @@ class VocabConfig:
         "word", "token unit: characters, whitespace-separated words, or SentencePiece subwords trained on the "
                 "corpus (plain text in and out; any UTF-8 text maps to known pieces with byte_fallback)")
     lowercase: bool = _opt(False, "lower-case text before splitting it into tokens")
-    max_size: Optional[int] = _opt(None, "char, word: keep at most this many tokens (reserved ones included)", min=5)
-    min_count: int = _opt(1, "char, word: drop tokens seen fewer times in the training data", min=1)
+    max_size: Optional[int] = _opt(None, "char, word: keep at most this many tokens (reserved ones included)", min=5,
+                                    max=MAX_VOCABULARY)
+    min_count: int = _opt(1, "char, word: drop tokens seen fewer times in the training data", min=1, max=MAX_COUNT)
     shared: bool = _opt(True, "one vocabulary for source and target (vocab.txt or spm.model), or one each")
     size: int = _opt(8000, "sentencepiece: pieces in the vocabulary, the 4 reserved ones included", min=8,
-                     max=1_000_000)
+                     max=MAX_VOCABULARY)
     model_type: Literal["unigram", "bpe"] = _opt("unigram", "sentencepiece: the segmentation model")
     character_coverage: float = _opt(
         0.9995, "sentencepiece: share of the sample's characters that get pieces of their own; the rarest rest "
@@ -121,7 +135,7 @@ class VocabConfig:
     byte_fallback: bool = _opt(True, "sentencepiece: spell characters without a piece as UTF-8 bytes, so no text "
                                      "is ever read as <unk>")
     sample_lines: int = _opt(1_000_000, "sentencepiece: lines of training text (a seeded sample, read in one pass) "
-                                        "the vocabulary is learned from", min=1)
+                                        "the vocabulary is learned from", min=1, max=MAX_HELD)
     subword_alpha: Optional[float] = _opt(
         None, "sentencepiece, translate: subword regularization: every training batch samples its segmentations "
               "with this smoothing (0.1 is usual; smaller is more varied); null: always the one best segmentation",
@@ -131,47 +145,52 @@ class VocabConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     cell: Literal["lstm", "gru"] = _opt("lstm", "recurrent cell of encoder and decoder")
-    embedding_dim: int = _opt(128, "size of the token embeddings", min=1)
-    units: int = _opt(256, "recurrent units; with a bidirectional encoder, half per direction", min=1)
-    layers: int = _opt(1, "stacked recurrent layers in the encoder and in the decoder", min=1)
+    embedding_dim: int = _opt(128, "size of the token embeddings", min=1, max=MAX_UNITS)
+    units: int = _opt(256, "recurrent units; with a bidirectional encoder, half per direction", min=1, max=MAX_UNITS)
+    layers: int = _opt(1, "stacked recurrent layers in the encoder and in the decoder", min=1, max=MAX_LAYERS)
     bidirectional: bool = _opt(True, "read the source in both directions")
     dropout: float = _opt(0.0, "dropout on embeddings, between layers and before the output", min=0.0, below=1.0)
     recurrent_dropout: float = _opt(0.0, "dropout on the recurrent state; > 0 leaves the fused (cuDNN) kernels",
                                     min=0.0, below=1.0)
-    attention_units: int = _opt(256, "size of the additive attention's hidden layer", min=1)
+    attention_units: int = _opt(256, "size of the additive attention's hidden layer", min=1, max=MAX_UNITS)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _opt(10, "passes over the training data (read into memory); see train.steps for corpora larger "
-                           "than memory", min=1)
+                           "than memory", min=1, max=MAX_COUNT)
     steps: Optional[int] = _opt(
         None, "train this many steps on a stream of the training files (translation corpora of any size: files "
               "are read as they are needed), validating every validate_every steps, instead of train.epochs passes",
-        min=1)
+        min=1, max=MAX_COUNT)
     validate_every: int = _opt(1000, "train.steps: steps between validations (each also a checkpoint: a multiple "
-                                     "of checkpoint_every)", min=1)
+                                     "of checkpoint_every)", min=1, max=MAX_COUNT)
     checkpoint_every: int = _opt(1000, "train.steps: steps between checkpoints (weights, optimizer and the "
-                                       "input's position); a killed run loses at most this many", min=1)
+                                       "input's position); a killed run loses at most this many", min=1,
+                                  max=MAX_COUNT)
     keep_checkpoints: int = _opt(2, "checkpoints kept on disk, the newest (the best weights are kept apart, in "
-                                    "model.weights.h5)", min=1)
+                                    "model.weights.h5)", min=1, max=MAX_COUNT)
     select_by: Literal["loss", "bleu", "chrf"] = _opt(
         "loss", "what picks the run's best weights (model.weights.h5) at each validation: the loss, or (translation) "
                 "BLEU or chrF of the validation split's greedy translations, then computed at every validation")
     average_last: int = _opt(0, "when training ends, average the last N checkpoints into RUN/averaged (a run "
-                                "directory of its own, as `textseq average` writes); 0: none", min=0)
-    batch_size: int = _opt(64, "examples per batch: the global batch, split evenly across replicas", min=1)
+                                "directory of its own, as `textseq average` writes); 0: none", min=0,
+                                max=MAX_COUNT)
+    batch_size: int = _opt(64, "examples per batch: the global batch, split evenly across replicas", min=1,
+                            max=MAX_BATCH)
     batch_tokens: Optional[int] = _opt(
         None, "train.steps: batches of at most this many tokens per side (padding included) instead of batch_size "
-              "examples, from buckets of similar lengths: the usual choice for large corpora", min=1)
+              "examples, from buckets of similar lengths: the usual choice for large corpora", min=1,
+        max=MAX_BATCH_TOKENS)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = _opt("adam", "optimizer")
-    learning_rate: float = _opt(1e-3, "learning rate", above=0.0)
-    clipnorm: Optional[float] = _opt(1.0, "largest gradient norm (see train.clip); null disables clipping", above=0.0)
+    learning_rate: float = _opt(1e-3, "learning rate", above=0.0, max=100.0)
+    clipnorm: Optional[float] = _opt(1.0, "largest gradient norm (see train.clip); null disables clipping", above=0.0,
+                                     max=1e9)
     clip: Literal["each", "global"] = _opt(
         "each", "each: every weight's gradient is clipped to clipnorm on its own (Keras' clipnorm); global: all "
         "gradients are scaled together so that their joint norm is at most clipnorm (PyTorch's clip_grad_norm_)")
-    early_stopping_patience: int = _opt(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0)
-    reduce_lr_patience: int = _opt(0, "halve the learning rate after this many epochs without a better validation loss; 0 never", min=0)
+    early_stopping_patience: int = _opt(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0, max=MAX_COUNT)
+    reduce_lr_patience: int = _opt(0, "halve the learning rate after this many epochs without a better validation loss; 0 never", min=0, max=MAX_COUNT)
     schedule: Literal["constant", "cosine"] = _opt(
         "constant", "learning rate over the run: constant (halved on plateaus by reduce_lr_patience), or cosine "
         "from learning_rate down to a tenth of it at the last step of train.epochs")
@@ -207,13 +226,13 @@ class DecodingOptions:
     max_length: int = _opt(64, "longest output, in tokens", min=1, max=MAX_TOKENS)
     beam_size: int = _opt(1, "hypotheses kept by beam search; 1 is greedy decoding", min=1, max=MAX_BEAM)
     alpha: float = _opt(0.0, "beam search length penalty (GNMT): 0 ranks by log-probability, higher favours longer "
-                             "outputs", min=0.0)
+                             "outputs", min=0.0, max=5.0)
     n_best: int = _opt(1, "hypotheses returned per source: at most beam_size, or that many samples", min=1,
                        max=MAX_BEAM)
     temperature: Optional[float] = _opt(
         None, f"sample at this temperature instead of searching ({MIN_TEMPERATURE} to {MAX_TEMPERATURE:g}; below, "
               "sampling is greedy decoding)", min=MIN_TEMPERATURE, max=MAX_TEMPERATURE)
-    top_k: Optional[int] = _opt(None, "sample from the k most probable tokens only", min=1)
+    top_k: Optional[int] = _opt(None, "sample from the k most probable tokens only", min=1, max=MAX_VOCABULARY)
     top_p: Optional[float] = _opt(None, "sample from the smallest set of tokens whose probability reaches p",
                                   above=0.0, max=1.0)
     seed: Optional[int] = _opt(None, "seed of sampling: the same seed gives the same output", min=0, max=MAX_SEED)
@@ -270,7 +289,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     try:
         reject_aliases(text, str(path))
         raw = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text))
+        lines = _key_lines(yaml.compose(text), source=str(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -286,6 +305,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
 
 def read_recipe_text(path: Path) -> str:
     """The recipe file's text, or a UserError that names the file, line and byte that are not UTF-8."""
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes; a recipe is a short YAML file (at most "
+                        f"{MAX_RECIPE_BYTES:,} bytes): is this the right file?")
     data = path.read_bytes()
     try:
         return data.decode("utf-8")
@@ -342,14 +364,18 @@ class _Where:
         return f"{self.source}:{line}: " if line else f"{self.source}: "
 
 
-def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict:
-    """Maps each key path to the 1-based line where it is written."""
+def _key_lines(node: yaml.Node | None, prefix: tuple = (), source: str = "recipe") -> dict:
+    """Maps each key path to the 1-based line where it is written; a key written twice is refused
+    (YAML keeps the last one silently)."""
     lines = {}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             path = prefix + (str(key.value),)
+            if path in lines:
+                raise UserError(f"{source}:{key.start_mark.line + 1}: {'.'.join(path)} is written twice (also on "
+                                f"line {lines[path]}); keep one")
             lines[path] = key.start_mark.line + 1
-            lines.update(_key_lines(value, path))
+            lines.update(_key_lines(value, path, source))
     return lines
 
 
@@ -484,9 +510,9 @@ def _check_files(value: Any, path: tuple, where: _Where) -> str | tuple:
                             f"(a positive number); got {item!r}")
         weight = item.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
-                or weight <= 0:
-            raise UserError(f"{where(path)}{key}.weight must be a positive number (the corpus' share of training "
-                            f"pairs is its weight over the sum of weights); got {weight!r}")
+                or not 0 < weight <= MAX_WEIGHT:
+            raise UserError(f"{where(path)}{key}.weight must be a positive number of at most {MAX_WEIGHT:g} (the "
+                            f"corpus' share of training pairs is its weight over the sum of weights); got {weight!r}")
         files = paths(item["files"], f"{key}.files")
         corpora.append(Corpus(files if isinstance(files, tuple) else (files,), float(weight)))
     return tuple(corpora)

@@ -65,11 +65,16 @@ class Field:
         value = int(value) if self.kind in ("int", "seed") else value
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         if too_low or (self.high is not None and value > self.high):
-            low = "" if self.low is None else f"{'above' if self.low_open else 'at least'} {self.low:g}"
-            high = "" if self.high is None else f"at most {self.high:g}"
+            low = "" if self.low is None else f"{'above' if self.low_open else 'at least'} {plain(self.low)}"
+            high = "" if self.high is None else f"at most {plain(self.high)}"
             received = f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else f"{str(value)[:12]}..."
             raise ApiError(f'field "{name}": {received} is out of range; expected {" and ".join(filter(None, [low, high]))}')
         return float(value) if self.kind == "number" else value
+
+
+def plain(bound: float) -> str:
+    """A bound as people write it: 4294967295, not 4.29497e+09."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def shown(value: Any) -> str:
