@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from textseq.cli import cli
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, prediction_record
 from textseq.serve.requests import MAX_BODY_BYTES, MAX_TEXT_CHARACTERS, MAX_TEXT_TOKENS
@@ -195,18 +197,24 @@ def test_idle_and_slow_connections_are_closed_after_the_idle_timeout(trained_run
         host, port = server.url.split("//")[1].rstrip("/").rsplit(":", 1)
         assert raw_request(server.url, "GET", "/api/info", b"", {"Host": "translate.example.org"})[0] == 200
         idle = [socket.create_connection((host, int(port))) for _ in range(50)]
-        slow = socket.create_connection((host, int(port)))
-        slow.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and the rest never comes
+        trickling = [socket.create_connection((host, int(port))) for _ in range(70)]
+        for connection in trickling:
+            connection.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and the rest never comes
+        slow = trickling[-1]
         opened = time.monotonic()
-        for connection in [*idle, slow]:
+        # They hold no place among the requests in progress: another client is answered meanwhile.
+        assert server.request("api/info")[0] == 200 and time.monotonic() - opened < 1
+        for connection in [*idle, *trickling]:
             connection.settimeout(10)
             assert connection.recv(1024) == b"", "the server sent something instead of closing"  # closed
         assert time.monotonic() - opened < 5
         assert server.request("api/info")[0] == 200  # and it still serves
     finally:
-        for connection in [*idle, slow]:
+        for connection in [*idle, *trickling]:
             connection.close()
         server.stop()
+    result = CliRunner().invoke(cli, ["serve", str(trained_run), "--idle-timeout", "nan"])
+    assert result.exit_code == 2 and "--idle-timeout nan: expected seconds" in result.stderr, result.output
 
 
 def test_unknown_paths_and_methods_get_json_errors_and_no_file_is_served(lm_server):

@@ -7,6 +7,8 @@ serving runs/dates (translate) at http://127.0.0.1:40915/ -- Ctrl-C stops
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 import socket
 from pathlib import Path
 from typing import Callable
@@ -18,7 +20,9 @@ from textseq.errors import UserError
 from textseq.serve.app import create_app
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-MAX_CONNECTIONS = 64  # beyond it a request gets 503 at once instead of waiting
+MAX_REQUESTS = 64  # requests in progress; beyond, a request gets 503 at once instead of waiting
+MAX_WAITING = 64  # connections awaiting a request head before new ones get a short deadline
+CROWDED_SECONDS = 1.0  # that deadline: time enough for any client on loopback or a LAN to send a head
 
 
 class DeadlineH11Protocol(H11Protocol):
@@ -38,11 +42,44 @@ class DeadlineH11Protocol(H11Protocol):
         self._await_request()
 
     def _await_request(self):
-        self.loop.call_later(self.timeout_keep_alive, self._close_if_no_request, self.cycle)
+        # Many connections without a request (trickling headers, or just open): new ones get a short
+        # deadline, so they cannot hold the server for the whole idle timeout.
+        waiting = sum(1 for connection in self.server_state.connections if connection._awaits_request())
+        deadline = self.timeout_keep_alive if waiting <= MAX_WAITING else min(self.timeout_keep_alive, CROWDED_SECONDS)
+        self.loop.call_later(deadline, self._close_if_no_request, self.cycle)
+
+    def _awaits_request(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
 
     def _close_if_no_request(self, cycle):
         if self.cycle is cycle and (cycle is None or cycle.response_complete) and not self.transport.is_closing():
             self.transport.close()
+
+
+class RequestLimit:
+    """An ASGI wrapper: at most `limit` requests in progress, the rest answered 503 at once. It counts
+    requests whose head is complete, so connections that trickle their headers take no place.
+    (uvicorn's own limit counts open connections: 64 slow clients made it refuse everyone.)"""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit, self.active = app, limit, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self.active >= self.limit:
+            body = json.dumps({"status": 503, "error": f"the server is answering {self.limit} requests; try again "
+                                                       "in a moment"}).encode()
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 def is_loopback(host: str) -> bool:
@@ -80,6 +117,8 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, say: C
     answered; on another address, any host name unless `allowed_hosts` are given. A connection
     that sends no request for `idle_timeout` seconds is closed.
     """
+    if not (math.isfinite(idle_timeout) and 0 < idle_timeout <= 3600):
+        raise UserError(f"--idle-timeout {idle_timeout}: expected seconds, more than 0 and at most 3600")
     if not is_loopback(host):
         say(f"warning: listening on {host}: anyone who can reach this machine on port {port} can use the model; "
             "there is no authentication")
@@ -89,9 +128,8 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, say: C
     shown_host = f"[{host}]" if ":" in host else host
     say(f"serving {run_dir} ({app.state.task}) at http://{shown_host}:{sock.getsockname()[1]}/ "
         "-- Ctrl-C stops")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                           http=DeadlineH11Protocol, timeout_keep_alive=idle_timeout,
-                                           limit_concurrency=MAX_CONNECTIONS))
+    server = uvicorn.Server(uvicorn.Config(RequestLimit(app, MAX_REQUESTS), log_level="warning", access_log=False,
+                                           lifespan="off", http=DeadlineH11Protocol, timeout_keep_alive=idle_timeout))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
