@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from textseq.inference import load
 from textseq.recipe import recipe_from_dict
 from textseq.training import train
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, make_shards
 from test_training import h5_arrays
 
 # Epochs of a few seconds, so that a kill lands inside one.
@@ -87,19 +88,19 @@ def test_kill_9_mid_epoch_loses_only_that_epoch_and_the_rerun_continues_exactly(
 CRASH_WHILE_SAVING = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {tests!r})
-    import keras
+    import textseq.runs
     from conftest import TINY
     from textseq.recipe import recipe_from_dict
     from textseq.training import train
 
-    save = keras.Model.save_weights
-    def save_then_die(self, path, *args, **kwargs):
-        if "epoch-0002" in str(path):  # half a file on disk, then the process is gone
+    write = textseq.runs.write_file
+    def write_then_die(path, data):
+        if "epoch-0002.weights" in str(path):  # half a file on disk, then the process is gone
             with open(path, "wb") as f:
-                f.write(b"\\x89HDF\\r\\n" + b"\\0" * 1000)
+                f.write(data[:len(data) // 2])
             os._exit(9)
-        return save(self, path, *args, **kwargs)
-    keras.Model.save_weights = save_then_die
+        return write(path, data)
+    textseq.runs.write_file = write_then_die
     train(recipe_from_dict(TINY, ["train.epochs=3"]), sys.argv[1], verbose=0)
 """)
 
@@ -110,7 +111,7 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_usable(tmp_p
     script = CRASH_WHILE_SAVING.format(tests=str(ROOT / "tests"))
     crashed = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
     assert crashed.returncode == 9, crashed.stderr[-2000:]
-    assert (out / "checkpoints" / "tmp-epoch-0002.weights.h5").exists()  # the half-written file
+    assert (out / "checkpoints" / "epoch-0002.weights.h5.tmp").exists()  # the half-written file
     assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == 1
     assert load(out).model is not None  # the best weights so far still load
     summary = train(recipe_from_dict(TINY, ["train.epochs=3"]), out, verbose=0)
@@ -429,3 +430,90 @@ def test_a_full_disk_stops_training_with_a_message_and_keeps_the_last_checkpoint
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert f"{small_disk / 'export'}: cannot write the export (" in result.stderr
     assert sorted(path.name for path in small_disk.iterdir()) == before
+
+
+def fill(disk) -> None:
+    """Takes every byte left on `disk`."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 16, 1 << 12, 1):
+            while True:
+                try:
+                    if not os.write(fd, b"\0" * size):
+                        break
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["epochs", "steps"])
+def test_a_disk_that_fills_at_any_write_of_a_commit_stops_training_and_the_rerun_goes_on(small_disk, tmp_path,
+                                                                                         monkeypatch, kind):
+    """Each rerun meets a full disk one write later in its commit (weights, the resume state, the best
+    weights, metrics.csv, the checkpoint's state, state.json), until one commits; every stop leaves the
+    last commit whole and no partial file, and the room freed, the same command goes on."""
+    import textseq.runs
+    import textseq.training
+    from test_steps import steps_recipe
+
+    writes = {"inside": False, "count": 0, "fill_at": None}
+
+    def counted(step, name_of):
+        def wrapped(*args):
+            if writes["inside"]:
+                if writes["count"] == writes["fill_at"]:
+                    fill(small_disk)
+                writes["count"] += 1
+            return step(*args)
+        return wrapped
+
+    def inside_commit(commit):
+        def wrapped(self, *args):
+            writes.update(inside=True, count=0)
+            try:
+                return commit(self, *args)
+            finally:
+                writes["inside"] = False
+        return wrapped
+
+    Checkpoint = textseq.training.EpochCheckpoint
+    monkeypatch.setattr(textseq.runs, "write_file", counted(textseq.runs.write_file, None))
+    monkeypatch.setattr(Checkpoint, "save_resume_state", counted(Checkpoint.save_resume_state, None))
+    monkeypatch.setattr(Checkpoint, "commit", inside_commit(Checkpoint.commit))
+    if kind == "steps":
+        make_shards(tmp_path, shards=2)
+        raw, unit = steps_recipe(tmp_path, steps=4, checkpoint_every=4, validate_every=4), "step"
+    else:
+        raw, unit = {**TINY, "data": {**TINY["data"], "train_examples": 128}}, "epoch"
+    out = small_disk / "run"
+
+    def recipe(commits: int):
+        return recipe_from_dict(raw, [f"train.steps={4 * commits}" if kind == "steps" else f"train.epochs={commits}"])
+
+    train(recipe(1), out, verbose=0)
+    committed = 1
+    for fill_at in range(10):
+        writes["fill_at"] = fill_at
+        try:
+            train(recipe(committed + 1), out, verbose=0)
+        except UserError as error:
+            kept = committed * 4 if kind == "steps" else committed
+            assert (f"{unit} {kept + (4 if kind == 'steps' else 1)} cannot be saved (No space left on device); "
+                    f"training stopped and the run keeps {unit} {kept}") in str(error)
+            assert not [p for p in out.rglob("*") if p.name.startswith("tmp-") or p.name.endswith(".tmp")]
+            state = json.loads((out / "checkpoints" / "state.json").read_text())
+            assert state["epoch"] == committed and (out / "checkpoints" / state["checkpoint"]).exists()
+            (small_disk / "filler").unlink()
+            continue
+        finally:
+            if (small_disk / "filler").exists():
+                (small_disk / "filler").unlink()
+        committed += 1
+        if writes["count"] <= fill_at:  # this commit ended before its write number fill_at: all were met
+            break
+    assert fill_at >= 5, f"only {fill_at} writes in a commit"
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == committed and committed >= 2
+    assert [int(row["epoch"]) for row in csv.DictReader(open(out / "metrics.csv"))] == list(range(committed))

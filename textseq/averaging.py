@@ -20,7 +20,8 @@ import numpy as np
 
 from textseq.errors import UserError
 from textseq.inference import LoadedRun
-from textseq.runs import AVERAGED_FILE, Run, checkpoint_number, is_average, load_weights, replace, write_atomically
+from textseq.runs import (AVERAGED_FILE, Run, checkpoint_number, is_average, load_weights, save_weights_atomically,
+                          write_atomically)
 
 
 def checkpoints_to_average(run: Run, last: int) -> list[Path]:
@@ -55,9 +56,7 @@ def average(run_dir: str | Path, last: int, out: str | Path | None = None, overw
     out.mkdir(parents=True, exist_ok=True)
     for source in [run.info_file, run.recipe_file, *run.vocab_files(loaded.recipe.vocab)]:
         shutil.copyfile(source, out / source.name)
-    tmp = out / "tmp-model.weights.h5"
-    loaded.model.save_weights(tmp)
-    replace(tmp, out / "model.weights.h5")
+    save_weights_atomically(loaded.model, out / "model.weights.h5")
     record = {"run": str(run.path), "checkpoints": [path.name for path in paths]}
     write_atomically(out / AVERAGED_FILE, json.dumps(record, indent=2))
     return {"out": str(out), **record}

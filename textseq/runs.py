@@ -61,10 +61,10 @@ RESUMABLE_CHANGES = {"train.epochs", "train.steps", "train.validate_every", "tra
 
 # What `--overwrite` deletes from a run directory: the files textseq writes there, and nothing else
 # (`averaged/` only when `textseq average` wrote it: see `delete_files`).
-RUN_FILES = ("run.json", "recipe.yaml", "shards.json", "averaged", "vocab.txt", "source.vocab.txt", "target.vocab.txt", "spm.model",
-             "source.spm.model", "target.spm.model", "checkpoints",
-             "model.weights.h5", "tmp-model.weights.h5", "metrics.csv", "metrics.csv.tmp", "logs", "eval-*.json",
-             "hyp-*.txt")
+_RUN_FILES = ("run.json", "recipe.yaml", "shards.json", "vocab.txt", "source.vocab.txt", "target.vocab.txt",
+              "spm.model", "source.spm.model", "target.spm.model", "model.weights.h5", "metrics.csv")
+RUN_FILES = (*_RUN_FILES, *(f"{name}.tmp" for name in _RUN_FILES), "tmp-model.weights.h5", "averaged", "checkpoints",
+             "logs", "eval-*.json", "hyp-*.txt")
 
 AVERAGED_FILE = "averaged.json"  # marks a directory `textseq average` wrote (and may write again)
 
@@ -453,14 +453,40 @@ def _epoch_index(row: dict) -> int | None:
         return None
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Writes a file so that a crash leaves either the old or the new content, never half."""
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Writes a file so that a crash leaves either the old or the new content, never half; a failed
+    write (a full disk) leaves no temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    try:
+        write_file(tmp, data.encode("utf-8") if isinstance(data, str) else data)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    replace(tmp, path)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Every byte textseq writes into a run directory goes through here, flushed to the disk."""
+    with open(path, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    replace(tmp, path)
+
+
+def save_weights_atomically(model, path: Path) -> None:
+    """`model.save_weights(path)` through `write_atomically`: the HDF5 file is made in memory, since
+    h5py meeting a full disk leaves a file handle that crashes the process when it exits."""
+    import io
+
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, store, None, "", set())
+    finally:
+        store.close()
+    write_atomically(path, buffer.getvalue())
 
 
 def replace(tmp: Path, path: Path) -> None:

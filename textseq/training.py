@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import logging
 import math
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from textseq.metrics import TokenAccuracy, corpus_scores, token_loss
 from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import DecodingOptions, Recipe, TrainConfig
-from textseq.runs import Run, checkpoint_number, load_weights, replace, step_checkpoint
+from textseq.runs import Run, checkpoint_number, load_weights, replace, save_weights_atomically, step_checkpoint
 from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches, stream_context
 
 log = logging.getLogger(__name__)
@@ -548,11 +549,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return
         try:
             self.commit(epoch, logs or {})
-        except OSError as error:  # a full disk, a lost mount: stop with the last commit intact
-            for partial in [*self.run.checkpoints.glob("tmp-*"), *self.run.checkpoints.glob("*.tmp"),
-                            *self.run.path.glob("tmp-*"), *self.run.path.glob("*.tmp")]:
-                partial.unlink(missing_ok=True)
-            reason = "No space left on device" if error.errno == errno.ENOSPC else str(error).splitlines()[0][:200]
+        except (OSError, tf.errors.OpError) as error:  # a full disk, a lost mount: stop with the last commit intact
+            self.remove_partial_files()
+            message = str(getattr(error, "message", error))
+            reason = ("No space left on device" if getattr(error, "errno", None) == errno.ENOSPC
+                      or "No space left on device" in message else message.splitlines()[0][:200])
             kept = f"epoch {self.state['epoch']}" if self.state["epoch"] else "no finished epoch"
             if self.plan:
                 kept = f"step {self.state['step']}" if self.state.get("step") else "no checkpoint"
@@ -560,6 +561,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise UserError(f"{self.run.path}: {what} cannot be saved ({reason}); training stopped and the "
                             f"run keeps {kept}. Free some room (or fix the disk) and run the same command to resume"
                             ) from None
+
+    def remove_partial_files(self) -> None:
+        """What a failed commit left under temporary names (TensorFlow's checkpoint writer leaves a
+        `tmp-*_temp/` folder)."""
+        for partial in [*self.run.checkpoints.glob("tmp-*"), *self.run.checkpoints.glob("*.tmp"),
+                        *self.run.path.glob("tmp-*"), *self.run.path.glob("*.tmp")]:
+            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
 
     def improvement(self, state: dict, logs: dict) -> dict:
         """`{"best_val_...": value}` when these logs beat the best so far by train.select_by, else {}.
@@ -607,9 +615,3 @@ class EpochCheckpoint(keras.callbacks.Callback):
             for part in self.run.checkpoints.glob(self.resume_prefix(old).name + ".*"):
                 part.unlink(missing_ok=True)
         self.lineage = self.lineage[-self.keep:]
-
-
-def save_weights_atomically(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name("tmp-" + path.name)
-    model.save_weights(tmp)
-    replace(tmp, path)
