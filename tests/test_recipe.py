@@ -156,3 +156,14 @@ def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
     path.write_text("model:\n  units: 64\n  cell: gru\n  units: 128\n")
     with pytest.raises(UserError, match="twice.yaml:4: model.units is written twice \\(also on line 2\\); keep one"):
         load_recipe(path)
+
+
+def test_a_character_coverage_sentencepiece_refuses_is_refused_by_its_recipe_key():
+    with pytest.raises(UserError, match="vocab.character_coverage must be at least 0.98; got 0.5"):
+        recipe_from_dict({"vocab": {"level": "sentencepiece", "character_coverage": 0.5}})
+
+
+def test_a_token_budget_below_the_longest_pair_is_refused_before_any_data_is_read():
+    with pytest.raises(UserError, match="train.batch_tokens: 100 is less than the longest pair kept \\(128 tokens"):
+        recipe_from_dict({"data": {"source": "parallel", "train": "a", "validation": "b", "test": "b", "source_language": "de",
+                                   "target_language": "en"}, "train": {"steps": 5, "batch_tokens": 100}})

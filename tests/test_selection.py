@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -78,6 +79,12 @@ def test_the_average_command_and_its_refusals(bleu_run, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     too_many = CliRunner().invoke(cli, ["average", str(run), "--last", "5", "--out", str(tmp_path / "five")])
     assert too_many.exit_code == 2 and "2 checkpoint(s) kept, fewer than the 5 to average" in too_many.output
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "checkpoints" / "epoch-0003.json").unlink()  # as a crash in its commit leaves it
+    uncommitted = CliRunner().invoke(cli, ["average", str(copy), "--last", "2", "--out", str(tmp_path / "x")])
+    assert uncommitted.exit_code == 2 and ("1 committed checkpoint(s), fewer than the 2 to average; "
+                                           "epoch-0003.weights.h5 lack the state file beside them") in uncommitted.output
 
 
 def test_select_by_bleu_is_for_translation():

@@ -49,10 +49,12 @@ def assert_same_weights(expected_file, actual_file, rtol=1e-5, atol=1e-6):
         np.testing.assert_allclose(actual[key], expected[key], rtol=rtol, atol=atol, err_msg=key)
 
 
-def test_steps_checkpoint_validate_and_go_on_with_more_steps(tmp_path):
+def test_steps_checkpoint_validate_and_go_on_with_more_steps(tmp_path, caplog):
     make_shards(tmp_path)
     run = tmp_path / "run"
     summary = train(recipe_from_dict(steps_recipe(tmp_path)), run, verbose=0)
+    # part-* matches part-0, the validation (and test) shard: said, since it may not be meant.
+    assert "data.train also matches the validation files" in caplog.text and "part-0.de" in caplog.text
     assert (summary["steps_done"], summary["resumed_from_step"]) == (30, 0)
     rows = metrics(run)
     assert [row["step"] for row in rows] == ["10", "20", "30"]

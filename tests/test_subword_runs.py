@@ -301,6 +301,10 @@ def test_vocab_shows_the_statistics_and_saves_the_models(spm_translation, tmp_pa
     assert "per word mean/p99/max" in table.stdout and "source" in table.stdout
     refused = invoke("vocab", recipe, "--out", spm_translation)
     assert refused.exit_code == 2 and "is a run directory" in refused.stderr
+    before = (tmp_path / "vocab" / "source.spm.model").read_bytes()
+    refused = invoke("vocab", recipe, "--out", tmp_path / "vocab", "--set", "vocab.size=400")
+    assert refused.exit_code == 2 and "target.spm.model exist; textseq vocab does not replace files" in refused.stderr
+    assert (tmp_path / "vocab" / "source.spm.model").read_bytes() == before
 
 
 def test_subword_regularization_samples_new_segmentations_for_training_only(spm_translation):

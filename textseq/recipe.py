@@ -131,7 +131,7 @@ class VocabConfig:
     model_type: Literal["unigram", "bpe"] = _opt("unigram", "sentencepiece: the segmentation model")
     character_coverage: float = _opt(
         0.9995, "sentencepiece: share of the sample's characters that get pieces of their own; the rarest rest "
-                "is spelled in bytes (byte_fallback)", above=0.0, max=1.0)
+                "is spelled in bytes (byte_fallback); SentencePiece takes 0.98 to 1.0", min=0.98, max=1.0)
     byte_fallback: bool = _opt(True, "sentencepiece: spell characters without a piece as UTF-8 bytes, so no text "
                                      "is ever read as <unk>")
     sample_lines: int = _opt(1_000_000, "sentencepiece: lines of training text (a seeded sample, read in one pass) "
@@ -577,6 +577,12 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
         key = ("train", "select_by")
         raise UserError(f"{where(key)}train.select_by: {config.train.select_by} scores translations; a "
                         f"{config.task} run selects by loss")
+    if isinstance(config, Recipe) and config.train.batch_tokens and config.train.batch_tokens < max(
+            config.data.max_source_length, config.data.max_target_length):
+        key, longest = ("train", "batch_tokens"), max(config.data.max_source_length, config.data.max_target_length)
+        raise UserError(f"{where(key)}train.batch_tokens: {config.train.batch_tokens} is less than the longest pair "
+                        f"kept ({longest} tokens: data.max_source_length / max_target_length), which could never be "
+                        f"batched; raise batch_tokens to at least {longest} or lower the max lengths")
     if isinstance(config, TrainConfig) and config.batch_tokens and not config.steps:
         key = path + ("batch_tokens",)
         raise UserError(f"{where(key)}{'.'.join(key)} makes batches from a stream; it needs train.steps (set "

@@ -62,9 +62,13 @@ def save(vocabularies, recipe: Recipe, out: Path) -> list[str]:
     if (out / "run.json").exists():
         raise UserError(f"--out {out}: is a run directory, whose vocabulary its weights were trained with; nothing "
                         "was written. Choose another directory")
+    run = Run(out)
+    existing = sorted({str(path) for path in run.vocab_files(recipe.vocab) if path.exists()})
+    if existing:
+        raise UserError(f"--out {out}: {', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}; textseq vocab does not replace files, nothing "
+                        "was written. Choose a new or empty directory, or move the file away")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        run = Run(out)
         run.save_vocabularies(*vocabularies, recipe.vocab)
     except OSError as error:
         raise UserError(f"--out {out}: cannot write the vocabulary ({error.strerror or error}); choose a "

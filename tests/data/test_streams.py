@@ -208,3 +208,16 @@ def test_fingerprints_see_a_change_anywhere_in_a_file_and_name_it_within_the_dat
     after = fingerprints([Shard((shard,))], tmp_path)
     assert after[0][:2] == before[0][:2] and after[0][2] != before[0][2]
     assert fingerprints([Shard((shard,))], tmp_path / "elsewhere")[0][0] == str(shard)  # outside data.dir: as is
+
+
+def test_pairs_the_stream_drops_for_length_add_no_words_to_the_vocabulary():
+    from textseq.data.streams import PairSample
+    from textseq.data.tasks import Streamable, translation_vocabularies
+    from textseq.recipe import VocabConfig
+
+    long_line = " ".join(f"rare{i}" for i in range(500))
+    sample = PairSample([b"ein hund\x00a dog", f"{long_line}\x00a cat".encode(), b"zwei katzen\x00two cats"])
+    data = DataConfig(max_source_length=12, max_target_length=12)
+    source, target = translation_vocabularies(Streamable(sample, data, "word"), VocabConfig(shared=False))
+    assert "rare7" not in source.tokens and "cat" not in target.tokens  # the whole pair is dropped, as it streams
+    assert {"ein", "hund", "zwei", "katzen"} <= set(source.tokens) and {"dog", "two", "cats"} <= set(target.tokens)

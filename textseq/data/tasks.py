@@ -138,6 +138,7 @@ class StreamedData(TaskData):
         data = recipe.data
         named = training_corpora(data)
         corpora = [split_shards(data, "train", names) for names, _ in named]
+        warn_of_held_out_files_in_training(data, corpora)
         sample = train_pairs = too_long_share = None
         if vocabularies is None:
             started = time.monotonic()
@@ -145,7 +146,7 @@ class StreamedData(TaskData):
                                                recipe.vocab.sample_lines, data.seed)
             if not sample:
                 raise UserError(f"data.train: {', '.join(split_names(data, 'train'))} has no pairs")
-            vocabularies = translation_vocabularies(sample, recipe.vocab, data.seed)
+            vocabularies = translation_vocabularies(Streamable(sample, data, recipe.vocab.level), recipe.vocab, data.seed)
             log.info("data.train: %d pairs in %d file(s); vocabulary from a sample of %d in %.1f s", train_pairs,
                      sum(len(shard.files) for shards in corpora for shard in shards), len(sample),
                      time.monotonic() - started)
@@ -163,6 +164,34 @@ class StreamedData(TaskData):
         return cls(source, target, examples, "pairs", (data.max_source_length, data.max_target_length),
                    recipe=recipe, corpora=corpora, weights=[weight for _, weight in named], train_pairs=train_pairs,
                    too_long_share=too_long_share)
+
+
+class Streamable:
+    """The pairs of a sample the stream can keep: those with more words (characters for a character
+    vocabulary) than data.max_source_length / max_target_length are dropped as they stream, so their
+    tokens must not fill the vocabulary either (one 1 MB line made a 28 MB model). Every token is
+    at least a word (SentencePiece pieces do not cross spaces), so this drops only pairs the stream
+    drops. Iterable again and again, as a vocabulary per side reads it twice."""
+
+    def __init__(self, pairs, data, level: str):
+        self.pairs, self.data, self.count = pairs, data, len if level == "char" else (lambda text: len(text.split()))
+
+    def __iter__(self):
+        longest_source, longest_target = self.data.max_source_length, self.data.max_target_length - 1  # the end mark
+        for source, target in self.pairs:
+            if self.count(source) <= longest_source and self.count(target) <= longest_target:
+                yield source, target
+
+
+def warn_of_held_out_files_in_training(data, corpora) -> None:
+    """A training glob that also matches the validation or test files (`data/*` beside `data/valid`)
+    trains on what measures it: said once, since a corpus may mean it (a shared dev set)."""
+    training = {path.resolve() for shards in corpora for shard in shards for path in shard.files}
+    for split in ("validation", "test"):
+        held = [path for shard in split_shards(data, split) for path in shard.files if path.resolve() in training]
+        if held:
+            log.warning("warning: data.train also matches the %s files (%s); the model trains on what measures it. "
+                        "Narrow data.train's glob if that is not meant", split, ", ".join(map(str, held[:2])))
 
 
 def training_corpora(data) -> list[tuple[tuple[str, ...], float]]:
