@@ -184,3 +184,13 @@ def test_bad_exports_get_one_message_and_exit_code_2(trained_run, lm_run, export
     (stranger / "todo.txt").write_text("mine")
     assert "is not a textseq export" in export(lm_run, stranger, "--format", "litert", "--overwrite")
     assert (stranger / "todo.txt").read_text() == "mine"
+
+
+def test_the_converters_native_noise_is_dropped_and_other_native_lines_kept(capfd):
+    import os
+
+    from textseq.litert import CONVERTER_NOISE, native_lines_dropped
+
+    with native_lines_dropped(CONVERTER_NOISE):
+        os.write(2, b"fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32\nsomething else\n")
+    assert capfd.readouterr().err == "something else\n"

@@ -19,8 +19,13 @@ weights), or int8 weights and activations calibrated on the run's training text.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import re
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -227,10 +232,33 @@ def convert(loaded, quantize: str, step: NextWordStep) -> bytes:
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
         converter.representative_dataset = lambda: calibration_steps(step, traced, loaded)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), native_lines_dropped(CONVERTER_NOISE):
         # int8 calibration runs TensorFlow's own interpreter, which warns that it is deprecated.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         return converter.convert()
+
+
+# What the int8 calibrator prints from C++ on every conversion ("fully_quantize: 0, inference_type: 6, ...").
+CONVERTER_NOISE = re.compile(rb"^fully_quantize: ")
+
+
+@contextlib.contextmanager
+def native_lines_dropped(noise: re.Pattern):
+    """Standard error's lines written by native code inside the block, less those `noise` matches (the
+    rest is written out again afterwards): C++ prints past Python's streams, straight to fd 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = b"".join(line for line in caught if not noise.match(line))
+            if kept:
+                os.write(2, kept)
 
 
 def metadata(loaded, quantize: str, step: NextWordStep) -> dict:
