@@ -396,3 +396,14 @@ def test_another_host_than_loopback_is_warned_about_and_a_missing_run_is_a_user_
         serve(tmp_path / "no-run", host="0.0.0.0", port=0, say=said.append)
     assert said == ["warning: listening on 0.0.0.0: anyone who can reach this machine on port 0 can use the model; "
                     "there is no authentication"]
+
+
+def test_every_number_a_request_sets_has_an_upper_bound():
+    from textseq.serve.requests import GENERATE, PREDICT, TRANSLATE
+
+    for endpoint in (PREDICT, GENERATE, TRANSLATE):
+        for name, field in endpoint.items():
+            if field.kind != "text":
+                assert field.high is not None, name
+                with pytest.raises(Exception, match=f'field "{name}": .* is out of range; expected .*at most'):
+                    field.check(name, field.high + 1)
