@@ -176,6 +176,7 @@ def test_a_kill_at_any_step_of_the_swap_leaves_an_export_the_next_command_puts_b
     """The disk states a kill -9 leaves at each rename of `--overwrite`'s swap, copied from one export
     (a kill runs no clean-up): the next export to OUT restores or deletes what it left, and says so."""
     import textseq.export
+    import textseq.files
 
     root = tmp_path / "exports"
     out = root / "dates"
@@ -194,7 +195,7 @@ def test_a_kill_at_any_step_of_the_swap_leaves_an_export_the_next_command_puts_b
         return wrapped
 
     rmtree = shutil.rmtree
-    monkeypatch.setattr(textseq.export, "replace", snapshot_then(textseq.export.replace))
+    monkeypatch.setattr(textseq.files, "replace", snapshot_then(textseq.files.replace))
     monkeypatch.setattr(textseq.export.shutil, "rmtree", snapshot_then(rmtree, lambda path: ".previous-" in str(path)))
     result = CliRunner().invoke(cli, ["export", str(trained_run), str(out), "--overwrite"])
     monkeypatch.undo()

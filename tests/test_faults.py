@@ -88,19 +88,19 @@ def test_kill_9_mid_epoch_loses_only_that_epoch_and_the_rerun_continues_exactly(
 CRASH_WHILE_SAVING = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {tests!r})
-    import textseq.runs
+    import textseq.files
     from conftest import TINY
     from textseq.recipe import recipe_from_dict
     from textseq.training import train
 
-    write = textseq.runs.write_file
+    write = textseq.files.write_file
     def write_then_die(path, data):
         if "epoch-0002.weights" in str(path):  # half a file on disk, then the process is gone
             with open(path, "wb") as f:
                 f.write(data[:len(data) // 2])
             os._exit(9)
         return write(path, data)
-    textseq.runs.write_file = write_then_die
+    textseq.files.write_file = write_then_die
     train(recipe_from_dict(TINY, ["train.epochs=3"]), sys.argv[1], verbose=0)
 """)
 
@@ -227,11 +227,10 @@ COMMIT = ["epoch-0002.weights.h5", "epoch-0002.resume.data-00000-of-00001", "epo
 def uninterrupted(tmp_path_factory):
     """The run nobody killed; beside it, `snapshots/before-I` (the run directory just before the I-th
     rename of epoch 2's commit) and `snapshots/after-6` (just after the last)."""
-    import textseq.runs
-    import textseq.training
+    import textseq.files
 
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    renamed, real = [], textseq.runs.replace
+    renamed, real = [], textseq.files.replace
 
     def replace(tmp, path):
         committing = path.name == COMMIT[0] or COMMIT[0] in renamed
@@ -243,11 +242,11 @@ def uninterrupted(tmp_path_factory):
         if committing and done == len(COMMIT) - 1:
             shutil.copytree(out, out.parent / "snapshots" / f"after-{done}")
 
-    textseq.runs.replace = textseq.training.replace = replace
+    textseq.files.replace = replace  # the one rename every commit makes
     try:
         train(recipe_from_dict(TINY, ["train.epochs=3"]), out, verbose=0)
     finally:
-        textseq.runs.replace = textseq.training.replace = real
+        textseq.files.replace = real
     start = renamed.index("epoch-0002.weights.h5")
     assert renamed[start:start + len(COMMIT)] == COMMIT  # epoch 2 improved on epoch 1: it writes the best weights
     return out
@@ -454,7 +453,7 @@ def test_a_disk_that_fills_at_any_write_of_a_commit_stops_training_and_the_rerun
     """Each rerun meets a full disk one write later in its commit (weights, the resume state, the best
     weights, metrics.csv, the checkpoint's state, state.json), until one commits; every stop leaves the
     last commit whole and no partial file, and the room freed, the same command goes on."""
-    import textseq.runs
+    import textseq.files
     import textseq.training
     from test_steps import steps_recipe
 
@@ -479,7 +478,7 @@ def test_a_disk_that_fills_at_any_write_of_a_commit_stops_training_and_the_rerun
         return wrapped
 
     Checkpoint = textseq.training.EpochCheckpoint
-    monkeypatch.setattr(textseq.runs, "write_file", counted(textseq.runs.write_file, None))
+    monkeypatch.setattr(textseq.files, "write_file", counted(textseq.files.write_file, None))
     monkeypatch.setattr(Checkpoint, "save_resume_state", counted(Checkpoint.save_resume_state, None))
     monkeypatch.setattr(Checkpoint, "commit", inside_commit(Checkpoint.commit))
     if kind == "steps":

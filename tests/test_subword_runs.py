@@ -93,6 +93,15 @@ def test_the_run_keeps_its_sentencepiece_models_and_a_resume_uses_them(spm_trans
               for name in ("source.spm.model", "target.spm.model")}
     for name, model in models.items():
         (run / name).write_bytes(model)
+    # Put in by hand, they are not what the run trained with (run.json has their SHA-256): refused.
+    result = invoke("train", run / "recipe.yaml", "--out", run, "--set", "train.epochs=3")
+    assert result.exit_code == 2 and "source.spm.model: is not the vocabulary this run was trained with" in result.stderr
+    # Saved as the run's own, the resume reads them, never the corpus.
+    from textseq.data.vocab import Vocabulary
+    from textseq.runs import Run
+
+    Run(run).save_vocabularies(*(Vocabulary.sentencepiece(model) for model in models.values()),
+                               Run(run).recipe().vocab)
     result = invoke("train", run / "recipe.yaml", "--out", run, "--set", "train.epochs=3")
     assert result.exit_code == 0, result.output
     assert "resumed_from_epoch 2" in result.stderr

@@ -20,8 +20,8 @@ import numpy as np
 
 from textseq.errors import UserError
 from textseq.inference import LoadedRun
-from textseq.runs import (AVERAGED_FILE, Run, checkpoint_number, is_average, load_weights, save_weights_atomically,
-                          write_atomically)
+from textseq.files import write_atomically
+from textseq.runs import AVERAGED_FILE, Run, checkpoint_number, is_average, load_weights, save_weights_atomically
 
 
 def checkpoints_to_average(run: Run, last: int) -> list[Path]:

@@ -36,7 +36,7 @@ from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
 from textseq.decoding import decode
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, load, next_top_k, source_ids
-from textseq.runs import replace
+from textseq import files
 from textseq.streaming import walk
 
 METADATA = "textseq.json"  # in the export's assets/
@@ -152,11 +152,11 @@ def swap_in(staging: Path, out: Path) -> None:
     the next export to `out` puts back whichever is whole (`recover_swap`)."""
     if out.exists():
         previous = out.parent / f".{out.name}.previous-{os.getpid()}"
-        replace(out, previous)
-        replace(staging, out)
+        files.replace(out, previous)
+        files.replace(staging, out)
         shutil.rmtree(previous)
     else:
-        replace(staging, out)
+        files.replace(staging, out)
 
 
 def recover_swap(out: Path) -> None:
@@ -173,7 +173,7 @@ def recover_swap(out: Path) -> None:
             log.warning("warning: %s: deleted %s, the earlier export that an interrupted export had moved aside (the "
                         "new export was already in place)", out, previous.name)
         else:
-            replace(previous, out)
+            files.replace(previous, out)
             log.warning("warning: %s: put back the earlier export that an interrupted export had moved aside (%s)",
                         out, previous.name)
     for partial in sorted(out.parent.glob(f".{glob.escape(out.name)}.partial-*")):

@@ -19,9 +19,9 @@
       logs/               TensorBoard event files
       training.lock       while a `textseq train` writes the run (an OS lock, released when it ends)
 
-An epoch is committed by renaming complete files into place in a fixed order (checkpoint, best
-weights, metrics.csv, the checkpoint's state, state.json), so a crash at any moment leaves the
-previous epoch's state usable and nothing the next resume cannot redo exactly.
+An epoch is committed by renaming complete files into place (`textseq.files`) in a fixed order
+(checkpoint, best weights, metrics.csv, the checkpoint's state, state.json), so a crash at any
+moment leaves the previous epoch's state usable and nothing the next resume cannot redo exactly.
 
 >>> run = Run("runs/dates")  # doctest: +SKIP
 >>> run.recipe().model.cell
@@ -46,6 +46,7 @@ from textseq import __version__
 from textseq.data.textfiles import file_sha256
 from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
+from textseq.files import write_atomically
 from textseq.recipe import DecodingOptions, Recipe, VocabConfig, load_recipe, recipe_differences
 
 # The layout of a run directory; a textseq that finds a higher number refuses the run instead of
@@ -151,18 +152,17 @@ class Run:
     def _prepare_locked(self, recipe: Recipe, overwrite: bool) -> bool:
         if self.recipe_file.exists() and not overwrite:
             changed = set(recipe_differences(self.recipe(), recipe))
-            if changed - RESUMABLE_CHANGES and not self.has_trained():
-                # A start that stopped before its first checkpoint (bad data, a vocabulary that failed)
-                # left only its own files: the corrected recipe starts the run anew.
-                log.info("%s: had not saved a checkpoint yet; starting it anew with this recipe (%s differ)",
-                         self.path, ", ".join(sorted(changed)))
-                self.delete_files()
-            elif changed - RESUMABLE_CHANGES:
+            if not changed - RESUMABLE_CHANGES:
+                return True  # the recipe, with its resumable changes, is written once the checkpoint is restored
+            if self.has_trained():
                 raise UserError(
                     f"{self.path}: holds a run of a different recipe ({', '.join(sorted(changed))} differ); "
                     "choose another --out, or pass --overwrite to replace that run")
-            else:
-                return True  # the recipe, with its resumable changes, is written once the checkpoint is restored
+            # A start that stopped before its first checkpoint (bad data, a vocabulary that failed) left
+            # only its own files: the corrected recipe starts the run anew.
+            log.info("%s: had not saved a checkpoint yet; starting it anew with this recipe (%s differ)",
+                     self.path, ", ".join(sorted(changed)))
+            self.delete_files()
         if self.info_file.exists():
             if not overwrite:
                 raise UserError(
@@ -300,7 +300,7 @@ class Run:
             target.save(target_file)
         if self.info_file.exists():
             info = self.info()
-            info["vocabularies"] = {path.name: file_sha256(path) for path in {source_file, target_file}}
+            info["vocabularies"] = {path.name: file_sha256(path) for path in dict.fromkeys([source_file, target_file])}
             write_atomically(self.info_file, json.dumps(info, indent=2))
 
     def vocabularies(self, config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
@@ -310,7 +310,7 @@ class Run:
         source = Vocabulary.load(source_file)  # first: a missing or unreadable file has a message of its own
         target = source if config.shared else Vocabulary.load(target_file)
         recorded = self.info().get("vocabularies") or {} if self.info_file.exists() else {}
-        for path in {source_file, target_file}:
+        for path in dict.fromkeys([source_file, target_file]):
             if path.name in recorded and file_sha256(path) != recorded[path.name]:
                 raise UserError(
                     f"{path}: is not the vocabulary this run was trained with (its SHA-256 differs from the one "
@@ -453,31 +453,9 @@ def _epoch_index(row: dict) -> int | None:
         return None
 
 
-def write_atomically(path: Path, data: str | bytes) -> None:
-    """Writes a file so that a crash leaves either the old or the new content, never half; a failed
-    write (a full disk) leaves no temporary file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write_file(tmp, data.encode("utf-8") if isinstance(data, str) else data)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    replace(tmp, path)
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Every byte textseq writes into a run directory goes through here, flushed to the disk."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def save_weights_atomically(model, path: Path) -> None:
     """`model.save_weights(path)` through `write_atomically`: the HDF5 file is made in memory, since
     h5py meeting a full disk leaves a file handle that crashes the process when it exits."""
-    import io
-
     from keras.src.saving import saving_lib
 
     buffer = io.BytesIO()
@@ -487,8 +465,3 @@ def save_weights_atomically(model, path: Path) -> None:
     finally:
         store.close()
     write_atomically(path, buffer.getvalue())
-
-
-def replace(tmp: Path, path: Path) -> None:
-    """Puts a completely written file in place: every commit of the run goes through here."""
-    os.replace(tmp, path)

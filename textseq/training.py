@@ -31,12 +31,12 @@ from textseq.distribute import (barrier, broadcast_from_chief, describe, distrib
                                 work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
 from textseq.inference import Translator
-from textseq import kernels
+from textseq import files, kernels
 from textseq.metrics import TokenAccuracy, corpus_scores, token_loss
 from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import DecodingOptions, Recipe, TrainConfig
-from textseq.runs import Run, checkpoint_number, load_weights, replace, save_weights_atomically, step_checkpoint
+from textseq.runs import Run, checkpoint_number, load_weights, save_weights_atomically, step_checkpoint
 from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches, stream_context
 
 log = logging.getLogger(__name__)
@@ -435,6 +435,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def restore(self, model: Seq2Seq) -> int:
         self.set_model(model)
+        for partial in files.remove_temporaries(self.run.path, self.run.checkpoints):
+            log.info("removed %s, what an interrupted commit left", partial.name)
         return self._restore(model)
 
     def _restore(self, model: Seq2Seq) -> int:
@@ -528,18 +530,19 @@ class EpochCheckpoint(keras.callbacks.Callback):
                             f"{str(error).splitlines()[0][:160]}); the file is damaged or missing") from None
 
     def save_resume_state(self, name: str) -> None:
-        """`resume_state`, written under a temporary name and renamed into place."""
+        """`resume_state`, written into a temporary folder and its files renamed into place."""
         prefix = self.resume_prefix(name)
-        tmp = prefix.with_name("tmp-" + prefix.name)
+        folder = files.temporary(prefix)
         absl = logging.getLogger("absl")
         level = absl.level
         absl.setLevel(logging.WARNING)  # it logs every save's "Sharding callback duration" at INFO
         try:
-            self.resume_state().write(str(tmp))
+            self.resume_state().write(str(folder / "state"))
         finally:
             absl.setLevel(level)
-        for part in sorted(tmp.parent.glob(tmp.name + ".*")):  # .data-* before .index
-            replace(part, prefix.with_name(prefix.name + part.name[len(tmp.name):]))
+        for part in sorted(folder.glob("state.*")):  # .data-* before .index
+            files.replace(part, prefix.with_name(prefix.name + part.name[len("state"):]))
+        shutil.rmtree(folder)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
         if self.guard.stopped_at:
@@ -563,11 +566,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
                             ) from None
 
     def remove_partial_files(self) -> None:
-        """What a failed commit left under temporary names (TensorFlow's checkpoint writer leaves a
-        `tmp-*_temp/` folder)."""
-        for partial in [*self.run.checkpoints.glob("tmp-*"), *self.run.checkpoints.glob("*.tmp"),
-                        *self.run.path.glob("tmp-*"), *self.run.path.glob("*.tmp")]:
-            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+        """What a failed commit left under temporary names (`textseq.files`)."""
+        files.remove_temporaries(self.run.path, self.run.checkpoints)
 
     def improvement(self, state: dict, logs: dict) -> dict:
         """`{"best_val_...": value}` when these logs beat the best so far by train.select_by, else {}.

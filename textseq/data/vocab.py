@@ -20,6 +20,7 @@ from typing import Iterable
 from textseq.constants import RESERVED
 from textseq.data.subwords import sentencepiece_pieces
 from textseq.errors import UserError
+from textseq.files import write_atomically
 
 # Tokens may be any character (a space, a newline for character-level text), so the file escapes
 # the few that would break "one token per line".
@@ -63,15 +64,10 @@ class Vocabulary:
 
     def save(self, path: str | Path) -> None:
         if self.model is not None:
-            tmp = Path(f"{path}.tmp")
-            tmp.write_bytes(self.model)
-            tmp.replace(path)
+            write_atomically(Path(path), self.model)
             return
         header = f"# textseq vocabulary: level={self.level} lowercase={str(self.lowercase).lower()}\n"
-        body = "".join(_escape(t) + "\n" for t in self.tokens)
-        tmp = Path(f"{path}.tmp")
-        tmp.write_text(header + body, encoding="utf-8")
-        tmp.replace(path)
+        write_atomically(Path(path), header + "".join(_escape(t) + "\n" for t in self.tokens))
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
