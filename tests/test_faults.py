@@ -453,8 +453,8 @@ def test_a_disk_that_fills_at_any_write_of_a_commit_stops_training_and_the_rerun
     """Each rerun meets a full disk one write later in its commit (weights, the resume state, the best
     weights, metrics.csv, the checkpoint's state, state.json), until one commits; every stop leaves the
     last commit whole and no partial file, and the room freed, the same command goes on."""
+    import textseq.checkpoints
     import textseq.files
-    import textseq.training
     from test_steps import steps_recipe
 
     writes = {"inside": False, "count": 0, "fill_at": None}
@@ -477,7 +477,7 @@ def test_a_disk_that_fills_at_any_write_of_a_commit_stops_training_and_the_rerun
                 writes["inside"] = False
         return wrapped
 
-    Checkpoint = textseq.training.EpochCheckpoint
+    Checkpoint = textseq.checkpoints.EpochCheckpoint
     monkeypatch.setattr(textseq.files, "write_file", counted(textseq.files.write_file, None))
     monkeypatch.setattr(Checkpoint, "save_resume_state", counted(Checkpoint.save_resume_state, None))
     monkeypatch.setattr(Checkpoint, "commit", inside_commit(Checkpoint.commit))

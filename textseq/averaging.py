@@ -21,7 +21,8 @@ import numpy as np
 from textseq.errors import UserError
 from textseq.inference import LoadedRun
 from textseq.files import write_atomically
-from textseq.runs import AVERAGED_FILE, Run, checkpoint_number, is_average, load_weights, save_weights_atomically
+from textseq.checkpoints import checkpoint_number, save_weights_atomically
+from textseq.runs import AVERAGED_FILE, Run, is_average, load_weights
 
 
 def checkpoints_to_average(run: Run, last: int) -> list[Path]:

@@ -398,17 +398,6 @@ class Run:
         return list(reader.fieldnames or []), list(reader)
 
 
-def checkpoint_number(path: Path) -> int:
-    """The number of `checkpoints/epoch-NNNN.weights.h5` or `step-NNNNNNNN.weights.h5` (-1 for another name)."""
-    number = path.name.removesuffix(".weights.h5").partition("-")[2]
-    return int(number) if number.isdigit() else -1
-
-
-def step_checkpoint(step: int) -> str:
-    """The weights file of the checkpoint after `step` steps (train.steps)."""
-    return f"step-{step:08d}.weights.h5"
-
-
 def load_weights(model, path: Path, remedy: str = "copy it back from a backup") -> None:
     """`model.load_weights(path)`, or a UserError that names the file when it is damaged or does not fit."""
     try:
@@ -451,17 +440,3 @@ def _epoch_index(row: dict) -> int | None:
         return int(row.get("epoch") or "")
     except ValueError:
         return None
-
-
-def save_weights_atomically(model, path: Path) -> None:
-    """`model.save_weights(path)` through `write_atomically`: the HDF5 file is made in memory, since
-    h5py meeting a full disk leaves a file handle that crashes the process when it exits."""
-    from keras.src.saving import saving_lib
-
-    buffer = io.BytesIO()
-    store = saving_lib.H5IOStore(buffer, mode="w")
-    try:
-        saving_lib._save_state(model, store, None, "", set())
-    finally:
-        store.close()
-    write_atomically(path, buffer.getvalue())

@@ -21,6 +21,7 @@ import gzip
 import logging
 import random
 from itertools import zip_longest
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
