@@ -184,7 +184,8 @@ def test_training_reads_in_short_named_steps():
 
 def test_a_requested_stop_ends_training_at_the_next_batch_and_is_then_forgotten(tmp_path):
     """Ctrl-C's KeyboardInterrupt is lost when it lands in a finalizer; the request it also makes is not."""
-    from textseq.training import STOP, request_stop, train
+    from textseq.callbacks import STOP, request_stop
+    from textseq.training import train
 
     from conftest import TINY
 

@@ -28,7 +28,7 @@ from textseq.runs import Run, load_weights
 from textseq.steps import StepPlan
 
 if TYPE_CHECKING:
-    from textseq.training import StopOnNonFiniteLoss
+    from textseq.callbacks import StopOnNonFiniteLoss
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,8 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     out = out or Path("runs") / recipe.stem
     start_tensorflow()
     from textseq.runs import Run
-    from textseq.training import request_stop, train as train_run
+    from textseq.callbacks import request_stop
+    from textseq.training import train as train_run
 
     stopped_by = {"label": "interrupted", "code": 130}
 

@@ -7,11 +7,8 @@
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import logging
-import math
-import threading
 import time
 from pathlib import Path
 
@@ -21,18 +18,18 @@ import tensorflow as tf
 
 from textseq.baselines import add_one_unigram
 from textseq.data.pipeline import examples_dataset
-from textseq.data.sources import load_pairs, resolve
+from textseq.data.sources import resolve
 from textseq.data.streams import data_error, fingerprints
 from textseq.data.tasks import StreamedData, TaskData
 from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, is_chief, make_strategy,
                                 precision, resolve_precision, work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
-from textseq.inference import Translator
 from textseq import kernels
-from textseq.metrics import TokenAccuracy, corpus_scores, token_loss
+from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
-from textseq.recipe import DecodingOptions, Recipe, TrainConfig
+from textseq.recipe import Recipe, TrainConfig
+from textseq.callbacks import STOP, StepClock, StopOnNonFiniteLoss, StopWhenRequested, TranslationScores
 from textseq.checkpoints import EpochCheckpoint
 from textseq.runs import Run
 from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches, stream_context
@@ -123,46 +120,6 @@ def check_average_target(run: Run, last: int) -> None:
         raise UserError(f"train.average_last: {last} writes the average to {run.averaged}, which exists and was not "
                         f"written by textseq average; move that folder away, or set train.average_last: 0 and "
                         f"average later with `textseq average {run.path} --last {last} --out DIR`")
-
-
-class StepClock(keras.callbacks.Callback):
-    """When the steps of this call end: the first (how long a start takes) and the rate of the
-    second half (once the recurrent loops of most lengths are compiled)."""
-
-    def __init__(self):
-        super().__init__()
-        self.times = array.array("d")
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.time())
-
-    def summary(self) -> dict:
-        times = self.times
-        if len(times) < 4:
-            return {"first_step_at": times[0] if times else None, "steps_per_second": None}
-        middle = len(times) // 2
-        return {"first_step_at": times[0],
-                "steps_per_second": round((len(times) - 1 - middle) / (times[-1] - times[middle]), 3)}
-
-
-STOP = threading.Event()  # set by request_stop(); cleared when train() returns
-
-
-def request_stop() -> None:
-    """Asks a running `train` to stop at its next batch, keeping its last finished epoch (what Ctrl-C
-    and SIGTERM do in the CLI). The signal's own KeyboardInterrupt is not enough: when it lands in a
-    finalizer (a file or tensor being freed) Python prints "Exception ignored" and trains on."""
-    STOP.set()
-
-
-class StopWhenRequested(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt at the first batch end after `request_stop()`."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        if STOP.is_set():
-            raise KeyboardInterrupt
-
-    on_test_batch_end = on_train_batch_end
 
 
 def describe_data(data: TaskData) -> str:
@@ -303,25 +260,6 @@ def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, data: TaskData, epoch: t
     return found
 
 
-class TranslationScores(keras.callbacks.Callback):
-    """After each validation: BLEU and chrF (sacrebleu, data.bleu_tokenize) of the greedy translations
-    of the validation split, as `val_bleu` and `val_chrf` in the logs."""
-
-    def __init__(self, recipe: Recipe, data: TaskData):
-        super().__init__()
-        self.recipe, self.data = recipe, data
-        self.pairs = load_pairs(recipe.data, "validation")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None or "val_loss" not in logs:
-            return
-        translator = Translator(self.recipe, self.model, self.data.source, self.data.target)
-        hypotheses = translator.translate([source for source, _ in self.pairs],
-                                          DecodingOptions(max_length=self.recipe.decode.max_length))
-        scores = corpus_scores(hypotheses, [target for _, target in self.pairs], self.recipe.data.bleu_tokenize)
-        logs.update(val_bleu=scores["bleu"], val_chrf=scores["chrf"])
-
-
 def check_finished(guard: "StopOnNonFiniteLoss", state: dict) -> None:
     """Raises the NaN guard's story when it stopped training."""
     if guard.stopped_at:
@@ -383,22 +321,3 @@ def optimizer_class(config: TrainConfig) -> type[keras.optimizers.Optimizer]:
         return OPTIMIZERS[config.optimizer]
     return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
             "rmsprop": keras.optimizers.RMSprop}[config.optimizer]
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops training at the first step whose loss is NaN or infinite, and remembers where."""
-
-    def __init__(self):
-        super().__init__()
-        self.stopped_at: tuple[int, int] | None = None
-        self.value = None
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and self.stopped_at is None and not math.isfinite(float(loss)):
-            self.stopped_at, self.value = (self.epoch + 1, batch + 1), float(loss)
-            self.model.stop_training = True

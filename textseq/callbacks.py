@@ -1,0 +1,99 @@
+"""The callbacks `textseq.training.train` hands `fit` besides the checkpoint (`textseq.checkpoints`):
+a clock for the summary, a stop on request (Ctrl-C, SIGTERM) and on a non-finite loss, and the
+validation translations' BLEU and chrF for train.select_by.
+
+>>> request_stop()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import threading
+import time
+
+import keras
+
+from textseq.data.sources import load_pairs
+from textseq.data.tasks import TaskData
+from textseq.inference import Translator
+from textseq.metrics import corpus_scores
+from textseq.recipe import DecodingOptions, Recipe
+
+
+class StepClock(keras.callbacks.Callback):
+    """When the steps of this call end: the first (how long a start takes) and the rate of the
+    second half (once the recurrent loops of most lengths are compiled)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = array.array("d")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.time())
+
+    def summary(self) -> dict:
+        times = self.times
+        if len(times) < 4:
+            return {"first_step_at": times[0] if times else None, "steps_per_second": None}
+        middle = len(times) // 2
+        return {"first_step_at": times[0],
+                "steps_per_second": round((len(times) - 1 - middle) / (times[-1] - times[middle]), 3)}
+
+
+STOP = threading.Event()  # set by request_stop(); cleared when train() returns
+
+
+def request_stop() -> None:
+    """Asks a running `train` to stop at its next batch, keeping its last finished epoch (what Ctrl-C
+    and SIGTERM do in the CLI). The signal's own KeyboardInterrupt is not enough: when it lands in a
+    finalizer (a file or tensor being freed) Python prints "Exception ignored" and trains on."""
+    STOP.set()
+
+
+class StopWhenRequested(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at the first batch end after `request_stop()`."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if STOP.is_set():
+            raise KeyboardInterrupt
+
+    on_test_batch_end = on_train_batch_end
+
+
+class TranslationScores(keras.callbacks.Callback):
+    """After each validation: BLEU and chrF (sacrebleu, data.bleu_tokenize) of the greedy translations
+    of the validation split, as `val_bleu` and `val_chrf` in the logs."""
+
+    def __init__(self, recipe: Recipe, data: TaskData):
+        super().__init__()
+        self.recipe, self.data = recipe, data
+        self.pairs = load_pairs(recipe.data, "validation")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or "val_loss" not in logs:
+            return
+        translator = Translator(self.recipe, self.model, self.data.source, self.data.target)
+        hypotheses = translator.translate([source for source, _ in self.pairs],
+                                          DecodingOptions(max_length=self.recipe.decode.max_length))
+        scores = corpus_scores(hypotheses, [target for _, target in self.pairs], self.recipe.data.bleu_tokenize)
+        logs.update(val_bleu=scores["bleu"], val_chrf=scores["chrf"])
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or infinite, and remembers where."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+        self.value = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and self.stopped_at is None and not math.isfinite(float(loss)):
+            self.stopped_at, self.value = (self.epoch + 1, batch + 1), float(loss)
+            self.model.stop_training = True
