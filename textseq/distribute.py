@@ -210,11 +210,6 @@ def precision(policy: str):
         keras.config.set_dtype_policy(previous)
 
 
-# keras-team/keras#20329 and #20585, open as of Keras 3.15.1: the first Keras release that fixes both
-# goes here, and from it on `work_around_keras_multi_worker` leaves the model alone.
-KERAS_MULTI_WORKER_FIXED_IN: tuple[int, ...] | None = None
-
-
 def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
     """Two Keras 3 gaps under MultiWorkerMirroredStrategy (keras-team/keras#20329, #20585), closed here.
 
@@ -223,10 +218,10 @@ def work_around_keras_multi_worker(model: keras.Model, batch: tuple) -> None:
        so that step has nothing left to do.
     2. Each step's logs are reduced with `strategy.reduce("MEAN", value, axis=0)`, which fails for
        scalars: hand them over as one-element vectors, which that reduction turns back into scalars.
+
+    Both are open as of Keras 3.15.1. The work-around reaches into Keras' internals (`_symbolic_build`),
+    which tests/test_multi_worker.py exercises with two real workers.
     """
-    fixed_in = KERAS_MULTI_WORKER_FIXED_IN
-    if fixed_in is not None and tuple(int(part) for part in keras.__version__.split(".")[:len(fixed_in)]) >= fixed_in:
-        return
     model._symbolic_build(data_batch=batch)
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
     for name in ("train_step", "test_step"):

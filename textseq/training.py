@@ -198,11 +198,9 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
                                                  *data.max_lengths, static_shapes=static_shapes)))
         model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
         if data.streams is not None:
-            # A language model's output bias starts at the training words' log frequencies. From zero,
-            # models of up to 256 units learned them through the tanh `combine` layer instead: Adam
-            # moved all of its weights one way, the tanh saturated, and no gradient reached the layers
-            # below it again (recipes/keyboard-en.yaml: validation loss 5.33 after every epoch,
-            # whatever the learning rate, GRU or LSTM).
+            # A language model's output bias starts at the training words' log frequencies: from zero,
+            # small models learn them through the tanh `combine` layer instead, saturate it, and no
+            # gradient reaches the layers below it again.
             unigram = add_one_unigram(data.streams["train"], data.target.vocab.size)
             model.decoder.logits.bias.assign(np.log(unigram).astype(np.float32))
         model.optimizer.build(model.trainable_variables)
