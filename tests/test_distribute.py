@@ -134,7 +134,7 @@ def test_check_reads_the_cluster_without_contacting_it(monkeypatch):
     cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
     summary = check(recipe_from_dict(TINY, ["train.strategy=multi_worker"]))
-    assert summary["workers"] == 2 and summary["task"] == "worker 1"
+    assert summary["workers"] == 2 and summary["this_worker"] == "worker 1" and summary["task"] == "translate"
 
 
 def test_a_global_batch_larger_than_the_data_is_a_user_error(tmp_path):

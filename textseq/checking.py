@@ -22,7 +22,7 @@ def check(recipe: Recipe) -> dict:
         tf_config = check_tf_config()
         tasks = tf_config["cluster"]
         cluster = {"workers": sum(len(tasks.get(job, [])) for job in ("chief", "worker")),
-                   "task": f"{tf_config['task']['type']} {tf_config['task']['index']}"}
+                   "this_worker": f"{tf_config['task']['type']} {tf_config['task']['index']}"}
     data = TaskData.load(recipe, splits=SPLITS)
     if isinstance(data, StreamedData):
         return streamed_summary(recipe, data)
