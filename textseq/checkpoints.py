@@ -44,15 +44,18 @@ def step_checkpoint(step: int) -> str:
     return f"step-{step:08d}.weights.h5"
 
 
-def save_weights_atomically(model, path: Path) -> None:
+def save_weights_atomically(model, path: Path, optimizer: bool = True) -> None:
     """`model.save_weights(path)` through `write_atomically`: the HDF5 file is made in memory, since
-    h5py meeting a full disk leaves a file handle that crashes the process when it exits."""
+    h5py meeting a full disk leaves a file handle that crashes the process when it exits.
+    `optimizer=False` leaves the optimizer's state out (Keras' `objects_to_skip`): what a run's best
+    weights need, a third of a checkpoint with Adam's two moments."""
     from keras.src.saving import saving_lib
 
     buffer = io.BytesIO()
     store = saving_lib.H5IOStore(buffer, mode="w")
     try:
-        saving_lib._save_state(model, store, None, "", set())
+        skipped = {id(model.optimizer)} if not optimizer and getattr(model, "optimizer", None) is not None else set()
+        saving_lib._save_state(model, store, None, "", skipped)
     finally:
         store.close()
     files.write_atomically(path, buffer.getvalue())
@@ -254,7 +257,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             logs = {"step": state["step"], **logs}
         improved = self.improvement(state, logs)
         if improved:
-            save_weights_atomically(self.model, self.run.weights_file)
+            save_weights_atomically(self.model, self.run.weights_file, optimizer=False)
             state.update(improved, best_epoch=number)
             if self.plan:
                 state["best_step"] = state["step"]

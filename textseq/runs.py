@@ -10,7 +10,8 @@
                           states) and epoch-NNNN.json (the state after that epoch) for the last epochs
                           (train.keep_checkpoints); with train.steps step-NNNNNNNN.*, whose .resume.*
                           also holds the training stream's position; state.json names the one to resume from
-      model.weights.h5    the weights with the best validation loss (what predict/evaluate use)
+      model.weights.h5    the model's weights with the best validation loss (what predict/evaluate use; the
+                          optimizer's state is in the checkpoints only)
       averaged/           a run directory of the mean of the last checkpoints (`textseq average`,
                           train.average_last)
       shards.json         with train.steps: the training files as the run first read them (a resume
