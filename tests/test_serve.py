@@ -407,3 +407,23 @@ def test_every_number_a_request_sets_has_an_upper_bound():
                 assert field.high is not None, name
                 with pytest.raises(Exception, match=f'field "{name}": .* is out of range; expected .*at most'):
                     field.check(name, field.high + 1)
+
+
+def test_requests_beyond_the_limit_get_503_with_retry_after_and_json():
+    import asyncio
+
+    from textseq.serve.server import RequestLimit
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    asyncio.run(RequestLimit(None, 0)({"type": "http", "method": "GET", "path": "/api/info"}, receive, send))
+    headers = dict(sent[0]["headers"])
+    assert sent[0]["status"] == 503 and headers[b"retry-after"] == b"1"
+    assert json.loads(sent[1]["body"]) == {"status": 503, "error": "the server is answering 0 requests; try again "
+                                                                   "in a moment"}

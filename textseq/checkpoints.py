@@ -208,7 +208,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         try:
             self.commit(epoch, logs or {})
         except (OSError, tf.errors.OpError) as error:  # a full disk, a lost mount: stop with the last commit intact
-            self.remove_partial_files()
+            files.remove_temporaries(self.run.path, self.run.checkpoints)
             message = str(getattr(error, "message", error))
             reason = ("No space left on device" if getattr(error, "errno", None) == errno.ENOSPC
                       or "No space left on device" in message else message.splitlines()[0][:200])
@@ -219,10 +219,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise UserError(f"{self.run.path}: {what} cannot be saved ({reason}); training stopped and the "
                             f"run keeps {kept}. Free some room (or fix the disk) and run the same command to resume"
                             ) from None
-
-    def remove_partial_files(self) -> None:
-        """What a failed commit left under temporary names (`textseq.files`)."""
-        files.remove_temporaries(self.run.path, self.run.checkpoints)
 
     def improvement(self, state: dict, logs: dict) -> dict:
         """`{"best_val_...": value}` when these logs beat the best so far by train.select_by, else {}.

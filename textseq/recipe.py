@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_SEED = 2**32 - 1  # what NumPy's and Keras' seeds take
 MAX_TOKENS = 100_000  # the longest sequence a length or window may ask for; tensors are sized by it
+MAX_ALPHA = 5.0  # beam search length penalty: GNMT's papers use up to 1; beyond 5 the length alone ranks
 MAX_BEAM = 256  # hypotheses a beam search keeps: beyond, every step's top-k sorts most of a vocabulary
 # Upper bounds of sizes, far above any use on one machine and below what exhausts one (or hangs it):
 MAX_UNITS = 16_384  # embedding, recurrent and attention sizes: an LSTM of 16k units has 2 GB of weights a layer
@@ -226,7 +227,7 @@ class DecodingOptions:
     max_length: int = _opt(64, "longest output, in tokens", min=1, max=MAX_TOKENS)
     beam_size: int = _opt(1, "hypotheses kept by beam search; 1 is greedy decoding", min=1, max=MAX_BEAM)
     alpha: float = _opt(0.0, "beam search length penalty (GNMT): 0 ranks by log-probability, higher favours longer "
-                             "outputs", min=0.0, max=5.0)
+                             "outputs", min=0.0, max=MAX_ALPHA)
     n_best: int = _opt(1, "hypotheses returned per source: at most beam_size, or that many samples", min=1,
                        max=MAX_BEAM)
     temperature: Optional[float] = _opt(
@@ -305,8 +306,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
 
 def read_recipe_text(path: Path) -> str:
     """The recipe file's text, or a UserError that names the file, line and byte that are not UTF-8."""
-    if path.stat().st_size > MAX_RECIPE_BYTES:
-        raise UserError(f"{path}: {path.stat().st_size:,} bytes; a recipe is a short YAML file (at most "
+    size = path.stat().st_size
+    if size > MAX_RECIPE_BYTES:
+        raise UserError(f"{path}: {size:,} bytes; a recipe is a short YAML file (at most "
                         f"{MAX_RECIPE_BYTES:,} bytes): is this the right file?")
     data = path.read_bytes()
     try:
@@ -577,9 +579,9 @@ def _check_together(config: Any, path: tuple, where: _Where) -> None:
         key = ("train", "select_by")
         raise UserError(f"{where(key)}train.select_by: {config.train.select_by} scores translations; a "
                         f"{config.task} run selects by loss")
-    if isinstance(config, Recipe) and config.train.batch_tokens and config.train.batch_tokens < max(
-            config.data.max_source_length, config.data.max_target_length):
-        key, longest = ("train", "batch_tokens"), max(config.data.max_source_length, config.data.max_target_length)
+    longest = max(config.data.max_source_length, config.data.max_target_length) if isinstance(config, Recipe) else 0
+    if isinstance(config, Recipe) and config.train.batch_tokens and config.train.batch_tokens < longest:
+        key = ("train", "batch_tokens")
         raise UserError(f"{where(key)}train.batch_tokens: {config.train.batch_tokens} is less than the longest pair "
                         f"kept ({longest} tokens: data.max_source_length / max_target_length), which could never be "
                         f"batched; raise batch_tokens to at least {longest} or lower the max lengths")

@@ -31,7 +31,7 @@ from textseq.models.recurrent import fast_path_warnings
 from textseq.recipe import Recipe, TrainConfig
 from textseq.callbacks import STOP, StepClock, StopOnNonFiniteLoss, StopWhenRequested, TranslationScores
 from textseq.checkpoints import EpochCheckpoint
-from textseq.runs import Run
+from textseq.runs import Run, is_average
 from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches, stream_context
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,6 @@ def average_last_checkpoints(run: Run, last: int, checkpoint: "EpochCheckpoint")
 
 def check_average_target(run: Run, last: int) -> None:
     """Before any training: train.average_last must be able to write RUN/averaged when the run ends."""
-    from textseq.runs import is_average
-
     if last and run.averaged.exists() and not is_average(run.averaged):
         raise UserError(f"train.average_last: {last} writes the average to {run.averaged}, which exists and was not "
                         f"written by textseq average; move that folder away, or set train.average_last: 0 and "

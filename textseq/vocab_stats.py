@@ -65,8 +65,9 @@ def save(vocabularies, recipe: Recipe, out: Path) -> list[str]:
     run = Run(out)
     existing = sorted({str(path) for path in run.vocab_files(recipe.vocab) if path.exists()})
     if existing:
-        raise UserError(f"--out {out}: {', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}; textseq vocab does not replace files, nothing "
-                        "was written. Choose a new or empty directory, or move the file away")
+        raise UserError(f"--out {out}: {', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}; textseq "
+                        "vocab does not replace files, nothing was written. Choose a new or empty directory, or "
+                        "move the file away")
     try:
         out.mkdir(parents=True, exist_ok=True)
         run.save_vocabularies(*vocabularies, recipe.vocab)

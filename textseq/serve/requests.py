@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from textseq.recipe import MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE
+from textseq.recipe import MAX_ALPHA, MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_CHARACTERS = 2000
@@ -93,7 +93,8 @@ SAMPLING = {
 }
 PREDICT = {"text": Field("text", ""), "top_k": Field("int", 5, 1, 100)}
 GENERATE = {"text": Field("text", ""), "max_tokens": Field("int", 100, 0, 500), **SAMPLING}
-TRANSLATE = {"text": Field("text", ""), "beam_size": Field("int", None, 1, 16), "alpha": Field("number", None, 0, 5),
+TRANSLATE = {"text": Field("text", ""), "beam_size": Field("int", None, 1, 16),
+             "alpha": Field("number", None, 0, MAX_ALPHA),
              "max_length": Field("int", None, 1, 500), "n_best": Field("int", 1, 1, 16), **SAMPLING}
 
 

@@ -7,7 +7,6 @@ serving runs/dates (translate) at http://127.0.0.1:40915/ -- Ctrl-C stops
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import socket
 from pathlib import Path
@@ -17,7 +16,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from textseq.errors import UserError
-from textseq.serve.app import create_app
+from textseq.serve.app import create_app, error_response
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 MAX_REQUESTS = 64  # requests in progress; beyond, a request gets 503 at once instead of waiting
@@ -68,13 +67,9 @@ class RequestLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if self.active >= self.limit:
-            body = json.dumps({"status": 503, "error": f"the server is answering {self.limit} requests; try again "
-                                                       "in a moment"}).encode()
-            await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                (b"retry-after", b"1")]})
-            await send({"type": "http.response.body", "body": body})
-            return
+            busy = error_response(f"the server is answering {self.limit} requests; try again in a moment", 503)
+            busy.headers["retry-after"] = "1"
+            return await busy(scope, receive, send)
         self.active += 1
         try:
             await self.app(scope, receive, send)
