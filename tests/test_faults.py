@@ -365,14 +365,14 @@ def test_evaluate_and_export_of_a_run_in_training_say_so_and_name_their_weights(
     expected = {"file": "model.weights.h5", "sha256": file_sha256(run_copy / "model.weights.h5"),
                 "epoch": state["best_epoch"]}
     training = Run(run_copy)
-    training.lock()  # as a `textseq train` holds it while it writes the run
+    training.lock.take()  # as a `textseq train` holds it while it writes the run
     try:
         result = invoke("evaluate", run_copy, "--split", "test")
         assert result.exit_code == 0, result.output
         assert f"{run_copy} is being trained (pid " in caplog.text
         assert f"these are its best weights so far (epoch {state['best_epoch']})" in caplog.text
     finally:
-        training.unlock()
+        training.lock.release()
     assert json.loads((run_copy / "eval-test.json").read_text())["weights"] == expected
     caplog.clear()
     result = invoke("export", run_copy, tmp_path / "export")
@@ -482,7 +482,8 @@ def test_a_disk_that_fills_at_any_write_of_a_commit_stops_training_and_the_rerun
 
     Checkpoint = textseq.checkpoints.EpochCheckpoint
     monkeypatch.setattr(textseq.files, "write_file", counted(textseq.files.write_file, "a file"))
-    monkeypatch.setattr(Checkpoint, "save_resume_state", counted(Checkpoint.save_resume_state, "the resume state"))
+    ResumeState = textseq.checkpoints.ResumeState
+    monkeypatch.setattr(ResumeState, "save", counted(ResumeState.save, "the resume state"))
     monkeypatch.setattr(Checkpoint, "commit", inside_commit(Checkpoint.commit))
     if kind == "steps":
         make_shards(tmp_path, shards=2)

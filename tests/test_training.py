@@ -98,7 +98,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path, monkey
     message = str(error.value)
     assert message.startswith("training stopped: the loss became ") and " in epoch 2, step " in message
     assert "its last good checkpoint is epoch 1" in message and "Lower train.learning_rate" in message
-    state = Run(run).state()
+    state = Run(run).checkpoints.state()
     assert state["epoch"] == 1 and state["checkpoint"] == "epoch-0001.weights.h5"
     assert sorted(p.name for p in (run / "checkpoints").glob("*.h5")) == ["epoch-0001.weights.h5"]
     weights = h5_arrays(run / "model.weights.h5")
@@ -107,7 +107,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path, monkey
         assert len(list(csv.DictReader(f))) == 1  # the broken epoch is not logged as finished
 
 
-HOLD_THE_LOCK = "import sys, time; from textseq.runs import Run; Run(sys.argv[1]).lock(); print('locked', flush=True); time.sleep(120)"
+HOLD_THE_LOCK = "import sys, time; from textseq.runs import Run; Run(sys.argv[1]).lock.take(); print('locked', flush=True); time.sleep(120)"
 
 
 def test_two_trainings_never_write_one_run(tmp_path):
@@ -128,7 +128,7 @@ def test_two_trainings_never_write_one_run(tmp_path):
             in str(error.value)
         with pytest.raises(UserError, match="another textseq train"):  # not even --overwrite deletes it
             train(recipe_from_dict(TINY, ["model.cell=gru"]), run, overwrite=True, verbose=0)
-        assert Run(run).state()["epoch"] == 1 and (run / "recipe.yaml").read_text() == recipe
+        assert Run(run).checkpoints.state()["epoch"] == 1 and (run / "recipe.yaml").read_text() == recipe
     finally:
         holder.kill()
         holder.wait()
@@ -192,6 +192,6 @@ def test_a_requested_stop_ends_training_at_the_next_batch_and_is_then_forgotten(
     request_stop()
     with pytest.raises(KeyboardInterrupt):
         train(recipe_from_dict(TINY, ["train.epochs=5"]), tmp_path / "run", verbose=0)
-    assert not STOP.is_set() and Run(tmp_path / "run").state() is None  # stopped in the first epoch
+    assert not STOP.is_set() and Run(tmp_path / "run").checkpoints.state() is None  # stopped in the first epoch
     summary = train(recipe_from_dict(TINY, ["train.epochs=1"]), tmp_path / "run", verbose=0)
     assert summary["epochs_done"] == 1

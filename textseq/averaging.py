@@ -21,23 +21,22 @@ import numpy as np
 from textseq.errors import UserError
 from textseq.inference import LoadedRun
 from textseq.files import write_atomically
-from textseq.checkpoints import checkpoint_number, save_weights_atomically
-from textseq.runs import AVERAGED_FILE, Run, is_average, load_weights
+from textseq.checkpoints import load_weights, save_weights_atomically
+from textseq.runs import AVERAGED_FILE, Run, is_average
 
 
 def checkpoints_to_average(run: Run, last: int) -> list[Path]:
     """The run's last `last` committed checkpoints (each with its state beside it), oldest first."""
-    found = [path for path in run.checkpoints.glob("*-*.weights.h5") if checkpoint_number(path) >= 0]
-    committed = sorted((path for path in found if path.with_name(path.name.replace(".weights.h5", ".json")).exists()),
-                       key=checkpoint_number)
+    found = run.checkpoints.weights_files()
+    committed = [path for path in found if run.checkpoints.is_committed(path)]
     if len(committed) < last and len(found) > len(committed):
         unsure = sorted(path.name for path in set(found) - set(committed))
-        raise UserError(f"{run.checkpoints}: {len(committed)} committed checkpoint(s), fewer than the {last} to "
+        raise UserError(f"{run.checkpoints.path}: {len(committed)} committed checkpoint(s), fewer than the {last} to "
                         f"average; {', '.join(unsure)} lack the state file beside them (NAME.json), so they may be "
                         "from a commit a crash cut short. Resume the run (textseq train) to commit them again, or "
                         f"average fewer (--last {max(len(committed), 1)})")
     if len(committed) < last:
-        raise UserError(f"{run.checkpoints}: {len(committed)} checkpoint(s) kept, fewer than the {last} to average; "
+        raise UserError(f"{run.checkpoints.path}: {len(committed)} checkpoint(s) kept, fewer than the {last} to average; "
                         f"train with train.keep_checkpoints: {last} (or more), or average fewer (--last "
                         f"{max(len(committed), 1)})")
     return committed[-last:]

@@ -1,7 +1,8 @@
 """Checkpoints of a training run: their names, saving (weights with the optimizer, the random states
 and the input stream's position), restoring the newest intact one, worker positions, pruning and
-the best weights. `EpochCheckpoint` is the callback that does it after every epoch (or segment of
-train.steps); the files go through `textseq.files`, so each is whole or absent.
+the best weights. `CheckpointFolder` owns `RUN/checkpoints`; `EpochCheckpoint` is the callback that
+commits one after every epoch (or segment of train.steps). Every file goes through `textseq.files`,
+so each is whole or absent.
 
 >>> step_checkpoint(2500)
 'step-00002500.weights.h5'
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import logging
 import math
 import shutil
@@ -24,11 +26,11 @@ from textseq import files
 from textseq.distribute import barrier, task_index, workers
 from textseq.errors import UserError
 from textseq.models import Seq2Seq
-from textseq.runs import Run, load_weights
 from textseq.steps import StepPlan
 
 if TYPE_CHECKING:
     from textseq.callbacks import StopOnNonFiniteLoss
+    from textseq.runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,11 @@ def checkpoint_number(path: Path) -> int:
 def step_checkpoint(step: int) -> str:
     """The weights file of the checkpoint after `step` steps (train.steps)."""
     return f"step-{step:08d}.weights.h5"
+
+
+def epoch_checkpoint(epochs: int) -> str:
+    """The weights file of the checkpoint after `epochs` epochs."""
+    return f"epoch-{epochs:04d}.weights.h5"
 
 
 def save_weights_atomically(model, path: Path, optimizer: bool = True) -> None:
@@ -61,21 +68,191 @@ def save_weights_atomically(model, path: Path, optimizer: bool = True) -> None:
     files.write_atomically(path, buffer.getvalue())
 
 
+def load_weights(model, path: Path, remedy: str = "copy it back from a backup") -> None:
+    """`model.load_weights(path)`, or a UserError that names the file when it is damaged or does not fit."""
+    try:
+        model.load_weights(path)
+    except Exception as error:  # noqa: BLE001 - h5py and Keras raise OSError, ValueError, KeyError...
+        raise UserError(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
+                        f"the file is damaged or belongs to another recipe: {remedy}") from None
+
+
+class CheckpointFolder:
+    """`RUN/checkpoints`: per checkpoint NAME.weights.h5 (model + optimizer), NAME.resume.* (random
+    states, stream position; NAME.resume-wK.* of worker K) and NAME.json (the state after it, written
+    last); state.json names the one to resume from."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.state_file = path / "state.json"
+
+    def state(self) -> dict | None:
+        """What the last commit left (`{"epoch", "checkpoint", "best_val_loss", "best_epoch", ...}`), or None
+        when state.json is missing or damaged (see `states` for what else there is)."""
+        return read_state(self.state_file)
+
+    def states(self) -> list[dict]:
+        """The states saved beside each checkpoint (NAME.json), newest first."""
+        paths = [*self.path.glob("epoch-*.json"), *self.path.glob("step-*.json")]
+        found = (read_state(path) for path in sorted(paths, reverse=True))
+        return [state for state in found if state is not None]
+
+    def weights_files(self) -> list[Path]:
+        """Every checkpoint's weights file, oldest first (committed or not)."""
+        return sorted((path for path in self.path.glob("*-*.weights.h5") if checkpoint_number(path) >= 0),
+                      key=checkpoint_number)
+
+    def is_committed(self, weights: Path) -> bool:
+        return weights.with_name(weights.name.replace(".weights.h5", ".json")).exists()
+
+    def commit(self, state: dict) -> None:
+        """Records that `state["checkpoint"]` is whole: its state beside it, then state.json."""
+        files.write_atomically(self.path / state["checkpoint"].replace(".weights.h5", ".json"), json.dumps(state))
+        files.write_atomically(self.state_file, json.dumps(state, indent=2))
+
+    def resume_prefix(self, name: str, worker: int = 0) -> Path:
+        suffix = f".resume-w{worker}" if worker else ".resume"
+        return self.path / name.replace(".weights.h5", suffix)
+
+    def delete(self, name: str, worker: int = 0) -> None:
+        """A checkpoint's files (a worker other than the chief has only its resume state)."""
+        if not worker:
+            (self.path / name).unlink(missing_ok=True)
+            (self.path / name.replace(".weights.h5", ".json")).unlink(missing_ok=True)
+        for part in self.path.glob(self.resume_prefix(name, worker).name + ".*"):
+            part.unlink(missing_ok=True)
+
+
+def read_state(path: Path) -> dict | None:
+    """A state file's content, or None (with a warning) when it is missing or damaged."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(state, dict) and isinstance(state.get("epoch"), int) and isinstance(state.get("checkpoint"), str):
+            return state
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        pass
+    log.warning("warning: %s is damaged; ignoring it", path)
+    return None
+
+
+class ResumeState:
+    """The dropout layers' random states and the training stream's position: what a weights file lacks
+    for the next steps to be those of an uninterrupted run. Saved as NAME.resume.* (TensorFlow's
+    checkpoint format) into a temporary folder, its files renamed into place."""
+
+    def __init__(self, folder: CheckpointFolder, worker: int = 0, iterator=None):
+        self.folder = folder
+        self.worker = worker
+        self.iterator = iterator
+        self.model = None
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        weights = {id(v) for v in self.model.weights}
+        seeds = [v.value for v in self.model.variables if id(v) not in weights]
+        return tf.train.Checkpoint(seeds=seeds, **({"input": self.iterator} if self.iterator is not None else {}))
+
+    def load(self, name: str) -> None:
+        prefix = self.folder.resume_prefix(name, self.worker)
+        if self.iterator is None and not prefix.with_name(prefix.name + ".index").exists():
+            log.warning("warning: %s has no random states (written by an older textseq); dropout goes on from "
+                        "other ones than an uninterrupted run would", name)
+            return
+        try:
+            self.checkpoint().read(str(prefix)).assert_consumed()
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            raise UserError(f"{prefix}: the input's position and random states cannot be loaded ({type(error).__name__}: "
+                            f"{str(error).splitlines()[0][:160]}); the file is damaged or missing") from None
+
+    def save(self, name: str) -> None:
+        prefix = self.folder.resume_prefix(name, self.worker)
+        temporary = files.temporary(prefix)
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.WARNING)  # it logs every save's "Sharding callback duration" at INFO
+        try:
+            self.checkpoint().write(str(temporary / "state"))
+        finally:
+            absl.setLevel(level)
+        for part in sorted(temporary.glob("state.*")):  # .data-* before .index
+            files.replace(part, prefix.with_name(prefix.name + part.name[len("state"):]))
+        shutil.rmtree(temporary)
+
+
+def restore_newest(run: Run, model: Seq2Seq, resume: ResumeState, first: str) -> dict | None:
+    """Loads the newest intact checkpoint into `model` (and the stream's position into the iterator)
+    and returns its state; None when the run has none and never trained past an uncommitted first
+    checkpoint, named `first` (which a restart redoes exactly).
+
+    state.json names it; when state.json is missing or damaged, or names a damaged checkpoint, the
+    newest intact earlier one (by the state saved beside it) is taken instead.
+    """
+    folder = run.checkpoints
+    named = folder.state()
+    candidates = ([named] if named else []) + [
+        state for state in folder.states() if not named or state["epoch"] < named["epoch"]]
+    problems = []
+    for state in candidates:
+        try:
+            load_weights(model, folder.path / state["checkpoint"])
+            resume.load(state["checkpoint"])
+        except UserError as error:
+            problems.append(str(error).split(";")[0])
+            continue
+        if problems or state is not named:
+            log.warning("warning: resuming from %s (%s)", state["checkpoint"],
+                        "; ".join(problems) or f"{folder.state_file} was missing or damaged")
+        return state
+    _, rows = run.history.rows()
+    if problems or len(rows) > 1 or any(path.name != first for path in folder.weights_files()):
+        raise UserError(
+            f"{run.path}: has finished epochs but no intact checkpoint to resume from "
+            f"({'; '.join(problems) or f'no {folder.state_file.name} and no epoch-*.json'}); starting over "
+            f"would replace its best weights. Restore {folder.path} from a backup to resume, pass "
+            "--overwrite to train the run anew (deleting its files), or choose another --out")
+    return None
+
+
+def improvement(select_by: str, steps: bool, state: dict, logs: dict) -> dict:
+    """`{"best_val_...": value}` when these logs beat the best so far by train.select_by, else {}.
+
+    Loss is better lower, BLEU and chrF higher. With train.steps only validations choose; with
+    epochs, a run without validation data chooses by its training loss.
+    """
+    key = f"val_{select_by}"
+    value = logs.get(key) if steps or select_by != "loss" else logs.get("val_loss", logs.get("loss"))
+    best = state.get(f"best_{key}")
+    if value is None or not math.isfinite(value):
+        return {}
+    if best is None or (value < best if select_by == "loss" else value > best):
+        return {f"best_{key}": float(value)}
+    return {}
+
+
+def unsaved(error: Exception, run: Run, what: str, kept: str) -> UserError:
+    """The message of a commit that a full disk (or a lost mount) stopped: the run keeps the last one."""
+    message = str(getattr(error, "message", error))
+    reason = ("No space left on device" if getattr(error, "errno", None) == errno.ENOSPC
+              or "No space left on device" in message else message.splitlines()[0][:200])
+    return UserError(f"{run.path}: {what} cannot be saved ({reason}); training stopped and the run keeps {kept}. "
+                     "Free some room (or fix the disk) and run the same command to resume")
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch (or segment of train.steps): model + optimizer, and the random states (+ the
     input stream's position) to `checkpoints/`, the best weights to `model.weights.h5`, then the
-    commit (`Run.commit_epoch`: metrics.csv, the checkpoint's state, state.json).
+    commit (metrics.csv, the checkpoint's state, state.json).
 
     Each file is written whole under a temporary name and renamed, state.json last, so a crash at
     any moment leaves the previous commit usable; `restore` resumes from it and drops what a crash
-    left of the one after it. Checkpoints are `epoch-NNNN.*`, or `step-NNNNNNNN.*` with train.steps.
+    left of the one after it. Several workers reading streams: each saves its own pipelines'
+    position, and the chief commits only when all have (a barrier).
     """
 
     def __init__(self, run: Run, guard: StopOnNonFiniteLoss, keep: int = 2, plan: StepPlan | None = None,
                  iterator=None, select_by: str = "loss", strategy: tf.distribute.Strategy | None = None):
         super().__init__()
-        # Several workers reading streams: each saves its own pipelines' position (worker K in its own
-        # run directory, as `.resume-wK`), and the chief commits only when all have (a barrier).
         self.worker = task_index(strategy) if strategy is not None else 0
         self.barrier = (lambda: barrier(strategy)) if plan and strategy is not None and workers(strategy) > 1 \
             else None
@@ -84,120 +261,35 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.guard = guard  # when it stopped training, the epoch is not saved
         self.keep = keep  # checkpoints kept on disk; older ones that this process resumed from or wrote are deleted
         self.plan = plan
-        self.iterator = iterator  # the training stream, whose position is saved with each checkpoint
+        self.resume = ResumeState(run.checkpoints, self.worker, iterator)
         self.state: dict = {"epoch": 0, "best_val_loss": None, "best_epoch": None}
         self.lineage: list[str] = []  # the checkpoints this process resumed from or wrote, oldest first
 
+    def set_model(self, model):
+        super().set_model(model)
+        self.resume.model = model
+
     def restore(self, model: Seq2Seq) -> int:
+        """Resumes from the newest intact checkpoint; the number of finished epochs (segments)."""
         self.set_model(model)
-        for partial in files.remove_temporaries(self.run.path, self.run.checkpoints):
+        for partial in files.remove_temporaries(self.run.path, self.run.checkpoints.path):
             log.info("removed %s, what an interrupted commit left", partial.name)
-        return self._restore(model)
-
-    def _restore(self, model: Seq2Seq) -> int:
-        """Loads the newest intact checkpoint into `model` (and the stream's position into the
-        iterator) and returns the number of finished epochs (segments).
-
-        state.json names it; when state.json is missing or damaged, or names a damaged checkpoint,
-        the newest intact earlier one (by the state saved beside it) is taken instead.
-        """
-        named = self.run.state()
-        candidates = ([named] if named else []) + [
-            state for state in self.run.checkpoint_states() if not named or state["epoch"] < named["epoch"]]
-        problems = []
-        for state in candidates:
-            try:
-                load_weights(model, self.run.checkpoints / state["checkpoint"])
-                self.load_resume_state(state["checkpoint"])
-            except UserError as error:
-                problems.append(str(error).split(";")[0])
-                continue
-            if problems or state is not named:
-                log.warning("warning: resuming from %s (%s)", state["checkpoint"],
-                            "; ".join(problems) or f"{self.run.state_file} was missing or damaged")
-            self.state = state
-            self.lineage = [path.name for path in sorted(self.run.checkpoints.glob("*-*.weights.h5"),
-                                                         key=checkpoint_number)
-                            if checkpoint_number(path) < checkpoint_number(Path(state["checkpoint"]))] + [
-                state["checkpoint"]]
-            self.run.write_metrics(state["epoch"])  # a crash may have left the next epoch's row
-            return state["epoch"]
-        if problems or self._trained_before():
-            raise UserError(
-                f"{self.run.path}: has finished epochs but no intact checkpoint to resume from "
-                f"({'; '.join(problems) or f'no {self.run.state_file.name} and no epoch-*.json'}); starting over "
-                f"would replace its best weights. Restore {self.run.checkpoints} from a backup to resume, pass "
-                "--overwrite to train the run anew (deleting its files), or choose another --out")
-        self.run.write_metrics(0)
-        return 0
-
-    def _trained_before(self) -> bool:
-        """Whether more than an uncommitted first epoch was trained here (which a restart redoes exactly)."""
-        _, rows = self.run.metrics()
-        return len(rows) > 1 or any(path.name != self.checkpoint_name(0)
-                                    for path in self.run.checkpoints.glob("*-*.weights.h5"))
-
-    def checkpoint_name(self, epoch: int) -> str:
-        """The weights file of epoch (segment) `epoch`, counted from 0."""
-        if self.plan:
-            return step_checkpoint(self.plan.step_after(epoch + 1))
-        return f"epoch-{epoch + 1:04d}.weights.h5"
-
-    def resume_prefix(self, name: str) -> Path:
-        suffix = f".resume-w{self.worker}" if self.worker else ".resume"
-        return self.run.checkpoints / name.replace(".weights.h5", suffix)
+        first = step_checkpoint(self.plan.step_after(1)) if self.plan else epoch_checkpoint(1)
+        state = restore_newest(self.run, model, self.resume, first)
+        if state is None:
+            self.run.history.keep(0)
+            return 0
+        self.state = state
+        number = checkpoint_number(Path(state["checkpoint"]))
+        self.lineage = [path.name for path in self.run.checkpoints.weights_files()
+                        if checkpoint_number(path) < number] + [state["checkpoint"]]
+        self.run.history.keep(state["epoch"])  # a crash may have left the next epoch's row
+        return state["epoch"]
 
     def load_worker_position(self, step: int) -> None:
         """A worker other than the chief: its pipelines' position at the chief's checkpoint `step`."""
         if step:
-            self.load_resume_state(step_checkpoint(step))
-
-    def save_worker_position(self) -> None:
-        """A worker other than the chief, at a checkpoint: its position, then the chief may commit."""
-        step = int(self.model.optimizer.iterations.numpy())
-        self.run.checkpoints.mkdir(parents=True, exist_ok=True)
-        name = step_checkpoint(step)
-        self.save_resume_state(name)
-        self.barrier()
-        self.lineage.append(name)
-        for old in self.lineage[:-self.keep]:
-            for part in self.run.checkpoints.glob(self.resume_prefix(old).name + ".*"):
-                part.unlink(missing_ok=True)
-        self.lineage = self.lineage[-self.keep:]
-
-    def resume_state(self) -> tf.train.Checkpoint:
-        """The dropout layers' random states and the stream's position: what the weights file lacks for
-        the next steps to be those of an uninterrupted run."""
-        weights = {id(v) for v in self.model.weights}
-        seeds = [v.value for v in self.model.variables if id(v) not in weights]
-        return tf.train.Checkpoint(seeds=seeds, **({"input": self.iterator} if self.iterator is not None else {}))
-
-    def load_resume_state(self, name: str) -> None:
-        prefix = self.resume_prefix(name)
-        if self.iterator is None and not prefix.with_name(prefix.name + ".index").exists():
-            log.warning("warning: %s has no random states (written by an older textseq); dropout goes on from "
-                        "other ones than an uninterrupted run would", name)
-            return
-        try:
-            self.resume_state().read(str(prefix)).assert_consumed()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
-            raise UserError(f"{prefix}: the input's position and random states cannot be loaded ({type(error).__name__}: "
-                            f"{str(error).splitlines()[0][:160]}); the file is damaged or missing") from None
-
-    def save_resume_state(self, name: str) -> None:
-        """`resume_state`, written into a temporary folder and its files renamed into place."""
-        prefix = self.resume_prefix(name)
-        folder = files.temporary(prefix)
-        absl = logging.getLogger("absl")
-        level = absl.level
-        absl.setLevel(logging.WARNING)  # it logs every save's "Sharding callback duration" at INFO
-        try:
-            self.resume_state().write(str(folder / "state"))
-        finally:
-            absl.setLevel(level)
-        for part in sorted(folder.glob("state.*")):  # .data-* before .index
-            files.replace(part, prefix.with_name(prefix.name + part.name[len("state"):]))
-        shutil.rmtree(folder)
+            self.resume.load(step_checkpoint(step))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
         if self.guard.stopped_at:
@@ -208,40 +300,31 @@ class EpochCheckpoint(keras.callbacks.Callback):
         try:
             self.commit(epoch, logs or {})
         except (OSError, tf.errors.OpError) as error:  # a full disk, a lost mount: stop with the last commit intact
-            files.remove_temporaries(self.run.path, self.run.checkpoints)
-            message = str(getattr(error, "message", error))
-            reason = ("No space left on device" if getattr(error, "errno", None) == errno.ENOSPC
-                      or "No space left on device" in message else message.splitlines()[0][:200])
-            kept = f"epoch {self.state['epoch']}" if self.state["epoch"] else "no finished epoch"
+            files.remove_temporaries(self.run.path, self.run.checkpoints.path)
             if self.plan:
-                kept = f"step {self.state['step']}" if self.state.get("step") else "no checkpoint"
-            what = f"step {self.plan.step_after(epoch + 1)}" if self.plan else f"epoch {epoch + 1}"
-            raise UserError(f"{self.run.path}: {what} cannot be saved ({reason}); training stopped and the "
-                            f"run keeps {kept}. Free some room (or fix the disk) and run the same command to resume"
-                            ) from None
+                what, kept = f"step {self.plan.step_after(epoch + 1)}", (
+                    f"step {self.state['step']}" if self.state.get("step") else "no checkpoint")
+            else:
+                what, kept = f"epoch {epoch + 1}", (
+                    f"epoch {self.state['epoch']}" if self.state["epoch"] else "no finished epoch")
+            raise unsaved(error, self.run, what, kept) from None
 
-    def improvement(self, state: dict, logs: dict) -> dict:
-        """`{"best_val_...": value}` when these logs beat the best so far by train.select_by, else {}.
-
-        Loss is better lower, BLEU and chrF higher. With train.steps only validations choose; with
-        epochs, a run without validation data chooses by its training loss.
-        """
-        key = f"val_{self.select_by}"
-        value = logs.get(key) if self.plan or self.select_by != "loss" else logs.get("val_loss", logs.get("loss"))
-        best = state.get(f"best_{key}")
-        if value is None or not math.isfinite(value):
-            return {}
-        if best is None or (value < best if self.select_by == "loss" else value > best):
-            return {f"best_{key}": float(value)}
-        return {}
+    def save_worker_position(self) -> None:
+        """A worker other than the chief, at a checkpoint: its position, then the chief may commit."""
+        self.run.checkpoints.path.mkdir(parents=True, exist_ok=True)
+        name = step_checkpoint(int(self.model.optimizer.iterations.numpy()))
+        self.resume.save(name)
+        self.barrier()
+        self.prune(name)
 
     def commit(self, epoch: int, logs: dict) -> None:
         """Writes epoch `epoch`'s checkpoint, the best weights if it is the best, and its commit."""
-        self.run.checkpoints.mkdir(exist_ok=True)
+        folder = self.run.checkpoints
+        folder.path.mkdir(exist_ok=True)
         step = int(self.model.optimizer.iterations.numpy())
-        name = step_checkpoint(step) if self.plan else self.checkpoint_name(epoch)
-        save_weights_atomically(self.model, self.run.checkpoints / name)
-        self.save_resume_state(name)
+        name = step_checkpoint(step) if self.plan else epoch_checkpoint(epoch + 1)
+        save_weights_atomically(self.model, folder.path / name)
+        self.resume.save(name)
         if self.barrier:
             self.barrier()  # every worker has saved its position for this step
         # Step runs count their commits: after more train.steps, the segment Keras numbers `epoch` may
@@ -250,19 +333,19 @@ class EpochCheckpoint(keras.callbacks.Callback):
         state = {**self.state, "epoch": number, "checkpoint": name}
         if self.plan:
             state["step"] = step
-            logs = {"step": state["step"], **logs}
-        improved = self.improvement(state, logs)
+            logs = {"step": step, **logs}
+        improved = improvement(self.select_by, bool(self.plan), state, logs)
         if improved:
             save_weights_atomically(self.model, self.run.weights_file, optimizer=False)
-            state.update(improved, best_epoch=number)
-            if self.plan:
-                state["best_step"] = state["step"]
-        self.run.commit_epoch(state, {key: value if key == "step" else float(value) for key, value in logs.items()})
+            state.update(improved, best_epoch=number, **({"best_step": step} if self.plan else {}))
+        self.run.history.keep(number, {key: value if key == "step" else float(value) for key, value in logs.items()})
+        folder.commit(state)
         self.state = state
+        self.prune(name)
+
+    def prune(self, name: str) -> None:
+        """Deletes the checkpoints beyond train.keep_checkpoints that this process resumed from or wrote."""
         self.lineage.append(name)
         for old in self.lineage[:-self.keep]:
-            (self.run.checkpoints / old).unlink(missing_ok=True)
-            (self.run.checkpoints / old.replace(".weights.h5", ".json")).unlink(missing_ok=True)
-            for part in self.run.checkpoints.glob(self.resume_prefix(old).name + ".*"):
-                part.unlink(missing_ok=True)
+            self.run.checkpoints.delete(old, self.worker)
         self.lineage = self.lineage[-self.keep:]

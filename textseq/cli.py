@@ -131,7 +131,7 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     try:
         summary = train_run(parsed, out, overwrite=overwrite)
     except KeyboardInterrupt:
-        state = Run(out).state() or {}
+        state = Run(out).checkpoints.state() or {}
         kept = f"keeps its last finished epoch ({state['epoch']})" if state.get("epoch") else "has no finished epoch yet"
         if parsed.train.steps:
             kept = f"keeps its last checkpoint (step {state['step']})" if state.get("step") else "has no checkpoint yet"

@@ -28,7 +28,8 @@ from textseq.errors import UserError
 from textseq.models import Seq2Seq, build_seq2seq
 from textseq.next_words import next_word_top_k
 from textseq.recipe import Recipe
-from textseq.runs import Run, load_weights
+from textseq.checkpoints import load_weights
+from textseq.runs import Run
 from textseq.streaming import walk
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class LoadedRun:
         load_weights(model, run.weights_file, remedy=(
             f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "
             f"{run.path} --overwrite"))
-        holder = run.training_holder()
+        holder = run.lock.holder()
         if holder:
             chosen = ", ".join(f"{key} {weights[key]}" for key in ("epoch", "step") if key in weights)
             log.warning("warning: %s is being trained (%s): these are its best weights so far (%s); they may be "

@@ -46,12 +46,12 @@ def attention_heatmap(attention: Attention, output: str | Path) -> Path:
 def training_curves(run_dir: str | Path, output: str | Path) -> Path:
     """Loss, perplexity and token accuracy per epoch, training and validation, from `metrics.csv`."""
     run = Run.open(run_dir)
-    if not run.metrics_file.exists():
-        raise UserError(f"{run.metrics_file}: missing; the run has no finished epoch to plot yet")
-    header, rows = run.metrics()
+    if not run.history.path.exists():
+        raise UserError(f"{run.history.path}: missing; the run has no finished epoch to plot yet")
+    header, rows = run.history.rows()
     if not rows:
-        raise UserError(f"{run.metrics_file}: no epochs recorded yet")
-    damaged = (f"{run.metrics_file}: damaged ({{}}); restore it from a backup. Resuming the run "
+        raise UserError(f"{run.history.path}: no epochs recorded yet")
+    damaged = (f"{run.history.path}: damaged ({{}}); restore it from a backup. Resuming the run "
                f"(textseq train {run.recipe_file} --out {run.path}) keeps only the rows of the epochs it checkpointed")
     if not {"epoch", "loss"} <= set(header):
         raise UserError(damaged.format(f"the header {','.join(header)!r} lacks epoch and loss"))

@@ -31,23 +31,21 @@ moment leaves the previous epoch's state usable and nothing the next resume cann
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import fcntl
-import io
 import json
 import logging
-import os
 import shutil
-import socket
 from pathlib import Path
 
 from textseq import __version__
+from textseq.checkpoints import CheckpointFolder
 from textseq.data.textfiles import file_sha256
 from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError
 from textseq.files import write_atomically
+from textseq.history import MetricsLog
+from textseq.locks import TrainingLock
 from textseq.recipe import DecodingOptions, Recipe, VocabConfig, load_recipe, recipe_differences
 
 # The layout of a run directory; a textseq that finds a higher number refuses the run instead of
@@ -78,13 +76,12 @@ class Run:
         self.path = Path(path)
         self.info_file = self.path / "run.json"
         self.recipe_file = self.path / "recipe.yaml"
-        self.checkpoints = self.path / "checkpoints"
-        self.state_file = self.checkpoints / "state.json"
+        self.checkpoints = CheckpointFolder(self.path / "checkpoints")
         self.weights_file = self.path / "model.weights.h5"
-        self.metrics_file = self.path / "metrics.csv"
+        self.history = MetricsLog(self.path / "metrics.csv")
         self.shards_file = self.path / "shards.json"
         self.logs = self.path / "logs"
-        self.lock_file = self.path / "training.lock"
+        self.lock = TrainingLock(self.path / "training.lock")
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
@@ -132,22 +129,22 @@ class Run:
     def prepare(cls, path: str | Path, recipe: Recipe, overwrite: bool = False) -> tuple["Run", bool]:
         """Creates a new run, or returns `(run, True)` for a run of the same recipe to resume.
 
-        The run comes back locked (see `lock`); the caller unlocks it. Nothing is deleted without
+        The run comes back locked (`run.lock`, a `TrainingLock`); the caller releases it. Nothing is deleted without
         `overwrite`, and `overwrite` deletes only a textseq run's own files (RUN_FILES).
         """
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise UserError(f"{run.path}: exists and is not a directory; choose another --out")
         if run.path.is_dir() and not run.info_file.exists() and any(
-                entry.name != run.lock_file.name for entry in run.path.iterdir()):
+                entry.name != run.lock.path.name for entry in run.path.iterdir()):
             raise UserError(f"{run.path}: exists and is not a textseq run directory (no run.json); textseq does not "
                             "write into it, with or without --overwrite. Choose another --out")
         run.path.mkdir(parents=True, exist_ok=True)
-        run.lock()
+        run.lock.take()
         try:
             return run, run._prepare_locked(recipe, overwrite)
         except BaseException:
-            run.unlock()
+            run.lock.release()
             raise
 
     def _prepare_locked(self, recipe: Recipe, overwrite: bool) -> bool:
@@ -179,8 +176,8 @@ class Run:
 
     def has_trained(self) -> bool:
         """Whether a checkpoint or best weights were ever saved here (what a fresh start would lose)."""
-        return (self.weights_file.exists() or any(self.checkpoints.glob("epoch-*"))
-                or any(self.checkpoints.glob("step-*")))
+        return self.weights_file.exists() or any(self.checkpoints.path.glob("epoch-*")) or any(
+            self.checkpoints.path.glob("step-*"))
 
     def delete_files(self) -> None:
         """Deletes the run's own files (an explicit --overwrite); whatever else the directory holds stays."""
@@ -195,31 +192,11 @@ class Run:
         """Where `textseq average` and train.average_last write the mean of the last checkpoints."""
         return self.path / "averaged"
 
-    def training_holder(self) -> str | None:
-        """Who is training this run right now ("pid N on HOST, since T"), or None when nobody is.
-
-        Probes `training.lock` without taking it for long: a shared lock fails only while a
-        `textseq train` holds the exclusive one.
-        """
-        try:
-            fd = os.open(self.lock_file, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _holder(os.read(fd, 4096).decode("utf-8", "replace"))
-        except OSError:
-            return None
-        finally:
-            os.close(fd)  # closing releases a lock this probe took
-        return None
-
     def weights_record(self) -> dict:
         """Which weights `model.weights.h5` holds, for what is computed from them (evaluate, export):
         its SHA-256 and the epoch (step) whose validation chose it, or the checkpoints it averages."""
         record = {"file": self.weights_file.name, "sha256": file_sha256(self.weights_file)}
-        state = self.state() or {}
+        state = self.checkpoints.state() or {}
         for key in ("best_epoch", "best_step"):
             if state.get(key) is not None:
                 record[key.removeprefix("best_")] = state[key]
@@ -229,50 +206,6 @@ class Run:
             except (OSError, ValueError, TypeError, KeyError):
                 record["averaged"] = "unknown checkpoints"
         return record
-
-    def lock(self) -> None:
-        """Takes `training.lock` for this process, or says who holds it.
-
-        The lock is the operating system's (`flock`): it goes when the process ends, however it
-        ends, so a crash leaves no lock behind, and two trainings started together cannot both
-        get it.
-        """
-        while True:
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                owner = os.read(fd, 4096).decode("utf-8", "replace")
-                os.close(fd)
-                raise UserError(self._locked_message(owner)) from None
-            except OSError as error:
-                os.close(fd)
-                raise UserError(f"{self.lock_file}: cannot be locked ({error.strerror}); this file system does not "
-                                "support file locks: train in a directory on a local disk") from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.lock_file).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # else the holder removed the file between our open and lock: take the new one
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}).encode())
-        self._lock_fd = fd
-
-    def _locked_message(self, owner: str) -> str:
-        holder = _holder(owner)
-        return (f"{self.path}: another textseq train is writing this run ({self.lock_file} is locked: {holder}); "
-                "wait for it to finish, stop it, or choose another --out. The lock goes when that process ends; "
-                f"only if the process is gone for good (a machine that died, a network disk) delete {self.lock_file}")
-
-    def unlock(self) -> None:
-        fd = getattr(self, "_lock_fd", None)
-        if fd is not None:
-            self.lock_file.unlink(missing_ok=True)  # before the lock goes, so no one locks a removed file
-            os.close(fd)
-            self._lock_fd = None
 
     def recipe(self) -> Recipe:
         try:
@@ -348,96 +281,6 @@ class Run:
                         "positions in its files, which a changed file does not have. Put the files back as they "
                         "were to resume, or train anew on the new files (another --out, or --overwrite)")
 
-    def state(self) -> dict | None:
-        """What the last committed epoch left: `{"epoch", "checkpoint", "best_val_loss", "best_epoch"}`,
-        or None when state.json is missing or damaged (see `checkpoint_states` for what else there is)."""
-        return read_state(self.state_file)
-
-    def checkpoint_states(self) -> list[dict]:
-        """The states saved beside each checkpoint (epoch-NNNN.json), newest first."""
-        paths = [*self.checkpoints.glob("epoch-*.json"), *self.checkpoints.glob("step-*.json")]
-        found = (read_state(path) for path in sorted(paths, reverse=True))
-        return [state for state in found if state is not None]
-
-    def commit_epoch(self, state: dict, metrics: dict) -> None:
-        """Records a finished epoch whose checkpoint (and best weights) are written: its metrics.csv
-        row, its checkpoint's state, then state.json, each replaced whole."""
-        self.write_metrics(state["epoch"], metrics)
-        write_atomically(self.checkpoints / state["checkpoint"].replace(".weights.h5", ".json"), json.dumps(state))
-        write_atomically(self.state_file, json.dumps(state, indent=2))
-
-    def write_metrics(self, epochs: int, metrics: dict | None = None) -> None:
-        """metrics.csv with the rows of the first `epochs` epochs, plus `metrics` as row `epochs`.
-
-        Rows beyond are dropped: they belong to an epoch whose commit a crash interrupted, which
-        the resumed run trains again.
-        """
-        header, rows = self.metrics()
-        rows = [row for row in rows if _epoch_index(row) is not None and _epoch_index(row) < epochs]
-        if metrics is not None:
-            header = header or ["epoch", *sorted(metrics)]
-            header += [key for key in sorted(metrics) if key not in header]
-            rows.append({"epoch": epochs - 1, **metrics})
-        if not header:
-            return
-        out = io.StringIO()
-        writer = csv.DictWriter(out, header, restval="", extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_atomically(self.metrics_file, out.getvalue())
-
-    def metrics(self) -> tuple[list[str], list[dict]]:
-        """metrics.csv's header and rows (empty when there is no file)."""
-        try:
-            text = self.metrics_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return [], []
-        except (OSError, UnicodeDecodeError) as error:
-            raise UserError(f"{self.metrics_file}: cannot be read ({error}); restore it from a backup, or delete it "
-                            "(the curves of the epochs so far are then lost)") from None
-        reader = csv.DictReader(io.StringIO(text))
-        return list(reader.fieldnames or []), list(reader)
-
-
-def load_weights(model, path: Path, remedy: str = "copy it back from a backup") -> None:
-    """`model.load_weights(path)`, or a UserError that names the file when it is damaged or does not fit."""
-    try:
-        model.load_weights(path)
-    except Exception as error:  # noqa: BLE001 - h5py and Keras raise OSError, ValueError, KeyError...
-        raise UserError(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
-                        f"the file is damaged or belongs to another recipe: {remedy}") from None
-
-
-def read_state(path: Path) -> dict | None:
-    """A state file's content, or None (with a warning) when it is missing or damaged."""
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(state, dict) and isinstance(state.get("epoch"), int) and isinstance(state.get("checkpoint"), str):
-            return state
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        pass
-    log.warning("warning: %s is damaged; ignoring it", path)
-    return None
-
-
 def is_average(path: Path) -> bool:
     """Whether `path` is a run directory that `textseq average` wrote (and may replace)."""
     return (path / AVERAGED_FILE).is_file()
-
-
-def _holder(owner: str) -> str:
-    """The lock file's content as words: who holds it."""
-    try:
-        who = json.loads(owner)
-        return f"pid {who['pid']} on {who['host']}, since {who.get('since', '?')}"
-    except (ValueError, TypeError, KeyError):
-        return "its holder did not say who it is"
-
-
-def _epoch_index(row: dict) -> int | None:
-    try:
-        return int(row.get("epoch") or "")
-    except ValueError:
-        return None

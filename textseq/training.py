@@ -55,7 +55,7 @@ def train(recipe: Recipe, run_dir: str | Path, overwrite: bool = False, verbose:
     finally:
         STOP.clear()
         if chief:
-            run.unlock()
+            run.lock.release()
 
 
 def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distribute.Strategy,
