@@ -486,7 +486,6 @@ def demo(run: Path, k: int):
       textseq demo runs/multi30k-en-lm
     """
     model = language_model(run)
-    char_level = model.target.level == "char"
     text = ""
     click.echo("Type some words and press Enter; an empty line or Ctrl-D ends.", err=True)
     while True:
@@ -497,11 +496,11 @@ def demo(run: Path, k: int):
             break
         if not line.strip():
             break
-        text = text + line + "\n" if char_level else f"{text} {line.strip()}".strip()
+        text = model.target.add_line(text, line)
         unknown = model.unknown_words(line)
         if unknown:
             click.echo(f"  unknown (read as <unk>): {', '.join(unknown)}")
-        words = model.target.level == "word"
+        words = model.target.unit == "word"
         click.echo(f"  after: {' '.join(model.tokens(text)[-12:]) if words else text[-60:]!r}")
         for bar in bars(model.predict([text], k)[0]):
             click.echo(bar)

@@ -82,7 +82,7 @@ def language_model_metrics(loaded: LoadedRun, split: str, batch_size: int) -> di
     metrics, totals = teacher_forced_metrics(loaded, split, batch_size)
     metrics.update(top1_accuracy=totals["top1"] / max(totals["tokens"], 1),
                    top5_accuracy=totals["top5"] / max(totals["tokens"], 1))
-    if loaded.recipe.vocab.level == "char":
+    if loaded.target.unit == "character":
         metrics["bits_per_character"] = metrics["loss"] / math.log(2)
     return metrics
 

@@ -241,15 +241,15 @@ def write_saved_model(loaded: LanguageModel | Translator, out: Path) -> None:
     if isinstance(loaded, Translator):
         metadata["decoding"] = loaded.options().describe()
     (out / "assets").mkdir(exist_ok=True)
-    if recipe.vocab.level == "sentencepiece":
+    if loaded.target.model_file:
         # The graph holds the models too; the files let a client or a person inspect the vocabulary.
-        files = {"source": loaded.source.vocab, "target": loaded.target.vocab}
         metadata["sentencepiece_models"] = {}
-        for side, vocab in files.items():
-            name = "spm.model" if recipe.vocab.shared else f"{side}.spm.model"
-            vocab.save(out / "assets" / name)
+        for side, tokenizer in {"source": loaded.source, "target": loaded.target}.items():
+            name = tokenizer.model_file if recipe.vocab.shared else f"{side}.{tokenizer.model_file}"
+            tokenizer.vocab.save(out / "assets" / name)
             metadata["sentencepiece_models"][side] = f"assets/{name}"
-        metadata["requires"] = ["tensorflow_text"]
+    if loaded.target.requires:
+        metadata["requires"] = sorted({*loaded.source.requires, *loaded.target.requires})
     (out / "assets" / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
 
 

@@ -68,7 +68,7 @@ def source_ids(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int) -> tf.Te
 def next_top_k(model: Seq2Seq, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """`(probabilities [batch, k], tokens [batch, k])`: the next tokens, or for a SentencePiece
     vocabulary the next whole words (`textseq.next_words`), most probable first."""
-    if tokenizer.level == "sentencepiece":
+    if tokenizer.unit == "piece":  # a word may take several pieces: rank whole words
         return next_word_top_k(model, data, tokenizer, ids, k)
     top = next_token_top_k(model, data, ids, k)
     return top.values, tf.gather(tokenizer.tokens, top.indices)
@@ -267,11 +267,7 @@ class LanguageModel(LoadedRun):
 
         Words are joined by a space; characters and SentencePiece text carry their own spaces.
         """
-        if self.target.level == "word":
-            return f"{text} {continuation}" if text and continuation else text + continuation
-        if self.target.level == "sentencepiece" and (not text or text[-1].isspace()):
-            return text + continuation.lstrip(" ")
-        return text + continuation
+        return self.target.append(text, continuation)
 
     def generate(self, text: str, max_tokens: int = 100, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None) -> str:

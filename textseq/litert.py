@@ -263,14 +263,10 @@ def native_lines_dropped(noise: re.Pattern):
 
 def metadata(loaded, quantize: str, step: NextWordStep) -> dict:
     recipe, tokenizer = loaded.recipe, loaded.target
-    level = recipe.vocab.level
-    how = {"word": "lower-case (if lowercase), split on whitespace, look each word up in vocab.json",
-           "char": "lower-case (if lowercase), look each character up in vocab.json",
-           "sentencepiece": "encode with the SentencePiece model; its ids are the model's ids"}[level]
     return {
         "textseq_version": __version__, "tensorflow_version": tf.__version__, "format": "litert",
         "model": MODEL_FILE, "signature": SIGNATURE, "quantize": quantize, "vocabulary": VOCAB_FILE,
-        "level": level, "lowercase": tokenizer.lowercase, "tokenize": how,
+        **tokenizer.describe(),
         "unknown_id": UNK, "start_id": BOS, "end_id": EOS, "control_ids": list(range(len(RESERVED))), "top_k": step.k,
         "inputs": {"token_id": {"shape": [1], "dtype": "int32", "range": [0, len(tokenizer.vocab.tokens) - 1],
                                 "outside": "read as unknown_id"},
@@ -291,9 +287,9 @@ def write_litert(loaded, out: Path, quantize: str) -> None:
     (out / MODEL_FILE).write_bytes(model)
     (out / VOCAB_FILE).write_text(json.dumps(loaded.target.vocab.tokens, ensure_ascii=False) + "\n", encoding="utf-8")
     info = metadata(loaded, quantize, step)
-    if loaded.recipe.vocab.level == "sentencepiece":
-        loaded.target.vocab.save(out / "spm.model")
-        info["sentencepiece_model"] = "spm.model"
+    if loaded.target.model_file:
+        loaded.target.vocab.save(out / loaded.target.model_file)
+        info["sentencepiece_model"] = loaded.target.model_file
     (out / METADATA).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from textseq import __version__
 from textseq.checkpoints import CheckpointFolder
 from textseq.data.textfiles import file_sha256
-from textseq.data.vocab import Vocabulary
+from textseq.data.vocab import Vocabulary, vocabulary_file_names
 from textseq.errors import UserError
 from textseq.files import write_atomically
 from textseq.history import MetricsLog
@@ -221,10 +221,8 @@ class Run:
 
     def vocab_files(self, config: VocabConfig) -> tuple[Path, Path]:
         """The source and target vocabulary files (the same file twice when `vocab.shared`)."""
-        name = "spm.model" if config.level == "sentencepiece" else "vocab.txt"
-        if config.shared:
-            return self.path / name, self.path / name
-        return self.path / f"source.{name}", self.path / f"target.{name}"
+        source, target = vocabulary_file_names(config)
+        return self.path / source, self.path / target
 
     def save_vocabularies(self, source: Vocabulary, target: Vocabulary, config: VocabConfig) -> None:
         """Writes the vocabulary files; in a run, run.json records their SHA-256 for `vocabularies`."""

@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from textseq.constants import UNK
 from textseq.data.sources import load_pairs, load_text
-from textseq.data.subwords import BYTE_PIECE
 from textseq.data.tasks import StreamedData, language_model_vocabulary, translation_vocabularies
 from textseq.data.tokenizer import tokenizer_for
 from textseq.errors import UserError
@@ -50,8 +48,9 @@ def vocab_stats(recipe: Recipe, out: str | Path | None = None) -> dict:
     for side, lines in validation.items():
         vocab = vocabularies[0 if side in ("source", "text") else 1]
         sides[side] = side_stats(tokenizer_for(vocab), lines)
-    return {"level": config.level, "shared": config.shared, **({"model_type": config.model_type}
-            if config.level == "sentencepiece" else {}), "sides": sides, "files": files,
+    first = tokenizer_for(vocabularies[0])
+    model_type = {"model_type": config.model_type} if first.model_file else {}  # a SentencePiece model's kind
+    return {"level": first.describe()["level"], "shared": config.shared, **model_type, "sides": sides, "files": files,
             "build_seconds": round(built, 2), "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -84,26 +83,15 @@ def side_stats(tokenizer, lines: list[str]) -> dict:
     words = [word for line in lines for word in line.split()]
     per_word = tokenizer.encode(tf.constant(words, tf.string)).row_lengths().numpy() if words else np.zeros(1)
     flat = ids.flat_values.numpy()
-    if tokenizer.level == "sentencepiece":
-        byte_ids = np.array([bool(BYTE_PIECE.match(p)) for p in tokenizer.vocab.tokens])
-        # Bytes that start a character (not 10xxxxxx continuation bytes): characters spelled in bytes.
-        starts = np.array([bool(m) and not 0x80 <= int(m.group(1), 16) < 0xC0
-                           for m in (BYTE_PIECE.match(p) for p in tokenizer.vocab.tokens)])
-        characters = sum(len("".join(line.split())) for line in lines)
-        spelled = int(starts[flat].sum())
-        covered = 1.0 - spelled / max(characters, 1)
-        fallback = {"byte_pieces": int(byte_ids[flat].sum()), "characters_in_bytes": spelled}
-    else:
-        covered = 1.0 - float((flat == UNK).mean()) if flat.size else 1.0
-        fallback = {"unknown_tokens": int((flat == UNK).sum())}
+    coverage = tokenizer.coverage(flat, lines)
     lengths = ids.row_lengths().numpy()
     return {
         "vocabulary": tokenizer.vocab_size,
         "lines": len(lines),
         "pieces_per_line": summary(lengths),
         "pieces_per_word": summary(per_word),
-        "covered": round(covered, 6),
-        **fallback,
+        "covered": round(coverage.pop("covered"), 6),
+        **coverage,
     }
 
 

@@ -2,7 +2,10 @@
 
 `Tokenizer` splits words or characters and looks them up in a table; `SubwordTokenizer` applies a
 SentencePiece model with tensorflow-text's ops. Both encode strings to ids and decode ids to plain
-text; `tokenizer_for(vocab)` picks the one a vocabulary needs.
+text, and own every other difference between vocabulary levels (`TextTokenizer`): what a token is,
+how a continuation is spaced, which file a client tokenizes with, how to describe it. Code outside
+`textseq.data` asks the tokenizer, never the level. `tokenizer_for(vocab)` picks the one a
+vocabulary needs.
 
 >>> tokenizer = Tokenizer(Vocabulary(list(RESERVED) + ["a", "b"], level="char"))
 >>> tokenizer.encode(tf.constant(["ab", "ba?"])).to_list()
@@ -14,12 +17,13 @@ array([b'ab'], dtype=object)
 from __future__ import annotations
 
 import itertools
-from typing import Iterable
+from typing import Iterable, Protocol
 
+import numpy as np
 import tensorflow as tf
 
 from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
-from textseq.data.subwords import WORD_START, display_piece
+from textseq.data.subwords import BYTE_PIECE, WORD_START, display_piece
 from textseq.data.vocab import Vocabulary
 
 
@@ -33,13 +37,37 @@ def split_tokens(texts: tf.Tensor, level: str, lowercase: bool) -> tf.RaggedTens
     return tf.strings.split(texts)
 
 
+class TextTokenizer(Protocol):
+    """What every tokenizer offers (`Tokenizer`, `SubwordTokenizer`)."""
+
+    vocab: Vocabulary
+    vocab_size: int
+    tokens: tf.Tensor  # each id's token as shown to people
+    unit: str  # what one token is: "word", "character" or "piece" (of a word)
+    requires: tuple[str, ...]  # Python packages whose ops the graph needs where it is loaded
+    model_file: str | None  # the file a client tokenizes with outside the graph (None: the token list)
+
+    def encode(self, texts: tf.Tensor) -> tf.RaggedTensor: ...
+    def decode(self, ids: tf.Tensor) -> tf.Tensor: ...
+    def split(self, texts: tf.Tensor) -> tf.RaggedTensor: ...
+    def join_lines(self, ids: tf.Tensor) -> tf.Tensor: ...
+    def append(self, text: str, continuation: str) -> str: ...
+    def add_line(self, text: str, line: str) -> str: ...
+    def describe(self) -> dict: ...
+    def coverage(self, ids, lines: list[str]) -> dict: ...
+
+
 class Tokenizer(tf.Module):
     """Encodes strings to ids and decodes ids to strings with one vocabulary, inside the graph."""
+
+    requires: tuple[str, ...] = ()
+    model_file = None
 
     def __init__(self, vocab: Vocabulary, name: str | None = None):
         super().__init__(name=name)
         self.vocab = vocab
         self.level = vocab.level
+        self.unit = "character" if vocab.level == "char" else "word"
         self.lowercase = vocab.lowercase
         self.vocab_size = vocab.size
         self.table = tf.lookup.StaticHashTable(
@@ -76,6 +104,26 @@ class Tokenizer(tf.Module):
         pieces = tf.where(tf.equal(ids, EOS), "\n", pieces)
         return tf.strings.regex_replace(tf.strings.reduce_join(pieces, axis=-1, separator=" "), " ?\n ?", "\n")
 
+    def append(self, text: str, continuation: str) -> str:
+        """`text` followed by a generated `continuation`: words joined by a space, characters as they are."""
+        if self.unit == "word" and text and continuation:
+            return f"{text} {continuation}"
+        return text + continuation
+
+    def add_line(self, text: str, line: str) -> str:
+        """`text` followed by a typed `line`: characters keep the line end, words a space."""
+        return text + line + "\n" if self.unit == "character" else f"{text} {line.strip()}".strip()
+
+    def describe(self) -> dict:
+        how = ("look each character up in the vocabulary" if self.unit == "character" else
+               "split on whitespace, look each word up in the vocabulary")
+        return {"level": self.level, "lowercase": self.lowercase,
+                "tokenize": f"lower-case, {how}" if self.lowercase else how}
+
+    def coverage(self, ids: np.ndarray, lines: list[str]) -> dict:
+        """The share of `lines` (encoded as the flat `ids`) read without `<unk>`, and the `<unk>` count."""
+        return {"covered": 1.0 - float((ids == UNK).mean()) if ids.size else 1.0, "unknown_tokens": int((ids == UNK).sum())}
+
 
 class SubwordTokenizer(tf.Module):
     """A SentencePiece model as TensorFlow ops (tensorflow-text), with `Tokenizer`'s interface.
@@ -85,6 +133,9 @@ class SubwordTokenizer(tf.Module):
     """
 
     level = "sentencepiece"
+    unit = "piece"
+    requires = ("tensorflow_text",)
+    model_file = "spm.model"
     lowercase = False  # a SentencePiece model lower-cases itself when trained to (its normalization)
 
     def __init__(self, vocab: Vocabulary, name: str | None = None):
@@ -135,6 +186,29 @@ class SubwordTokenizer(tf.Module):
         opens_word = tf.gather(self.word_starts, tf.pad(ids, [[0, 0], [0, 1]])[:, 0])  # PAD when no steps
         return tf.where(opens_word, tf.strings.join([" ", text]), text)
 
+    def append(self, text: str, continuation: str) -> str:
+        """`text` followed by a generated `continuation`, which carries its own spaces."""
+        return text + continuation.lstrip(" ") if not text or text[-1].isspace() else text + continuation
+
+    def add_line(self, text: str, line: str) -> str:
+        return f"{text} {line.strip()}".strip()
+
+    def describe(self) -> dict:
+        return {"level": self.level, "lowercase": False,
+                "tokenize": "encode with the SentencePiece model; its ids are the model's ids"}
+
+    def coverage(self, ids: np.ndarray, lines: list[str]) -> dict:
+        """The share of the characters of `lines` (encoded as the flat `ids`) that have a piece of their own,
+        and how many byte pieces spell the others."""
+        tokens = self.vocab.tokens
+        byte_ids = np.array([bool(BYTE_PIECE.match(p)) for p in tokens])
+        # Bytes that start a character (not 10xxxxxx continuation bytes): characters spelled in bytes.
+        starts = np.array([bool(m) and not 0x80 <= int(m.group(1), 16) < 0xC0 for m in map(BYTE_PIECE.match, tokens)])
+        characters = sum(len("".join(line.split())) for line in lines)
+        spelled = int(starts[ids].sum())
+        return {"covered": 1.0 - spelled / max(characters, 1), "byte_pieces": int(byte_ids[ids].sum()),
+                "characters_in_bytes": spelled}
+
 
 def sentencepiece_ops(model: bytes, **options):
     """tensorflow-text's `SentencepieceTokenizer` of a model (`options`: its sampling settings),
@@ -165,7 +239,7 @@ def sentencepiece_ops(model: bytes, **options):
     return tokenizer
 
 
-def tokenizer_for(vocab: Vocabulary) -> Tokenizer | SubwordTokenizer:
+def tokenizer_for(vocab: Vocabulary) -> TextTokenizer:
     """The tokenizer of a vocabulary: SentencePiece ops for `level: sentencepiece`, else lookups."""
     return SubwordTokenizer(vocab) if vocab.level == "sentencepiece" else Tokenizer(vocab)
 

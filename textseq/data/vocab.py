@@ -21,6 +21,7 @@ from textseq.constants import RESERVED
 from textseq.data.subwords import sentencepiece_pieces
 from textseq.errors import UserError
 from textseq.files import write_atomically
+from textseq.recipe import VocabConfig
 
 # Tokens may be any character (a space, a newline for character-level text), so the file escapes
 # the few that would break "one token per line".
@@ -94,6 +95,16 @@ class Vocabulary:
         except (ValueError, KeyError):
             raise UserError(f"{path}:1: not a textseq vocabulary file (expected a '# textseq vocabulary:' header); "
                             f"{damaged}") from None
+
+
+def vocabulary_file_names(config: VocabConfig) -> tuple[str, str]:
+    """The source and target vocabulary files of a run (the same name twice with `vocab.shared`).
+
+    >>> vocabulary_file_names(VocabConfig(level="sentencepiece", shared=False))
+    ('source.spm.model', 'target.spm.model')
+    """
+    name = "spm.model" if config.level == "sentencepiece" else "vocab.txt"
+    return (name, name) if config.shared else (f"source.{name}", f"target.{name}")
 
 
 def _escape(token: str) -> str:

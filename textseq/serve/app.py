@@ -53,7 +53,7 @@ class Api:
 
     def info(self) -> dict:
         loaded = self.loaded
-        about = {"task": loaded.task, "run": self.name, "textseq": __version__, "level": loaded.target.level,
+        about = {"task": loaded.task, "run": self.name, "textseq": __version__, "level": loaded.target.describe()["level"],
                  "source_vocab_size": loaded.source.vocab_size, "target_vocab_size": loaded.target.vocab_size,
                  "limits": {"characters": MAX_TEXT_CHARACTERS, "tokens": MAX_TEXT_TOKENS, "body_bytes": MAX_BODY_BYTES}}
         if isinstance(loaded, Translator):
