@@ -132,7 +132,7 @@ def test_a_bad_shard_stops_a_new_run_before_its_first_step_naming_its_file_and_l
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", str(recipe_file), "--out", str(run)])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "data.train: " in result.output and "part-2.en, line 10: byte 0xff is not UTF-8" in result.output
+    assert "data.train: " in result.output and "part-2.en, line 10: byte 0xff (column 0) is not UTF-8" in result.output
     assert not (run / "checkpoints").exists()
 
     (tmp_path / "part-2.en").write_bytes(b"\n".join(lines[:30]))  # 30 lines, its source has 50

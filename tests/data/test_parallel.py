@@ -49,8 +49,8 @@ def test_line_count_mismatch_names_both_files(tmp_path):
     write(tmp_path / "corpus/val.en", "a\nb\n")
     with pytest.raises(UserError) as error:
         load_pairs(parallel(tmp_path), "validation")
-    assert str(error.value) == (f"data.validation: {tmp_path}/corpus/val.de has 3 lines but {tmp_path}/corpus/val.en "
-                                "has 2; line i of one must translate line i of the other")
+    assert str(error.value) == (f"data.validation: {tmp_path}/corpus/val.en ends before line 3 but "
+                                f"{tmp_path}/corpus/val.de has a line 3; line i of one must translate line i of the other")
 
 
 def test_non_utf8_names_file_line_and_byte_offset(tmp_path):
@@ -58,7 +58,7 @@ def test_non_utf8_names_file_line_and_byte_offset(tmp_path):
     write(tmp_path / "corpus/test.en", "good\nnice\n")
     with pytest.raises(UserError) as error:
         load_pairs(parallel(tmp_path), "test")
-    assert str(error.value) == (f"data.test: {tmp_path}/corpus/test.de, line 2: byte 0xf6 at byte offset 7 (column 3) "
+    assert str(error.value) == (f"data.test: {tmp_path}/corpus/test.de, line 2: byte 0xf6 (column 3) "
                                 "is not UTF-8; convert the file to UTF-8 (e.g. with iconv), or set data.encoding_errors "
                                 "to replace or skip")
 

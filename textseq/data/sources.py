@@ -25,13 +25,16 @@ tf.data stream (train.steps).
 from __future__ import annotations
 
 import glob
+import gzip
 import logging
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
+from typing import Iterator
 
 from textseq.data.corpora import CORPORA, data_dir, fetch_hint
 from textseq.data.synthetic import dates_examples
-from textseq.data.textfiles import read_lines, read_text
+from textseq.data.textfiles import decode_line, read_text, report_not_utf8
 from textseq.errors import UserError
 from textseq.recipe import Corpus, DataConfig
 
@@ -44,10 +47,8 @@ def load_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
     """The raw (source, target) pairs of one split, in their stored order."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-    if config.source == "parallel":
-        return parallel_pairs(config, split)
-    if config.source == "tsv":
-        return tsv_pairs(config, split)
+    if config.source in ("parallel", "tsv"):
+        return file_pairs(config, split)
     if config.source == "tfds":
         return [(ex[config.source_language], ex[config.target_language])
                 for ex in tfds_examples(config, split, (config.source_language, config.target_language))]
@@ -196,61 +197,78 @@ def data_root(config: DataConfig) -> Path:
     return Path(config.dir).expanduser() if config.dir else data_dir()
 
 
-def parallel_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
-    return [pair for shard in split_shards(config, split) for pair in shard_parallel_pairs(config, shard, split)]
+# Written once, filled by the Python reader below and (as TensorFlow strings) by the tf.data stream.
+MISALIGNED = ("{key}: {short} ends before line {line} but {long} has a line {line}; line i of one must translate "
+              "line i of the other")
+BAD_COLUMNS = ("{key}: {file}, line {line}: {count} tab-separated column(s){shown}; every line must be "
+               "SOURCE<TAB>TARGET (a tab inside a text must be replaced by a space)")
+EMPTY_SIDES = "%s: skipped %d line pair(s) with an empty side (the first at line %d of %s)"
 
 
-def shard_parallel_pairs(config: DataConfig, shard: Shard, split: str) -> list[tuple[str, str]]:
-    key = f"data.{split}"
-    source_file, target_file = shard.files
-    sources = read_lines(source_file, key, config.encoding_errors)
-    targets = read_lines(target_file, key, config.encoding_errors)
-    if len(sources) != len(targets):
-        raise UserError(f"{key}: {source_file} has {len(sources)} lines but {target_file} has {len(targets)}; "
-                        "line i of one must translate line i of the other")
-    pairs = [(s.strip(), t.strip()) if s is not None and t is not None else ("", "")  # skipped: not UTF-8
-             for s, t in zip(sources, targets)]
-    kept = [(s, t) for s, t in pairs if s and t]
-    if len(kept) < len(pairs):
-        blank = next(i for i, (s, t) in enumerate(pairs, 1) if not (s and t))
-        log.warning("%s: skipped %d line pair(s) with an empty side (the first at line %d of %s)",
-                    key, len(pairs) - len(kept), blank, source_file)
-    return kept
+def open_shard_file(path: Path):
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
-def tsv_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
-    """The (source, target) pairs of one split's TSV files; blank lines and lines with an empty side skipped."""
-    pairs = [pair for shard in split_shards(config, split) for pair in shard_tsv_pairs(config, shard.files[0], split)]
-    if not pairs:
-        raise UserError(f"data.{split}: {', '.join(split_names(config, split))} has no SOURCE<TAB>TARGET pairs")
-    return pairs
+def shard_pairs(shard: Shard, config: DataConfig, key: str) -> Iterator[tuple[str, str]]:
+    """Every (source, target) pair of one parallel or TSV shard, in order, read a line at a time.
 
-
-def shard_tsv_pairs(config: DataConfig, path: Path, split: str) -> list[tuple[str, str]]:
-    key = f"data.{split}"
-    lines = read_lines(path, key, config.encoding_errors)
-    pairs, empty = [], []
-    for number, line in enumerate(lines, 1):
-        if line is None or not line.strip():  # not UTF-8 (skipped as data.encoding_errors says), or blank
-            continue
-        columns = line.split("\t")
-        if len(columns) != 2:
-            raise bad_columns(key, path, number, line, len(columns))
-        source, target = columns[0].strip(), columns[1].strip()
-        if source and target:
-            pairs.append((source, target))
-        else:
-            empty.append(number)
+    The one reader of both formats in Python (a split held in memory, the sample a streamed run
+    starts from; `textseq.data.streams` checks the same rules in the graph, with the same messages):
+    lines that are not UTF-8 as data.encoding_errors says, parallel files of equal length, TSV lines
+    of exactly two columns. Blank lines are left out; skipped lines and pairs with an empty side are
+    reported once, after the shard.
+    """
+    opened = [open_shard_file(path) for path in shard.files]
+    bad: dict[Path, list[int]] = {path: [] for path in shard.files}
+    empty: list[int] = []
+    kept = 0
+    try:
+        for number, raws in enumerate(zip_longest(*opened), 1):
+            if None in raws:
+                short, long_ = shard.files if raws[0] is None else shard.files[::-1]
+                raise UserError(MISALIGNED.format(key=key, short=short, long=long_, line=number))
+            texts = []
+            for path, raw in zip(shard.files, raws):
+                text, not_utf8 = decode_line(raw, path, number, key, config.encoding_errors)
+                bad[path] += [number] if not_utf8 else []
+                texts.append(text)
+            if None in texts or not any(text.strip() for text in texts):
+                continue  # skipped (not UTF-8), or blank
+            pair = texts if len(texts) == 2 else tsv_columns(texts[0].strip(), shard.files[0], number, key)
+            source, target = pair[0].strip(), pair[1].strip()
+            if source and target:
+                kept += 1
+                yield source, target
+            else:
+                empty.append(number)
+    except (OSError, EOFError) as error:
+        raise UserError(f"{key}: {shard}: cannot be read ({error})") from None
+    finally:
+        for f in opened:
+            f.close()
+    if not kept and not empty and not any(bad.values()):
+        raise UserError(f"{key}: {shard.files[0]} is empty; it needs one example per line")
+    for path, numbers in bad.items():
+        report_not_utf8(key, path, numbers, config.encoding_errors)
     if empty:
-        log.warning("%s: skipped %d line(s) with an empty side (the first is line %d of %s)", key, len(empty),
-                    empty[0], path)
+        log.warning(EMPTY_SIDES, key, len(empty), empty[0], shard.files[0])
+
+
+def tsv_columns(line: str, path: Path, number: int, key: str) -> list[str]:
+    columns = line.split("\t")
+    if len(columns) != 2:
+        shown = f" in {line if len(line) <= 60 else line[:57] + '...'!r}"
+        raise UserError(BAD_COLUMNS.format(key=key, file=path, line=number, count=len(columns), shown=shown))
+    return columns
+
+
+def file_pairs(config: DataConfig, split: str) -> list[tuple[str, str]]:
+    """The (source, target) pairs of one split of a parallel or TSV corpus, every shard in order."""
+    key = f"data.{split}"
+    pairs = [pair for shard in split_shards(config, split) for pair in shard_pairs(shard, config, key)]
+    if not pairs:
+        raise UserError(f"{key}: {', '.join(split_names(config, split))} has no (source, target) pairs")
     return pairs
-
-
-def bad_columns(key: str, path: Path, number: int, line: str, columns: int) -> UserError:
-    shown = line if len(line) <= 60 else line[:57] + "..."
-    return UserError(f"{key}: {path}, line {number}: {columns} tab-separated column(s) in {shown!r}; "
-                     "every line must be SOURCE<TAB>TARGET (a tab inside a text must be replaced by a space)")
 
 
 def tfds_examples(config: DataConfig, split: str, fields: tuple[str, ...]) -> list[dict[str, str]]:

@@ -16,19 +16,17 @@ resumed run goes on from the exact pair it stopped at.
 
 from __future__ import annotations
 
-import array
-import gzip
 import logging
-import random
-from itertools import zip_longest
+import re
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from textseq.constants import BOS, EOS, PAD
-from textseq.data.sources import Shard, bad_columns, is_gzip
-from textseq.data.textfiles import file_sha256
+from textseq.data.sampling import reservoir
+from textseq.data.sources import BAD_COLUMNS, MISALIGNED, Shard, is_gzip, shard_pairs
+from textseq.data.textfiles import NOT_UTF8, file_sha256
 from textseq.data.tokenizer import Tokenizer
 from textseq.errors import UserError
 from textseq.recipe import DataConfig, TrainConfig
@@ -59,6 +57,16 @@ def fail_unless(ok: tf.Tensor, message: tf.Tensor) -> tf.Operation:
     return tf.debugging.Assert(ok, [DATA_ERROR, message], summarize=1)
 
 
+def graph_message(template: str, **fields) -> tf.Tensor:
+    """A message template of the Python readers, its `{fields}` filled with strings or tensors."""
+    parts = []
+    for index, piece in enumerate(re.split(r"\{(\w+)\}", template)):
+        value = fields[piece] if index % 2 else piece
+        parts.append(tf.strings.as_string(value) if isinstance(value, tf.Tensor) and value.dtype != tf.string
+                     else value)
+    return tf.strings.join(parts)
+
+
 def data_error(error: tf.errors.OpError) -> UserError | None:
     """The stream's own error in a TensorFlow error (None for any other)."""
     text = str(error)
@@ -76,9 +84,8 @@ def clean(lines: tf.Tensor, numbers: tf.Tensor, name: tf.Tensor, key: str, error
     first_bad = tf.gather(numbers, tf.argmin(tf.cast(valid, tf.int32)))
     checks = []
     if errors == "strict":
-        checks.append(fail_unless(tf.reduce_all(valid), tf.strings.join([
-            key, ": ", name, ", line ", tf.strings.as_string(first_bad), ": not UTF-8; convert the file to UTF-8 "
-            "(e.g. with iconv), or set data.encoding_errors to replace or skip"])))
+        checks.append(fail_unless(tf.reduce_all(valid), graph_message(
+            NOT_UTF8, key=key, file=name, line=first_bad, what="")))
     with tf.control_dependencies(checks):
         text = tf.strings.strip(tf.strings.regex_replace(fixed, "^\ufeff", ""))
     keep = valid if errors == "skip" else tf.ones_like(valid)
@@ -97,9 +104,8 @@ def read_parallel(key: str, errors: str):
             first = tf.argmin(tf.cast(aligned, tf.int32))
             short, long_ = tf.cond(tf.gather(ends, first), lambda: (names[0], names[1]), lambda: (names[1], names[0]))
             line = tf.strings.as_string(tf.maximum(tf.gather(source_numbers, first), tf.gather(target_numbers, first)))
-            aligned_check = fail_unless(tf.reduce_all(aligned), tf.strings.join([
-                key, ": ", short, " ends before line ", line, " but ", long_, " has a line ", line,
-                "; line i of one must translate line i of the other"]))
+            aligned_check = fail_unless(tf.reduce_all(aligned), graph_message(
+                MISALIGNED, key=key, short=short, long=long_, line=line))
             with tf.control_dependencies([aligned_check]):
                 source_text, source_keep = clean(source_lines, source_numbers, names[0], key, errors)
                 target_text, target_keep = clean(target_lines, target_numbers, names[1], key, errors)
@@ -122,10 +128,9 @@ def read_tsv(key: str, errors: str):
             counts = columns.row_lengths()
             good = ~real | tf.equal(counts, 2)
             first = tf.argmin(tf.cast(good, tf.int32))
-            check_columns = fail_unless(tf.reduce_all(good), tf.strings.join([
-                key, ": ", names[0], ", line ", tf.strings.as_string(tf.gather(numbers, first)), ": ",
-                tf.strings.as_string(tf.gather(counts, first)), " tab-separated column(s); every line must be "
-                "SOURCE<TAB>TARGET (a tab inside a text must be replaced by a space)"]))
+            check_columns = fail_unless(tf.reduce_all(good), graph_message(
+                BAD_COLUMNS, key=key, file=names[0], line=tf.gather(numbers, first), count=tf.gather(counts, first),
+                shown=""))
             with tf.control_dependencies([check_columns]):
                 pairs = columns.to_tensor("", shape=[None, 2])
             source, target = tf.strings.strip(pairs[:, 0]), tf.strings.strip(pairs[:, 1])
@@ -260,83 +265,17 @@ class PairSample:
 
 def sample_pairs(shards: list[Shard], config: DataConfig, count: int, seed: int,
                  split: str = "train") -> tuple[PairSample, int]:
-    """At most `count` pairs drawn uniformly from all shards in one pass (reservoir sampling), and the
-    number of pairs there are (an empty side or a skipped line not counted).
+    """At most `count` pairs drawn uniformly from all shards in one pass (`reservoir`), and the number
+    of pairs there are (an empty side or a skipped line not counted).
 
-    The pass checks every line as the stream would (UTF-8 as data.encoding_errors says, parallel
-    files of equal length, two TSV columns), so a new run stops on bad data before its first step,
-    naming the file and the line.
+    The pass reads every line with `shard_pairs`, which checks what the stream checks, so a new run
+    stops on bad data before its first step, naming the file and the line.
     """
-    rng = random.Random(seed)
-    order = array.array("q")  # the position of each drawn pair in the corpus, to give them back in order
-    packed: list[bytes] = []
-    seen = empty = 0
     key = f"data.{split}"
-    for shard in shards:
-        for number, raw in enumerate(shard_lines(shard, config, key), 1):
-            pair = decode_pair(shard, number, raw, config, key)
-            if not pair or not pair[0] or not pair[1]:
-                empty += pair is not None and bool(pair[0] or pair[1])
-                continue
-            slot = seen if seen < count else rng.randrange(seen + 1)
-            if slot < count:
-                item = f"{pair[0]}\x00{pair[1]}".encode("utf-8")
-                if slot == len(packed):
-                    packed.append(item)
-                    order.append(seen)
-                else:
-                    packed[slot], order[slot] = item, seen
-            seen += 1
-    if empty:
-        log.warning("%s: %d pair(s) with an empty side are left out", key, empty)
-    ranked = sorted(range(len(packed)), key=order.__getitem__)
-    return PairSample([packed[i] for i in ranked]), seen
-
-
-def shard_lines(shard: Shard, config: DataConfig, key: str):
-    """The raw lines of a shard: (source bytes, target bytes) per line of a parallel shard, or (line,)."""
-    opened = [gzip.open(path, "rb") if is_gzip(path) else open(path, "rb") for path in shard.files]
-    try:
-        if len(opened) == 1:
-            yield from ((line,) for line in opened[0])
-            return
-        for number, (source, target) in enumerate(zip_longest(*opened), 1):
-            if source is None or target is None:
-                short, long_ = shard.files if source is None else shard.files[::-1]
-                raise UserError(f"{key}: {short} ends before line {number} but {long_} has a line {number}; line i "
-                                "of one must translate line i of the other")
-            yield source, target
-    except (OSError, EOFError) as error:
-        raise UserError(f"{key}: {shard}: cannot be read ({error})") from None
-    finally:
-        for f in opened:
-            f.close()
-
-
-def decode_pair(shard: Shard, number: int, pair: tuple, config: DataConfig, key: str) -> tuple[str, str] | None:
-    """A raw line (pair) as (source, target) text, or None for a blank line or one that
-    data.encoding_errors skips."""
-    texts = []
-    for path, raw in zip(shard.files, pair):
-        try:
-            texts.append(raw.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            if config.encoding_errors == "skip":
-                return None
-            if config.encoding_errors == "strict":
-                raise UserError(f"{key}: {path}, line {number}: byte {raw[error.start]:#04x} is not UTF-8; convert "
-                                "the file to UTF-8 (e.g. with iconv), or set data.encoding_errors to replace or "
-                                "skip") from None
-            texts.append(raw.decode("utf-8", "replace"))
-    texts = [text.removeprefix("\ufeff").strip() for text in texts]
-    if len(pair) == 1:  # TSV: both texts are the one line
-        if not texts[0]:
-            return None
-        columns = texts[0].split("\t")
-        if len(columns) != 2:
-            raise bad_columns(key, shard.files[0], number, texts[0], len(columns))
-        return columns[0].strip(), columns[1].strip()
-    return texts[0], texts[1]
+    pairs = (f"{source}\x00{target}".encode("utf-8") for shard in shards
+             for source, target in shard_pairs(shard, config, key))
+    packed, seen = reservoir(pairs, count, seed)
+    return PairSample(packed), seen
 
 
 def sample_length_share(sample, source: Tokenizer, target: Tokenizer, data: DataConfig,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import re
 from typing import Iterable
 
 from textseq.constants import RESERVED
+from textseq.data.sampling import reservoir
 from textseq.errors import UserError
 from textseq.recipe import VocabConfig
 
@@ -28,26 +28,13 @@ BYTE_PIECE = re.compile(r"^<0x([0-9A-F]{2})>$")
 
 
 def sample_lines(lines: Iterable[str], count: int, seed: int) -> list[str]:
-    """At most `count` non-blank lines drawn uniformly from `lines` in one pass (reservoir sampling),
-    in the order they came; the same `seed` and lines give the same sample.
+    """At most `count` non-blank lines drawn uniformly from `lines` in one pass (`reservoir`), in the
+    order they came; the same `seed` and lines give the same sample.
 
     >>> sample_lines(["a", "", "b", "c"], 2, seed=0)
     ['a', 'c']
     """
-    rng = random.Random(seed)
-    reservoir: list[tuple[int, str]] = []
-    seen = 0
-    for line in lines:
-        if not line or not line.strip():
-            continue
-        if seen < count:
-            reservoir.append((seen, line))
-        else:
-            slot = rng.randrange(seen + 1)
-            if slot < count:
-                reservoir[slot] = (seen, line)
-        seen += 1
-    return [line for _, line in sorted(reservoir)]
+    return reservoir((line for line in lines if line and line.strip()), count, seed)[0]
 
 
 def train_sentencepiece(lines: list[str], config: VocabConfig, what: str = "the training text") -> bytes:

@@ -41,38 +41,52 @@ def read_bytes(path: Path, key: str) -> bytes:
         raise UserError(f"{key}: {path}: cannot be read ({error})") from None
 
 
+# Written once, filled by the Python readers and (as TensorFlow strings) by the tf.data stream.
+NOT_UTF8 = ("{key}: {file}, line {line}: {what}not UTF-8; convert the file to UTF-8 (e.g. with iconv), or set "
+            "data.encoding_errors to replace or skip")
+SKIPPED_NOT_UTF8 = "%s: %s: %d line(s) are not UTF-8 (the first is line %d); data.encoding_errors=%s %s"
+
+
+def decode_line(raw: bytes, path: Path, number: int, key: str, errors: str) -> tuple[str | None, bool]:
+    """A line's bytes as text (a byte-order mark and line end dropped) and whether they were not UTF-8.
+
+    `errors` (data.encoding_errors) says what such a line becomes: "strict" stops with the file, line
+    and byte; "replace" puts U+FFFD in place of the bad bytes; "skip" gives None.
+    """
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff").removesuffix("\n").removesuffix("\r"), False
+    except UnicodeDecodeError as error:
+        if errors == "strict":
+            what = f"byte {raw[error.start]:#04x} (column {error.start}) is "
+            raise UserError(NOT_UTF8.format(key=key, file=path, line=number, what=what)) from None
+        if errors == "skip":
+            return None, True
+        return raw.decode("utf-8", "replace").removeprefix("\ufeff").removesuffix("\n").removesuffix("\r"), True
+
+
+def report_not_utf8(key: str, path: Path, bad: list[int], errors: str) -> None:
+    """One warning for the lines of a file that were not UTF-8 (replaced or skipped)."""
+    if bad:
+        done = "replaced those bytes by U+FFFD" if errors == "replace" else "skipped them"
+        log.warning(SKIPPED_NOT_UTF8, key, path, len(bad), bad[0], errors, done)
+
+
 def read_lines(path: Path, key: str, errors: str = "strict") -> list[str | None]:
     """The file's lines without line ends (`\\n` or `\\r\\n`); a final newline adds no empty line.
 
-    `errors` says what a line with bytes that are not UTF-8 becomes: "strict" stops with the file,
-    line and byte offset; "replace" puts U+FFFD in their place; "skip" gives None for that line
-    (so parallel files stay aligned). Either of the last two is reported once.
+    A line that is not UTF-8 is handled as `decode_line` says (None where it is skipped, so parallel
+    files stay aligned); replaced or skipped lines are reported once.
     """
     data = read_bytes(path, key)
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if errors == "strict":
-            line = data.count(b"\n", 0, error.start) + 1
-            column = error.start - (data.rfind(b"\n", 0, error.start) + 1)
-            raise UserError(f"{key}: {path}, line {line}: byte {data[error.start]:#04x} at byte offset {error.start} "
-                            f"(column {column}) is not UTF-8; convert the file to UTF-8 (e.g. with iconv), or set "
-                            "data.encoding_errors to replace or skip") from None
-        text = None
-    if text is not None:
-        lines: list[str | None] = text.removeprefix("\ufeff").split("\n")
-    else:
+        lines: list[str | None] = data.decode("utf-8").removeprefix("\ufeff").split("\n")
+    except UnicodeDecodeError:
         lines, bad = [], []
         for number, raw in enumerate(data.split(b"\n"), 1):
-            try:
-                lines.append(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                bad.append(number)
-                lines.append(raw.decode("utf-8", errors="replace") if errors == "replace" else None)
-        lines[0] = lines[0].removeprefix("\ufeff") if lines[0] is not None else None
-        done = "replaced those bytes by U+FFFD" if errors == "replace" else "skipped them"
-        log.warning("%s: %s: %d line(s) are not UTF-8 (the first is line %d); data.encoding_errors=%s %s",
-                    key, path, len(bad), bad[0], errors, done)
+            line, not_utf8 = decode_line(raw, path, number, key, errors)
+            lines.append(line)
+            bad += [number] if not_utf8 else []
+        report_not_utf8(key, path, bad, errors)
     if lines and lines[-1] == "":
         lines.pop()
     if not any(line and line.strip() for line in lines):
