@@ -64,6 +64,15 @@ class Corpus:
     weight: float = 1.0
 
 
+class Broken(Exception):
+    """A section's rule that involves more than one key: the key to point at (within the section;
+    empty for the section itself) and the message. Loading adds the file and line."""
+
+    def __init__(self, key: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.key, self.message = key, message
+
+
 def _opt(default: Any, help: str, **checks: Any) -> Any:
     """A recipe field: its default, its help line, and checks such as `min=1`, `max=9` or `below=1`."""
     return field(default=default, metadata={"help": help, **checks})
@@ -117,6 +126,29 @@ class DataConfig:
         "13a", "sacrebleu tokenizer for BLEU in evaluate; none when the files are already tokenized (Multi30k tok/)")
 
 
+
+    def check(self) -> None:
+        """Which files each source needs."""
+        if self.source == "tfds" and not self.dataset:
+            raise Broken((), "data.dataset is needed with data.source: tfds (a TensorFlow Datasets name, e.g. "
+                             "tiny_shakespeare)")
+        if self.source == "text" and not self.train:
+            raise Broken((), "data.train is needed with data.source: text (a plain text file, .gz read directly)")
+        if self.source == "text" and not self.validation and not self.split:
+            raise Broken((), "data.validation or data.split is needed with data.source: text (a validation file, "
+                             "or the share of data.train that trains, e.g. 0.9)")
+        needed = {"parallel": ("train", "validation", "test", "source_language", "target_language"),
+                  "tsv": ("train", "validation", "test")}.get(self.source, ())
+        what = {"parallel": "files PREFIX.SOURCE_LANGUAGE and PREFIX.TARGET_LANGUAGE for train, validation, test",
+                "tsv": "a file of SOURCE<TAB>TARGET lines for each of train, validation, test"}.get(self.source)
+        for name in needed:
+            if not getattr(self, name):
+                raise Broken((), f"data.{name} is needed with data.source: {self.source} ({what})")
+        for name in ("train", "validation", "test") if not needed else ():
+            if isinstance(getattr(self, name), tuple):
+                raise Broken((name,), f"data.{name}: lists of files are for data.source: parallel or tsv; give one "
+                                      "file")
+
 @dataclass(frozen=True)
 class VocabConfig:
     level: Literal["char", "word", "sentencepiece"] = _opt(
@@ -143,6 +175,15 @@ class VocabConfig:
         above=0.0, max=1.0)
 
 
+
+    def check(self) -> None:
+        if self.level != "sentencepiece" and self.subword_alpha:
+            raise Broken(("subword_alpha",), "vocab.subword_alpha samples SentencePiece segmentations; set "
+                                             "vocab.level: sentencepiece, or remove it")
+        if self.level == "sentencepiece" and self.max_size:
+            raise Broken(("max_size",), "vocab.max_size applies to word and char vocabularies; a sentencepiece "
+                                        "vocabulary has exactly vocab.size pieces: set that instead")
+
 @dataclass(frozen=True)
 class ModelConfig:
     cell: Literal["lstm", "gru"] = _opt("lstm", "recurrent cell of encoder and decoder")
@@ -155,6 +196,12 @@ class ModelConfig:
                                     min=0.0, below=1.0)
     attention_units: int = _opt(256, "size of the additive attention's hidden layer", min=1, max=MAX_UNITS)
 
+
+
+    def check(self) -> None:
+        if self.bidirectional and self.units % 2:
+            raise Broken(("units",), "model.units must be even with a bidirectional encoder (half the units read "
+                                     f"each direction); got {self.units}")
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -210,6 +257,24 @@ class TrainConfig:
         "mixed_bfloat16 where the TPU, GPU (8.0+) or CPU (AVX512_BF16, AMX) has bf16, mixed_float16 on 7.x GPUs, "
         "else float32")
 
+
+
+    def check(self) -> None:
+        if self.steps and self.validate_every % self.checkpoint_every:
+            every = max(1, self.validate_every // self.checkpoint_every) * self.checkpoint_every
+            raise Broken(("validate_every",), f"train.validate_every: {self.validate_every} is not a multiple of "
+                         f"train.checkpoint_every ({self.checkpoint_every}); every validation is also a checkpoint, "
+                         f"so the best weights can be kept. E.g. validate_every: {every}")
+        if self.batch_tokens and not self.steps:
+            raise Broken(("batch_tokens",), "train.batch_tokens makes batches from a stream; it needs train.steps "
+                                            "(set train.steps, or use train.batch_size with train.epochs)")
+        if self.devices and self.strategy != "mirrored":
+            raise Broken(("devices",), f"train.devices applies to train.strategy: mirrored; got strategy "
+                                       f"{self.strategy!r}. Set train.strategy=mirrored or remove train.devices")
+        if self.schedule == "cosine" and self.reduce_lr_patience:
+            raise Broken(("reduce_lr_patience",), "train.reduce_lr_patience halves a constant learning rate; "
+                         "train.schedule: cosine already decays it. Set one of them: reduce_lr_patience: 0, or "
+                         "schedule: constant")
 
 @dataclass(frozen=True)
 class DecodingOptions:
@@ -277,6 +342,46 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def check(self) -> None:
+        """The rules across sections: what suits the task, and what streaming (train.steps) needs."""
+        self._check_task()
+        self._check_streaming()
+
+    def _check_task(self) -> None:
+        data, task = self.data, self.task
+        suits = {"language_model": ("text", "tfds"), "translate": ("dates", "parallel", "tsv", "tfds")}[task]
+        if data.source not in suits:
+            raise Broken(("data", "source"), f"data.source: {data.source} does not suit task: {task}; use "
+                                             f"data.source: {' or '.join(suits)}")
+        if task == "language_model" and not self.vocab.shared:
+            raise Broken(("vocab", "shared"), "vocab.shared must be true for a language_model: the text it reads is "
+                                              "the text it writes")
+        if task == "language_model" and self.vocab.subword_alpha:
+            raise Broken(("vocab", "subword_alpha"), "vocab.subword_alpha applies to translation: a language "
+                         "model's text is one stream of pieces, segmented once; remove it")
+        if data.source == "tfds" and task == "translate" and not (data.source_language and data.target_language):
+            missing = "source_language" if not data.source_language else "target_language"
+            raise Broken(("data", missing), "data.source_language and data.target_language name the dataset's "
+                         "source and target features with data.source: tfds (e.g. pt and en for "
+                         "ted_hrlr_translate/pt_to_en)")
+        if task != "translate" and self.train.select_by != "loss":
+            raise Broken(("train", "select_by"), f"train.select_by: {self.train.select_by} scores translations; a "
+                                                 f"{task} run selects by loss")
+
+    def _check_streaming(self) -> None:
+        data, train = self.data, self.train
+        longest = max(data.max_source_length, data.max_target_length)
+        if train.batch_tokens and train.batch_tokens < longest:
+            raise Broken(("train", "batch_tokens"), f"train.batch_tokens: {train.batch_tokens} is less than the "
+                         f"longest pair kept ({longest} tokens: data.max_source_length / max_target_length), which "
+                         f"could never be batched; raise batch_tokens to at least {longest} or lower the max lengths")
+        if train.steps and (self.task != "translate" or data.source not in ("parallel", "tsv")):
+            raise Broken(("train", "steps"), "train.steps streams translation files (data.source: parallel or tsv); "
+                                             f"{self.task} with data.source: {data.source} trains by train.epochs")
+        if isinstance(data.train, tuple) and data.train and isinstance(data.train[0], Corpus) and not train.steps:
+            raise Broken(("data", "train"), "data.train: corpora mixed by weight are streamed; set train.steps (or "
+                                            "list the files without weights)")
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
@@ -446,7 +551,10 @@ def _build(cls: type, raw: Any, path: tuple, where: _Where) -> Any:
         recipe = cls(**values)
     except UserError as error:  # rules of a section's own (DecodingOptions)
         raise UserError(f"{where(path)}{error}") from None
-    _check_together(recipe, path, where)
+    try:
+        getattr(recipe, "check", lambda: None)()
+    except Broken as broken:
+        raise UserError(f"{where(path + broken.key)}{broken.message}") from None
     return recipe
 
 
@@ -518,107 +626,6 @@ def _check_files(value: Any, path: tuple, where: _Where) -> str | tuple:
         files = paths(item["files"], f"{key}.files")
         corpora.append(Corpus(files if isinstance(files, tuple) else (files,), float(weight)))
     return tuple(corpora)
-
-
-def _check_together(config: Any, path: tuple, where: _Where) -> None:
-    """Rules that involve more than one key."""
-    suits = {"language_model": ("text", "tfds"), "translate": ("dates", "parallel", "tsv", "tfds")}
-    if isinstance(config, Recipe) and config.data.source not in suits[config.task]:
-        key = ("data", "source")
-        wanted = " or ".join(suits[config.task])
-        raise UserError(f"{where(key)}data.source: {config.data.source} does not suit task: {config.task}; "
-                        f"use data.source: {wanted}")
-    if isinstance(config, Recipe) and config.task == "language_model" and not config.vocab.shared:
-        key = ("vocab", "shared")
-        raise UserError(f"{where(key)}vocab.shared must be true for a language_model: the text it reads is the "
-                        "text it writes")
-    if isinstance(config, Recipe) and config.task == "language_model" and config.vocab.subword_alpha:
-        key = ("vocab", "subword_alpha")
-        raise UserError(f"{where(key)}vocab.subword_alpha applies to translation: a language model's text is one "
-                        "stream of pieces, segmented once; remove it")
-    if isinstance(config, VocabConfig) and config.level != "sentencepiece" and config.subword_alpha:
-        key = path + ("subword_alpha",)
-        raise UserError(f"{where(key)}vocab.subword_alpha samples SentencePiece segmentations; set vocab.level: "
-                        "sentencepiece, or remove it")
-    if isinstance(config, VocabConfig) and config.level == "sentencepiece" and config.max_size:
-        key = path + ("max_size",)
-        raise UserError(f"{where(key)}vocab.max_size applies to word and char vocabularies; a sentencepiece "
-                        "vocabulary has exactly vocab.size pieces: set that instead")
-    if isinstance(config, Recipe) and config.data.source == "tfds" and config.task == "translate" and not (
-            config.data.source_language and config.data.target_language):
-        key = ("data", "source_language" if not config.data.source_language else "target_language")
-        raise UserError(f"{where(key)}data.source_language and data.target_language name the dataset's source and "
-                        "target features with data.source: tfds (e.g. pt and en for ted_hrlr_translate/pt_to_en)")
-    if isinstance(config, DataConfig) and config.source == "tfds" and not config.dataset:
-        raise UserError(f"{where(path)}data.dataset is needed with data.source: tfds (a TensorFlow Datasets name, "
-                        "e.g. tiny_shakespeare)")
-    if isinstance(config, DataConfig) and config.source == "text" and not config.train:
-        raise UserError(f"{where(path)}data.train is needed with data.source: text (a plain text file, .gz read directly)")
-    if isinstance(config, DataConfig) and config.source == "text" and not config.validation and not config.split:
-        raise UserError(f"{where(path)}data.validation or data.split is needed with data.source: text "
-                        "(a validation file, or the share of data.train that trains, e.g. 0.9)")
-    if isinstance(config, DataConfig) and config.source == "parallel":
-        for name in ("train", "validation", "test", "source_language", "target_language"):
-            if not getattr(config, name):
-                key = path + (name,)
-                raise UserError(f"{where(path)}{'.'.join(key)} is needed with data.source: parallel "
-                                "(files PREFIX.SOURCE_LANGUAGE and PREFIX.TARGET_LANGUAGE for train, validation, test)")
-    if isinstance(config, DataConfig) and config.source == "tsv":
-        for name in ("train", "validation", "test"):
-            if not getattr(config, name):
-                key = path + (name,)
-                raise UserError(f"{where(path)}{'.'.join(key)} is needed with data.source: tsv (a file of "
-                                "SOURCE<TAB>TARGET lines for each of train, validation, test)")
-    if isinstance(config, TrainConfig) and config.steps and config.validate_every % config.checkpoint_every:
-        key = path + ("validate_every",)
-        raise UserError(f"{where(key)}{'.'.join(key)}: {config.validate_every} is not a multiple of "
-                        f"train.checkpoint_every ({config.checkpoint_every}); every validation is also a checkpoint, "
-                        "so the best weights can be kept. E.g. validate_every: "
-                        f"{max(1, config.validate_every // config.checkpoint_every) * config.checkpoint_every}")
-    if isinstance(config, Recipe) and config.task != "translate" and config.train.select_by != "loss":
-        key = ("train", "select_by")
-        raise UserError(f"{where(key)}train.select_by: {config.train.select_by} scores translations; a "
-                        f"{config.task} run selects by loss")
-    longest = max(config.data.max_source_length, config.data.max_target_length) if isinstance(config, Recipe) else 0
-    if isinstance(config, Recipe) and config.train.batch_tokens and config.train.batch_tokens < longest:
-        key = ("train", "batch_tokens")
-        raise UserError(f"{where(key)}train.batch_tokens: {config.train.batch_tokens} is less than the longest pair "
-                        f"kept ({longest} tokens: data.max_source_length / max_target_length), which could never be "
-                        f"batched; raise batch_tokens to at least {longest} or lower the max lengths")
-    if isinstance(config, TrainConfig) and config.batch_tokens and not config.steps:
-        key = path + ("batch_tokens",)
-        raise UserError(f"{where(key)}{'.'.join(key)} makes batches from a stream; it needs train.steps (set "
-                        "train.steps, or use train.batch_size with train.epochs)")
-    if isinstance(config, Recipe) and config.train.steps and (config.task != "translate" or config.data.source not in
-                                                             ("parallel", "tsv")):
-        key = ("train", "steps")
-        raise UserError(f"{where(key)}train.steps streams translation files (data.source: parallel or tsv); "
-                        f"{config.task} with data.source: {config.data.source} trains by train.epochs")
-    if isinstance(config, Recipe) and isinstance(config.data.train, tuple) and config.data.train and \
-            isinstance(config.data.train[0], Corpus) and not config.train.steps:
-        key = ("data", "train")
-        raise UserError(f"{where(key)}data.train: corpora mixed by weight are streamed; set train.steps (or list "
-                        "the files without weights)")
-    if isinstance(config, DataConfig) and config.source not in ("parallel", "tsv"):
-        for name in ("train", "validation", "test"):
-            if isinstance(getattr(config, name), tuple):
-                key = path + (name,)
-                raise UserError(f"{where(key)}{'.'.join(key)}: lists of files are for data.source: parallel or "
-                                "tsv; give one file")
-    if isinstance(config, TrainConfig) and config.devices and config.strategy != "mirrored":
-        key = path + ("devices",)
-        raise UserError(f"{where(key)}{'.'.join(key)} applies to train.strategy: mirrored; "
-                        f"got strategy {config.strategy!r}. Set train.strategy=mirrored or remove train.devices")
-    if isinstance(config, TrainConfig) and config.schedule == "cosine" and config.reduce_lr_patience:
-        key = path + ("reduce_lr_patience",)
-        raise UserError(f"{where(key)}{'.'.join(key)} halves a constant learning rate; train.schedule: cosine "
-                        "already decays it. Set one of them: reduce_lr_patience: 0, or schedule: constant")
-    if isinstance(config, ModelConfig) and config.bidirectional and config.units % 2:
-        key = path + ("units",)
-        raise UserError(
-            f"{where(key)}{'.'.join(key)} must be even with a bidirectional encoder "
-            f"(half the units read each direction); got {config.units}"
-        )
 
 
 def _plain(value: Any) -> Any:
