@@ -1,4 +1,4 @@
-"""mkdocs hook: the recipe key reference, generated from `textseq/recipe.py` so it cannot drift."""
+"""mkdocs hook: the recipe key reference, generated from `textseq/recipe/sections.py` so it cannot drift."""
 
 from __future__ import annotations
 
