@@ -229,7 +229,7 @@ def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: 
     from textseq import kernels
     from textseq.kernels.loss import TokenLoss
     from textseq.models.seq2seq import build_seq2seq
-    from textseq.training import make_optimizer
+    from textseq.optimization import make_optimizer
 
     recipe = multi30k_recipe(data_dir)
     keras.utils.set_random_seed(0)

@@ -100,8 +100,8 @@ def test_the_run_keeps_its_sentencepiece_models_and_a_resume_uses_them(spm_trans
     from textseq.data.vocab import Vocabulary
     from textseq.runs import Run
 
-    Run(run).save_vocabularies(*(Vocabulary.sentencepiece(model) for model in models.values()),
-                               Run(run).recipe().vocab)
+    Run(run).vocabulary_files(Run(run).recipe().vocab).save(
+        *(Vocabulary.sentencepiece(model) for model in models.values()))
     result = invoke("train", run / "recipe.yaml", "--out", run, "--set", "train.epochs=3")
     assert result.exit_code == 0, result.output
     assert "resumed_from_epoch 2" in result.stderr
@@ -322,7 +322,7 @@ def test_subword_regularization_samples_new_segmentations_for_training_only(spm_
 
     recipe = recipe_from_dict(Run.open(spm_translation).recipe().to_dict(),  # long enough for any sample
                               ["vocab.subword_alpha=0.1", "data.max_source_length=400", "data.max_target_length=400"])
-    data = TaskData.load(recipe, Run.open(spm_translation).vocabularies(recipe.vocab))
+    data = TaskData.load(recipe, Run.open(spm_translation).vocabulary_files(recipe.vocab).load())
     first, again = (next(iter(data.dataset("train", 32, shuffle_seed=0)))[1].numpy() for _ in range(2))
     assert not np.array_equal(first, again)  # the same rows, segmented anew
     decode = data.target.decode

@@ -13,16 +13,18 @@ they take any run.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from textseq.errors import UserError
-from textseq.inference import LoadedRun
 from textseq.files import write_atomically
-from textseq.checkpoints import load_weights, save_weights_atomically
+from textseq.checkpoints import load_model, load_weights, save_weights_atomically
 from textseq.runs import AVERAGED_FILE, Run, is_average
+
+log = logging.getLogger(__name__)
 
 
 def checkpoints_to_average(run: Run, last: int) -> list[Path]:
@@ -50,19 +52,22 @@ def average(run_dir: str | Path, last: int, out: str | Path | None = None, overw
     out = Path(out) if out is not None else run.averaged
     prepare_out(out, overwrite)
     paths = checkpoints_to_average(run, last)
-    loaded = LoadedRun.from_run(run.path)
-    weights = loaded.model.weights
+    recipe = run.recipe()
+    vocabularies = run.vocabulary_files(recipe.vocab)
+    source, target = vocabularies.load()
+    model = load_model(run, recipe, source.size, target.size)
+    weights = model.weights
     sums = [np.zeros(w.shape, np.float64) for w in weights]
     for path in paths:
-        load_weights(loaded.model, path)
+        load_weights(model, path)
         for total, weight in zip(sums, weights):
             total += np.asarray(weight.numpy(), np.float64)
     for total, weight in zip(sums, weights):
         weight.assign((total / len(paths)).astype(weight.dtype))
     out.mkdir(parents=True, exist_ok=True)
-    for source in [run.info_file, run.recipe_file, *run.vocab_files(loaded.recipe.vocab)]:
-        shutil.copyfile(source, out / source.name)
-    save_weights_atomically(loaded.model, out / "model.weights.h5")
+    for path in [run.info.path, run.recipe_file, *vocabularies.paths]:
+        shutil.copyfile(path, out / path.name)
+    save_weights_atomically(model, out / "model.weights.h5")
     record = {"run": str(run.path), "checkpoints": [path.name for path in paths]}
     write_atomically(out / AVERAGED_FILE, json.dumps(record, indent=2))
     return {"out": str(out), **record}
@@ -76,3 +81,21 @@ def prepare_out(out: Path, overwrite: bool) -> None:
         raise UserError(f"{out}: exists and was not written by textseq average; choose another --out")
     if not overwrite:
         raise UserError(f"{out}: holds an earlier average; pass --overwrite to replace it, or choose another --out")
+
+
+def average_last_checkpoints(run: Run, last: int, made: int) -> dict:
+    """train.average_last: the mean of the last checkpoints (fewer when the run `made` fewer) in RUN/averaged."""
+    if not last:
+        return {}
+    count = min(last, made)
+    if count < last:
+        log.warning("warning: train.average_last: %d, but the run has %d checkpoint(s); averaging those", last, count)
+    return {"averaged": average(run.path, count, overwrite=True)["out"]}
+
+
+def check_average_target(run: Run, last: int) -> None:
+    """Before any training: train.average_last must be able to write RUN/averaged when the run ends."""
+    if last and run.averaged.exists() and not is_average(run.averaged):
+        raise UserError(f"train.average_last: {last} writes the average to {run.averaged}, which exists and was not "
+                        f"written by textseq average; move that folder away, or set train.average_last: 0 and "
+                        f"average later with `textseq average {run.path} --last {last} --out DIR`")

@@ -16,7 +16,7 @@ import keras
 
 from textseq.data.sources import load_pairs
 from textseq.data.tasks import TaskData
-from textseq.inference import Translator
+from textseq.translating import TextTranslator
 from textseq.metrics import corpus_scores
 from textseq.recipe import DecodingOptions, Recipe
 
@@ -73,7 +73,7 @@ class TranslationScores(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or "val_loss" not in logs:
             return
-        translator = Translator(self.recipe, self.model, self.data.source, self.data.target)
+        translator = TextTranslator(self.model, self.data.source, self.data.target, self.recipe.data.max_source_length)
         hypotheses = translator.translate([source for source, _ in self.pairs],
                                           DecodingOptions(max_length=self.recipe.decode.max_length))
         scores = corpus_scores(hypotheses, [target for _, target in self.pairs], self.recipe.data.bleu_tokenize)

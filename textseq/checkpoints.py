@@ -25,11 +25,13 @@ import tensorflow as tf
 from textseq import files
 from textseq.distribute import barrier, task_index, workers
 from textseq.errors import UserError
-from textseq.models import Seq2Seq
+from textseq import kernels
+from textseq.models import Seq2Seq, build_seq2seq
 from textseq.steps import StepPlan
 
 if TYPE_CHECKING:
     from textseq.callbacks import StopOnNonFiniteLoss
+    from textseq.recipe import Recipe
     from textseq.runs import Run
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,19 @@ def load_weights(model, path: Path, remedy: str = "copy it back from a backup") 
     except Exception as error:  # noqa: BLE001 - h5py and Keras raise OSError, ValueError, KeyError...
         raise UserError(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
                         f"the file is damaged or belongs to another recipe: {remedy}") from None
+
+
+def load_model(run: Run, recipe: Recipe, source_size: int, target_size: int) -> Seq2Seq:
+    """The run's model with its best weights (`model.weights.h5`), the speed path installed where the
+    recipe trains with it."""
+    model = build_seq2seq(recipe.model, source_size, target_size)
+    if kernels.enabled(recipe.train):
+        kernels.install(model)
+    model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
+    load_weights(model, run.weights_file, remedy=(
+        f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "
+        f"{run.path} --overwrite"))
+    return model
 
 
 class CheckpointFolder:

@@ -35,7 +35,8 @@ from textseq import __version__
 from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
 from textseq.decoding import decode
 from textseq.errors import UserError
-from textseq.inference import LanguageModel, Translator, load, next_top_k, source_ids
+from textseq.inference import LanguageModel, Translator, load, next_top_k
+from textseq.translating import source_ids
 from textseq import files
 from textseq.streaming import walk
 

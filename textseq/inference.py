@@ -20,24 +20,19 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from textseq import kernels
 from textseq.constants import PAD, UNK
 from textseq.data.tokenizer import Tokenizer, tokenizer_for
-from textseq.decoding import DecodingOptions, decode, sampler
+from textseq.decoding import DecodingOptions, sampler
 from textseq.errors import UserError
-from textseq.models import Seq2Seq, build_seq2seq
+from textseq.models import Seq2Seq
 from textseq.next_words import next_word_top_k
 from textseq.recipe import Recipe
-from textseq.checkpoints import load_weights
-from textseq.runs import Run
+from textseq.checkpoints import load_model
+from textseq.runs import Run, weights_record
 from textseq.streaming import walk
+from textseq.translating import Hypothesis, TextTranslator
 
 log = logging.getLogger(__name__)
-
-
-class Hypothesis(NamedTuple):
-    text: str
-    score: float  # sum of token log-probabilities, over the length penalty for beam search with alpha > 0
 
 
 class Attention(NamedTuple):
@@ -52,17 +47,7 @@ class Prediction(NamedTuple):
 
 
 # Graph functions shared by the classes below and by the export (textseq/export.py), so a SavedModel
-# answers exactly as the library does.
-
-
-def at_least_one_step(ids: tf.Tensor) -> tf.Tensor:
-    """Pads `[batch, steps]` ids with PAD to one step when there are none (an empty text)."""
-    return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
-
-
-def source_ids(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int) -> tf.Tensor:
-    """Strings `[batch]` -> source ids `[batch, steps]`, truncated to `max_length`, at least one step."""
-    return at_least_one_step(tokenizer.encode(texts)[:, :max_length].to_tensor(PAD))
+# answers exactly as the library does (translations: `textseq.translating`).
 
 
 def next_top_k(model: Seq2Seq, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -103,7 +88,7 @@ class LoadedRun:
     def __init__(self, recipe: Recipe, model: Seq2Seq, source: Tokenizer, target: Tokenizer, path: Path | None = None):
         self.recipe, self.model, self.source, self.target = recipe, model, source, target
         self.path = path  # the run directory it was loaded from
-        self.weights: dict = {}  # which weights were loaded (`Run.weights_record`), when loaded from a run
+        self.weights: dict = {}  # which weights were loaded (`runs.weights_record`), when loaded from a run
         self._compiled: dict = {}
 
     @classmethod
@@ -114,15 +99,9 @@ class LoadedRun:
             verbs = "predict, generate and demo" if recipe.task == "language_model" else "translate and attention"
             raise UserError(f"{run.path} is a {recipe.task} run: textseq {verbs} use it "
                             "(in Python: textseq.inference.load)")
-        source_vocab, target_vocab = run.vocabularies(recipe.vocab)
-        model = build_seq2seq(recipe.model, source_vocab.size, target_vocab.size)
-        if kernels.enabled(recipe.train):
-            kernels.install(model)
-        model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
-        weights = run.weights_record()
-        load_weights(model, run.weights_file, remedy=(
-            f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "
-            f"{run.path} --overwrite"))
+        source_vocab, target_vocab = run.vocabulary_files(recipe.vocab).load()
+        weights = weights_record(run)
+        model = load_model(run, recipe, source_vocab.size, target_vocab.size)
         holder = run.lock.holder()
         if holder:
             chosen = ", ".join(f"{key} {weights[key]}" for key in ("epoch", "step") if key in weights)
@@ -162,46 +141,32 @@ class Translator(LoadedRun):
             settings["beam_size"] = 1  # sampling was asked for, the recipe's beam was not
         return DecodingOptions(**settings)
 
+    @property
+    def texts(self) -> TextTranslator:
+        """The model and tokenizers as a `TextTranslator` (its compiled searches kept)."""
+        if "texts" not in self._compiled:
+            self._compiled["texts"] = TextTranslator(self.model, self.source, self.target,
+                                                     self.recipe.data.max_source_length)
+        return self._compiled["texts"]
+
     def encode(self, texts: list[str]) -> tf.Tensor:
         """Source ids `[batch, steps]`, truncated to the recipe's `data.max_source_length`, at least one step."""
-        return source_ids(self.source, tf.constant(texts, tf.string), self.recipe.data.max_source_length)
+        return self.texts.encode(texts)
 
     def search(self, source_ids: tf.Tensor, options: DecodingOptions):
         """`decode` compiled once per options: (tokens, scores, weights) tensors."""
-        if options not in self._compiled:
-            self._compiled[options] = tf.function(
-                lambda ids: decode(self.model, ids, options),
-                input_signature=[tf.TensorSpec([None, None], tf.int32)])
-        return self._compiled[options](source_ids)
+        return self.texts.search(source_ids, options)
 
     def n_best(self, texts: list[str], options: DecodingOptions | None = None, batch_size: int = 64,
                progress: Callable[[int, int], None] | None = None) -> list[list[Hypothesis]]:
-        """The `options.n_best` best hypotheses of every text, in input order.
-
-        Texts are decoded in batches of similar length (less padding); `progress(done, total)` is
-        called after each batch with the number of texts decoded so far and in all.
-        """
-        options = options or self.options()
-        lengths = self.source.encode(tf.constant(texts, tf.string)).row_lengths().numpy() if texts else []
-        order = np.argsort(lengths, kind="stable")
-        results: list[list[Hypothesis]] = [[] for _ in texts]
-        for start in range(0, len(texts), batch_size):
-            chunk = order[start:start + batch_size]
-            tokens, scores, _ = self.search(self.encode([texts[i] for i in chunk]), options)
-            n = tokens.shape[1]
-            decoded = self.target.decode(tf.reshape(tokens, [len(chunk) * n, -1])).numpy()
-            scores = scores.numpy()
-            for row, index in enumerate(chunk):
-                results[index] = [Hypothesis(decoded[row * n + k].decode("utf-8"), float(scores[row, k]))
-                                  for k in range(n)]
-            if progress:
-                progress(min(start + batch_size, len(texts)), len(texts))
-        return results
+        """The `options.n_best` best hypotheses of every text (the recipe's `decode` by default), in input
+        order; see `TextTranslator.n_best`."""
+        return self.texts.n_best(texts, options or self.options(), batch_size, progress)
 
     def translate(self, texts: list[str], options: DecodingOptions | None = None, batch_size: int = 64,
                   progress: Callable[[int, int], None] | None = None) -> list[str]:
         """The best translation of every text, in input order."""
-        return [hyps[0].text for hyps in self.n_best(texts, options, batch_size, progress)]
+        return self.texts.translate(texts, options or self.options(), batch_size, progress)
 
     def attention(self, text: str, options: DecodingOptions | None = None) -> Attention:
         """The best translation of `text` with the attention weights of each produced token."""

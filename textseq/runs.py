@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 class Run:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.info_file = self.path / "run.json"
+        self.info = RunInfo(self.path / "run.json")
         self.recipe_file = self.path / "recipe.yaml"
         self.checkpoints = CheckpointFolder(self.path / "checkpoints")
         self.weights_file = self.path / "model.weights.h5"
@@ -89,9 +89,9 @@ class Run:
         run = cls(path)
         if not run.path.is_dir():
             raise UserError(f"{run.path}: no such run directory; train one with `textseq train RECIPE --out {run.path}`")
-        if not run.recipe_file.exists() or not run.info_file.exists():
+        if not run.recipe_file.exists() or not run.info.path.exists():
             raise UserError(f"{run.path}: not a textseq run directory (no recipe.yaml or run.json)")
-        run.check_format()
+        run.info.check_format()
         if not run.weights_file.exists() and run.has_trained():
             raise UserError(f"{run.weights_file}: missing, though the run has trained; copy it back from a backup, "
                             f"or train the run anew with textseq train {run.recipe_file} --out {run.path} --overwrite")
@@ -101,29 +101,6 @@ class Run:
                             "stopped, run it again (after mending what it reported): "
                             f"`textseq train {run.recipe_file} --out {run.path}`")
         return run
-
-    def info(self) -> dict:
-        """run.json: the textseq version that made the run, the run format and the creation time."""
-        try:
-            info = json.loads(self.info_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise UserError(f"{self.info_file}: cannot be read ({error}); the run directory is damaged: restore the "
-                            "file from a backup, or train again with --overwrite") from None
-        if not isinstance(info, dict):
-            raise UserError(f"{self.info_file}: expected a JSON object; the run directory is damaged")
-        return info
-
-    def check_format(self) -> None:
-        """Refuses a run written by a newer textseq in a layout this one does not know."""
-        info = self.info()
-        if not isinstance(info.get("format", 1), int) or isinstance(info.get("format"), bool):
-            raise UserError(f"{self.info_file}: \"format\" is {json.dumps(info['format'])}, expected a whole number; "
-                            "the run directory is damaged: restore run.json from a backup (a new run writes "
-                            f"\"format\": {RUN_FORMAT})")
-        if info.get("format", 1) > RUN_FORMAT:
-            raise UserError(f"{self.path}: written by textseq {info.get('textseq_version', '?')} in run format "
-                            f"{info['format']}; this textseq {__version__} reads format {RUN_FORMAT} and older. "
-                            "Upgrade textseq (pip install -U textseq) to use this run")
 
     @classmethod
     def prepare(cls, path: str | Path, recipe: Recipe, overwrite: bool = False) -> tuple["Run", bool]:
@@ -135,7 +112,7 @@ class Run:
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise UserError(f"{run.path}: exists and is not a directory; choose another --out")
-        if run.path.is_dir() and not run.info_file.exists() and any(
+        if run.path.is_dir() and not run.info.path.exists() and any(
                 entry.name != run.lock.path.name for entry in run.path.iterdir()):
             raise UserError(f"{run.path}: exists and is not a textseq run directory (no run.json); textseq does not "
                             "write into it, with or without --overwrite. Choose another --out")
@@ -161,16 +138,14 @@ class Run:
             log.info("%s: had not saved a checkpoint yet; starting it anew with this recipe (%s differ)",
                      self.path, ", ".join(sorted(changed)))
             self.delete_files()
-        if self.info_file.exists():
+        if self.info.path.exists():
             if not overwrite:
                 raise UserError(
                     f"{self.path}: a textseq run whose recipe.yaml is missing, so it cannot be resumed; put the "
                     f"recipe it was trained with back as {self.recipe_file} and run the same command, or pass "
                     "--overwrite to delete this run's files and train anew")
             self.delete_files()
-        write_atomically(self.info_file, json.dumps(
-            {"textseq_version": __version__, "format": RUN_FORMAT,
-             "created": dt.datetime.now(dt.timezone.utc).isoformat()}, indent=2))
+        self.info.create()
         self.write_recipe(recipe)
         return False
 
@@ -192,26 +167,11 @@ class Run:
         """Where `textseq average` and train.average_last write the mean of the last checkpoints."""
         return self.path / "averaged"
 
-    def weights_record(self) -> dict:
-        """Which weights `model.weights.h5` holds, for what is computed from them (evaluate, export):
-        its SHA-256 and the epoch (step) whose validation chose it, or the checkpoints it averages."""
-        record = {"file": self.weights_file.name, "sha256": file_sha256(self.weights_file)}
-        state = self.checkpoints.state() or {}
-        for key in ("best_epoch", "best_step"):
-            if state.get(key) is not None:
-                record[key.removeprefix("best_")] = state[key]
-        if is_average(self.path):
-            try:
-                record["averaged"] = json.loads((self.path / AVERAGED_FILE).read_text(encoding="utf-8"))["checkpoints"]
-            except (OSError, ValueError, TypeError, KeyError):
-                record["averaged"] = "unknown checkpoints"
-        return record
-
     def recipe(self) -> Recipe:
         try:
             return load_recipe(self.recipe_file)
         except UserError as error:
-            made_by = self.info().get("textseq_version") if self.info_file.exists() else None
+            made_by = self.info.read().get("textseq_version") if self.info.path.exists() else None
             if made_by and made_by != __version__:
                 raise UserError(f"{error} (the run was made by textseq {made_by}; this is textseq {__version__})") from None
             raise
@@ -219,65 +179,93 @@ class Run:
     def write_recipe(self, recipe: Recipe) -> None:
         write_atomically(self.recipe_file, recipe.to_yaml())
 
-    def vocab_files(self, config: VocabConfig) -> tuple[Path, Path]:
-        """The source and target vocabulary files (the same file twice when `vocab.shared`)."""
-        source, target = vocabulary_file_names(config)
-        return self.path / source, self.path / target
+    def vocabulary_files(self, config: VocabConfig) -> "VocabularyFiles":
+        return VocabularyFiles(self.path, config, self.info)
 
-    def save_vocabularies(self, source: Vocabulary, target: Vocabulary, config: VocabConfig) -> None:
-        """Writes the vocabulary files; in a run, run.json records their SHA-256 for `vocabularies`."""
-        source_file, target_file = self.vocab_files(config)
-        source.save(source_file)
-        if not config.shared:
-            target.save(target_file)
-        if self.info_file.exists():
-            info = self.info()
-            info["vocabularies"] = {path.name: file_sha256(path) for path in dict.fromkeys([source_file, target_file])}
-            write_atomically(self.info_file, json.dumps(info, indent=2))
 
-    def vocabularies(self, config: VocabConfig) -> tuple[Vocabulary, Vocabulary]:
-        """The run's vocabularies; a file whose SHA-256 is not the one run.json recorded is refused
-        (another vocabulary of the same size would be read without error, and the weights misread)."""
-        source_file, target_file = self.vocab_files(config)
-        source = Vocabulary.load(source_file)  # first: a missing or unreadable file has a message of its own
-        target = source if config.shared else Vocabulary.load(target_file)
-        recorded = self.info().get("vocabularies") or {} if self.info_file.exists() else {}
-        for path in dict.fromkeys([source_file, target_file]):
+class RunInfo:
+    """run.json: the textseq version that made the run, the run format, the creation time and the SHA-256
+    of each vocabulary file the run trained with."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> dict:
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise UserError(f"{self.path}: cannot be read ({error}); the run directory is damaged: restore the "
+                            "file from a backup, or train again with --overwrite") from None
+        if not isinstance(info, dict):
+            raise UserError(f"{self.path}: expected a JSON object; the run directory is damaged")
+        return info
+
+    def create(self) -> None:
+        write_atomically(self.path, json.dumps({"textseq_version": __version__, "format": RUN_FORMAT,
+                                                "created": dt.datetime.now(dt.timezone.utc).isoformat()}, indent=2))
+
+    def record(self, **fields) -> None:
+        """Adds (or replaces) fields of run.json."""
+        write_atomically(self.path, json.dumps({**self.read(), **fields}, indent=2))
+
+    def check_format(self) -> None:
+        """Refuses a run written by a newer textseq in a layout this one does not know."""
+        info = self.read()
+        if not isinstance(info.get("format", 1), int) or isinstance(info.get("format"), bool):
+            raise UserError(f"{self.path}: \"format\" is {json.dumps(info['format'])}, expected a whole number; "
+                            "the run directory is damaged: restore run.json from a backup (a new run writes "
+                            f"\"format\": {RUN_FORMAT})")
+        if info.get("format", 1) > RUN_FORMAT:
+            raise UserError(f"{self.path.parent}: written by textseq {info.get('textseq_version', '?')} in run format "
+                            f"{info['format']}; this textseq {__version__} reads format {RUN_FORMAT} and older. "
+                            "Upgrade textseq (pip install -U textseq) to use this run")
+
+
+class VocabularyFiles:
+    """A run's vocabulary files (the same file twice with `vocab.shared`), saved with their SHA-256 in
+    run.json: a replaced file is refused on load, since another vocabulary of the same size would be
+    read without error and the weights would read other tokens."""
+
+    def __init__(self, folder: Path, config: VocabConfig, info: RunInfo):
+        self.config, self.info = config, info
+        self.paths = tuple(folder / name for name in vocabulary_file_names(config))
+
+    def save(self, source: Vocabulary, target: Vocabulary) -> None:
+        """Writes the files; in a run, run.json records their SHA-256."""
+        source.save(self.paths[0])
+        if not self.config.shared:
+            target.save(self.paths[1])
+        if self.info.path.exists():
+            self.info.record(vocabularies={path.name: file_sha256(path) for path in dict.fromkeys(self.paths)})
+
+    def load(self) -> tuple[Vocabulary, Vocabulary]:
+        source = Vocabulary.load(self.paths[0])  # first: a missing or unreadable file has a message of its own
+        target = source if self.config.shared else Vocabulary.load(self.paths[1])
+        recorded = self.info.read().get("vocabularies") or {} if self.info.path.exists() else {}
+        for path in dict.fromkeys(self.paths):
             if path.name in recorded and file_sha256(path) != recorded[path.name]:
                 raise UserError(
                     f"{path}: is not the vocabulary this run was trained with (its SHA-256 differs from the one "
-                    f"{self.info_file.name} recorded); the weights would read other tokens. Put the run's own "
+                    f"{self.info.path.name} recorded); the weights would read other tokens. Put the run's own "
                     f"{path.name} back (from a backup or a copy of the run), or train anew with --overwrite")
         return source, target
 
-    def check_shards(self, fingerprints: list[list]) -> None:
-        """Records the training files' fingerprints (`[name, size, sha256]`), or checks them against those
-        recorded: a streamed run resumes at byte positions in its files, which mean nothing in a changed
-        file. Only the contents count: a corpus moved elsewhere (data.dir, $TEXTSEQ_DATA) resumes."""
+
+def weights_record(run: Run) -> dict:
+    """Which weights a run's `model.weights.h5` holds, for what is computed from them (evaluate, export):
+    its SHA-256 and the epoch (step) whose validation chose it, or the checkpoints it averages."""
+    record = {"file": run.weights_file.name, "sha256": file_sha256(run.weights_file)}
+    state = run.checkpoints.state() or {}
+    for key in ("best_epoch", "best_step"):
+        if state.get(key) is not None:
+            record[key.removeprefix("best_")] = state[key]
+    if is_average(run.path):
         try:
-            recorded = json.loads(self.shards_file.read_text(encoding="utf-8"))
-            contents = [entry[1:] for entry in recorded]
-        except FileNotFoundError:
-            write_atomically(self.shards_file, json.dumps(fingerprints, indent=1))
-            return
-        except (OSError, ValueError, TypeError, IndexError):
-            raise UserError(f"{self.shards_file}: is damaged; it records the training files this run reads. Restore "
-                            "it from a backup, or train anew (--overwrite, or another --out)") from None
-        if contents == [entry[1:] for entry in fingerprints]:
-            if recorded != fingerprints:
-                log.info("the training files moved (same contents): %s", fingerprints[0][0])
-                write_atomically(self.shards_file, json.dumps(fingerprints, indent=1))
-            return
-        before = {entry[0]: entry for entry in recorded}
-        now = {entry[0]: entry for entry in fingerprints}
-        changed = sorted(set(before) ^ set(now)) or [name for name in now if before[name] != now[name]]
-        what = ("was added or removed" if changed[0] not in before or changed[0] not in now else
-                f"changed ({before[changed[0]][1]} bytes then, {now[changed[0]][1]} now)" if before[changed[0]][1] !=
-                now[changed[0]][1] else "changed (same size, other bytes)")
-        raise UserError(f"data.train: {changed[0]} {what} since this run started"
-                        f"{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''}; a streamed run resumes at "
-                        "positions in its files, which a changed file does not have. Put the files back as they "
-                        "were to resume, or train anew on the new files (another --out, or --overwrite)")
+            record["averaged"] = json.loads((run.path / AVERAGED_FILE).read_text(encoding="utf-8"))["checkpoints"]
+        except (OSError, ValueError, TypeError, KeyError):
+            record["averaged"] = "unknown checkpoints"
+    return record
+
 
 def is_average(path: Path) -> bool:
     """Whether `path` is a run directory that `textseq average` wrote (and may replace)."""

@@ -16,10 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from textseq.averaging import average_last_checkpoints, check_average_target
 from textseq.baselines import add_one_unigram
 from textseq.data.pipeline import examples_dataset
 from textseq.data.sources import resolve
-from textseq.data.streams import data_error, fingerprints
+from textseq.data.fingerprints import check_fingerprints, fingerprints
+from textseq.data.streams import data_error
 from textseq.data.tasks import StreamedData, TaskData
 from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, is_chief, make_strategy,
                                 precision, resolve_precision, work_around_keras_multi_worker, workers)
@@ -28,10 +30,11 @@ from textseq import kernels
 from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
+from textseq.optimization import make_optimizer
 from textseq.recipe import Recipe, TrainConfig
 from textseq.callbacks import STOP, StepClock, StopOnNonFiniteLoss, StopWhenRequested, TranslationScores
 from textseq.checkpoints import EpochCheckpoint
-from textseq.runs import Run, is_average
+from textseq.runs import Run
 from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches, stream_context
 
 log = logging.getLogger(__name__)
@@ -94,30 +97,11 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
             raise data_error(error) or error from None
     state = checkpoint.state if chief else {}
     check_finished(guard, state)
-    averaged = average_last_checkpoints(run, recipe.train.average_last, checkpoint) if chief and history else {}
+    last, made = recipe.train.average_last, len(checkpoint.lineage)
+    averaged = average_last_checkpoints(run, last, made) if chief and history else {}
     return {**summary(run, strategy, policy, model, initial_epoch, history, state, started), **clock.summary(),
             **averaged, **(dict(resumed_from_step=done_steps, steps_done=int(model.optimizer.iterations.numpy()),
                                 best_step=state.get("best_step")) if plan else {})}
-
-
-def average_last_checkpoints(run: Run, last: int, checkpoint: "EpochCheckpoint") -> dict:
-    """train.average_last: the mean of the last checkpoints (fewer when fewer were made) in RUN/averaged."""
-    from textseq.averaging import average
-
-    if not last:
-        return {}
-    count = min(last, len(checkpoint.lineage))
-    if count < last:
-        log.warning("warning: train.average_last: %d, but the run has %d checkpoint(s); averaging those", last, count)
-    return {"averaged": average(run.path, count, overwrite=True)["out"]}
-
-
-def check_average_target(run: Run, last: int) -> None:
-    """Before any training: train.average_last must be able to write RUN/averaged when the run ends."""
-    if last and run.averaged.exists() and not is_average(run.averaged):
-        raise UserError(f"train.average_last: {last} writes the average to {run.averaged}, which exists and was not "
-                        f"written by textseq average; move that folder away, or set train.average_last: 0 and "
-                        f"average later with `textseq average {run.path} --last {last} --out DIR`")
 
 
 def describe_data(data: TaskData) -> str:
@@ -142,14 +126,14 @@ def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
         check_average_target(run, recipe.train.average_last)
     # A run that has trained must go on with its own vocabulary (loading it names a missing or damaged
     # file); one that stopped before its first checkpoint builds it again.
-    saved_vocab = resumed and (run.has_trained() or all(path.exists() for path in run.vocab_files(recipe.vocab)))
-    data = TaskData.load(recipe, run.vocabularies(recipe.vocab) if saved_vocab else None)
+    saved_vocab = resumed and (run.has_trained() or all(path.exists() for path in run.vocabulary_files(recipe.vocab).paths))
+    data = TaskData.load(recipe, run.vocabulary_files(recipe.vocab).load() if saved_vocab else None)
     if not saved_vocab and chief:
-        run.save_vocabularies(data.source.vocab, data.target.vocab, recipe.vocab)
+        run.vocabulary_files(recipe.vocab).save(data.source.vocab, data.target.vocab)
     if isinstance(data, StreamedData):
         if chief:
-            run.check_shards(fingerprints([shard for shards in data.corpora for shard in shards],
-                                          resolve(recipe.data, ".")))
+            shards = [shard for shards in data.corpora for shard in shards]
+            check_fingerprints(run.shards_file, fingerprints(shards, resolve(recipe.data, ".")))
         return data
     train_count = int(data.train[0].nrows())
     if train_count < recipe.train.batch_size:
@@ -290,30 +274,3 @@ def summary(run: Run, strategy: tf.distribute.Strategy, policy: str, model: Seq2
 def log_learning_rate(model: keras.Model, logs: dict) -> None:
     """The rate the epoch's last step used, for metrics.csv and the progress bar."""
     logs["learning_rate"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """The recipe's optimizer; a cosine schedule counts the optimizer's steps, so a resumed run goes on
-    along the same curve.
-
-    >>> optimizer = make_optimizer(TrainConfig(schedule="cosine", learning_rate=1.0, epochs=2), 5)
-    >>> _ = optimizer.iterations.assign(10)  # the last step of epoch 2
-    >>> round(float(optimizer.learning_rate), 6)
-    0.1
-    """
-    learning_rate = config.learning_rate
-    if config.schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.steps or config.epochs * steps_per_epoch, alpha=0.1)
-    clipping = {"global_clipnorm" if config.clip == "global" else "clipnorm": config.clipnorm}
-    return optimizer_class(config)(learning_rate=learning_rate, **clipping)
-
-
-def optimizer_class(config: TrainConfig) -> type[keras.optimizers.Optimizer]:
-    """The recipe's optimizer: Keras' own, or with the speed path's exact sparse clipping."""
-    if kernels.enabled(config):
-        from textseq.kernels.optimizers import OPTIMIZERS
-
-        return OPTIMIZERS[config.optimizer]
-    return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
-            "rmsprop": keras.optimizers.RMSprop}[config.optimizer]

@@ -62,18 +62,18 @@ def save(vocabularies, recipe: Recipe, out: Path) -> list[str]:
         raise UserError(f"--out {out}: is a run directory, whose vocabulary its weights were trained with; nothing "
                         "was written. Choose another directory")
     run = Run(out)
-    existing = sorted({str(path) for path in run.vocab_files(recipe.vocab) if path.exists()})
+    existing = sorted({str(path) for path in run.vocabulary_files(recipe.vocab).paths if path.exists()})
     if existing:
         raise UserError(f"--out {out}: {', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}; textseq "
                         "vocab does not replace files, nothing was written. Choose a new or empty directory, or "
                         "move the file away")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        run.save_vocabularies(*vocabularies, recipe.vocab)
+        run.vocabulary_files(recipe.vocab).save(*vocabularies)
     except OSError as error:
         raise UserError(f"--out {out}: cannot write the vocabulary ({error.strerror or error}); choose a "
                         "directory you can write to") from None
-    return sorted({str(path) for path in run.vocab_files(recipe.vocab)})
+    return sorted({str(path) for path in run.vocabulary_files(recipe.vocab).paths})
 
 
 def side_stats(tokenizer, lines: list[str]) -> dict:

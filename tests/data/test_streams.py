@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from textseq.data.sources import Shard, load_pairs, split_shards
-from textseq.data.streams import data_error, fingerprints, pair_stream, sample_pairs, training_batches
+from textseq.data.fingerprints import fingerprints
+from textseq.data.streams import data_error, pair_stream, sample_pairs, training_batches
 from textseq.data.tokenizer import Tokenizer, iter_tokens
 from textseq.data.vocab import Vocabulary
 from textseq.errors import UserError

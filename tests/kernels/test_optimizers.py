@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from textseq.kernels import optimizers
 from textseq.recipe import TrainConfig
-from textseq.training import make_optimizer
+from textseq.optimization import make_optimizer
 
 IDS = tf.constant([[3, 1, 3], [3, 0, 2]])  # row 3 looked up three times
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +25,7 @@ import tensorflow as tf
 from textseq.constants import BOS, EOS, PAD
 from textseq.data.sampling import reservoir
 from textseq.data.sources import BAD_COLUMNS, MISALIGNED, Shard, is_gzip, shard_pairs
-from textseq.data.textfiles import NOT_UTF8, file_sha256
+from textseq.data.textfiles import NOT_UTF8
 from textseq.data.tokenizer import Tokenizer
 from textseq.errors import UserError
 from textseq.recipe import DataConfig, TrainConfig
@@ -289,13 +288,3 @@ def sample_length_share(sample, source: Tokenizer, target: Tokenizer, data: Data
     target_lengths = target.encode(tf.constant([t for _, t in sample])).row_lengths().numpy()
     over = (source_lengths > data.max_source_length) | (target_lengths >= data.max_target_length)
     return int(np.sum(over)), len(sample)
-
-
-def fingerprints(shards: list[Shard], root: Path) -> list[list]:
-    """[name, size, SHA-256 of its bytes] of every file, the name relative to `root` (data.dir) when it is
-    under it: what tells a changed file, wherever the corpus lies (a moved corpus has the same contents)."""
-    found = []
-    for path in (path for shard in shards for path in shard.files):
-        name = path.relative_to(root) if path.is_relative_to(root) else path
-        found.append([str(name), path.stat().st_size, file_sha256(path)])
-    return found
