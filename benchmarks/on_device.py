@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["TEXTSEQ_DATA"] = str(args.data_dir.resolve())
 
-    from textseq.data.pipeline import encode_stream
+    from textseq.data.pipeline import encode_text
     from textseq.data.sources import load_text
     from textseq.export import export
     from textseq.inference import LanguageModel
@@ -63,7 +63,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "textseq", "train", str(RECIPE), "--out", str(args.run)], check=True)
     model = LanguageModel.from_run(args.run)
     data = model.recipe.data
-    stream = encode_stream(load_text(data, "test"), model.target).numpy()
+    stream = encode_text(load_text(data, "test"), model.target).numpy()
     parameters = int(sum(np.prod(w.shape) for w in model.model.weights))
     print(f"CPU: {cpu_model()}; {args.run}: {parameters:,} parameters, test stream {len(stream):,} tokens",
           file=sys.stderr)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from textseq.cli import cli
 from textseq.constants import BOS, EOS
-from textseq.data.pipeline import encode_stream, language_model_examples, stream_dataset
+from textseq.data.pipeline import encode_text, language_model_examples, window_dataset
 from textseq.data.tasks import TaskData
 from textseq.evaluation import evaluate
 from textseq.inference import LanguageModel
@@ -43,7 +43,7 @@ def test_windows_cover_every_token_once_with_the_context_before_it():
 
 def test_word_streams_end_lines_with_eos_and_count_every_token(lm_run):
     model = LanguageModel.from_run(lm_run)
-    stream = encode_stream("a man .\n\n  \ntwo dogs\n", model.source).numpy().tolist()
+    stream = encode_text("a man .\n\n  \ntwo dogs\n", model.source).numpy().tolist()
     assert stream[3] == EOS and stream[-1] == EOS and len(stream) == 7  # blank lines add nothing
     data = TaskData.load(model.recipe, (model.source.vocab, model.target.vocab), splits=("test",))
     words = sum(len(line.split()) + 1 for line in (Path(model.recipe.data.dir) / "test.txt").read_text().splitlines()
@@ -81,7 +81,7 @@ def test_perplexity_is_exp_of_the_mean_token_loss_by_hand(lm_run, carry):
     rows = 8
     metrics = evaluate(model, "test", batch_size=rows)
     data = TaskData.load(model.recipe, (model.source.vocab, model.target.vocab), splits=("test",))
-    stream = data.streams["test"].tolist()
+    stream = data.token_ids["test"].tolist()
     row_length = -(-len(stream) // rows) if carry else len(stream)  # without carry: one row, windows reset
     total, count, top1 = 0.0, 0, 0
     for row_start in range(0, len(stream), row_length):
@@ -111,7 +111,7 @@ def test_evaluate_reads_the_split_in_the_rows_the_run_validated_with(lm_run):
 
 def test_consecutive_windows_split_the_stream_into_rows_and_carry_on():
     stream = np.arange(10, 33)
-    batches = list(stream_dataset(stream, context=3, continuation=4, batch_size=3))
+    batches = list(window_dataset(stream, context=3, continuation=4, batch_size=3))
     rows = [sum((b[1].numpy()[r][b[1].numpy()[r] != 0].tolist() for b in batches), []) for r in range(3)]
     assert rows == [list(range(10, 18)), list(range(18, 26)), list(range(26, 33))]  # every token once, in order
     assert [b[0]["reset"].numpy().tolist() for b in batches] == [[1] * 3, [0] * 3]
@@ -121,14 +121,14 @@ def test_consecutive_windows_split_the_stream_into_rows_and_carry_on():
     firsts = []
     for e in (0, 1, 0):
         epoch.assign(e)
-        batches = list(stream_dataset(stream, 3, 4, 2, shuffle_seed=5, epoch=epoch))
+        batches = list(window_dataset(stream, 3, 4, 2, shuffle_seed=5, epoch=epoch))
         assert all(int((b[1].numpy() != 0).sum()) == 8 for b in batches)
         firsts.append(int(batches[0][1].numpy()[0, 0]))
     assert firsts[0] == firsts[2]
 
 
 def test_predict_reads_the_text_as_evaluation_does_and_marks_unknown_words(lm_run):
-    result = invoke("predict", lm_run, "a man in a zzyzx", "--json", "--top-k", "3")
+    result = invoke("predict", lm_run, "a man in a zzyzx", "--json", "--suggestions", "3")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["text"] == "a man in a zzyzx" and payload["unknown"] == ["zzyzx"]
@@ -144,7 +144,8 @@ def test_predict_reads_the_text_as_evaluation_does_and_marks_unknown_words(lm_ru
         best = log_probs.argsort()[::-1][:3]
         assert [p.token for p in shown] == [model.vocab_tokens[i] for i in best]
         np.testing.assert_allclose([p.probability for p in shown], np.exp(log_probs[best]), rtol=1e-4)
-    assert invoke("predict", lm_run, "a man in a zzyzx", "--json", "--top-k", "3").stdout == result.stdout
+    old_name = invoke("predict", lm_run, "a man in a zzyzx", "--json", "--top-k", "3")  # the old name still works
+    assert old_name.stdout == result.stdout and "--top-k is now --suggestions" in old_name.stderr
     batch = ["", "   ", "中文 と émigré", "a " * 500, text]  # never an error; a batch answers as one text at a time
     together = model.predict(batch, 2)
     for one, text in zip(together, batch):
@@ -164,7 +165,7 @@ def test_generate_is_greedy_or_seeded(lm_run):
 
 
 def test_demo_reads_piped_lines_until_an_empty_one(lm_run):
-    process = subprocess.run([sys.executable, "-m", "textseq", "demo", str(lm_run), "--top-k", "2"],
+    process = subprocess.run([sys.executable, "-m", "textseq", "demo", str(lm_run), "-k", "2"],
                              input="a man\nzzyzx is\n\nnever read\n", capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr
     model = LanguageModel.from_run(lm_run)

@@ -87,13 +87,15 @@ def test_the_api_answers_as_the_library_does(lm_run, lm_server):
     assert info["limits"] == {"characters": MAX_TEXT_CHARACTERS, "tokens": MAX_TEXT_TOKENS, "body_bytes": MAX_BODY_BYTES}
     long_text = " ".join(["a man in a red shirt"] * 80)  # 480 tokens: far over the context, under the limit
     for text in ["a man is", "", "   ", "qqqzx zzyqq", "男人 在 骑 自行车", "a café", long_text]:
-        status, answer = lm_server.post("api/predict", {"text": text, "top_k": 4})
+        status, answer = lm_server.post("api/predict", {"text": text, "suggestions": 4})
         assert status == 200, answer
         expected = prediction_record(model, text, 4)
         assert answer["text"] == text and answer["unknown"] == expected["unknown"]
         assert [p["token"] for p in answer["predictions"]] == [p["token"] for p in expected["predictions"]]
         np.testing.assert_allclose([p["probability"] for p in answer["predictions"]],
                                    [p["probability"] for p in expected["predictions"]], rtol=1e-5)
+    status, old_name = lm_server.post("api/predict", {"text": "a man is", "top_k": 2})  # the field's old name
+    assert status == 200 and len(old_name["predictions"]) == 2
     assert lm_server.post("api/predict", {"text": "qqqzx zzyqq"})[1]["unknown"] == ["qqqzx", "zzyqq"]
 
     status, answer = lm_server.post("api/generate", {"text": "two dogs", "max_tokens": 7, "temperature": 0.9,
@@ -107,9 +109,9 @@ def test_the_api_answers_as_the_library_does(lm_run, lm_server):
     ("api/predict", b"[1, 2]", 400, "expected a JSON object"),
     ("api/predict", {"text": "a", "topk": 3}, 400, 'unknown field "topk"; this endpoint takes: text, top_k'),
     ("api/predict", {"text": 5}, 400, 'field "text": expected a string, got 5'),
-    ("api/predict", {"text": "a", "top_k": "3"}, 400, 'field "top_k": expected an integer'),
-    ("api/predict", {"text": "a", "top_k": 0}, 400, 'field "top_k": 0 is out of range; expected at least 1'),
-    ("api/predict", {"text": "a", "top_k": True}, 400, 'field "top_k": expected an integer, got true'),
+    ("api/predict", {"text": "a", "suggestions": "3"}, 400, 'field "suggestions": expected an integer'),
+    ("api/predict", {"text": "a", "suggestions": 0}, 400, 'field "suggestions": 0 is out of range; expected at least 1'),
+    ("api/predict", {"text": "a", "suggestions": True}, 400, 'field "suggestions": expected an integer, got true'),
     ("api/generate", {"text": "a", "top_p": 0}, 400, 'field "top_p": 0 is out of range; expected above 0 and at most 1'),
     ("api/generate", {"text": "a", "max_tokens": 10_000}, 400, "expected at least 0 and at most 500"),
     ("api/predict", {"text": "a" * (MAX_TEXT_CHARACTERS + 1)}, 413, f"at most {MAX_TEXT_CHARACTERS} are accepted"),
@@ -119,11 +121,11 @@ def test_the_api_answers_as_the_library_does(lm_run, lm_server):
     ("api/predict", b"", 400, "the request body is empty"),
     ("api/generate", b"  ", 400, "the request body is empty"),
     ("api/translate", {"text": "a"}, 404, "needs a translate run"),
-    ("api/predict", b'{"top_k": ' + b"9" * 4301 + b"}", 400, "a number of thousands of digits"),
-    ("api/predict", b'{"top_k": ' + b"9" * 400 + b"}", 400, 'field "top_k": 999999999999... is out of range'),
+    ("api/predict", b'{"suggestions": ' + b"9" * 4301 + b"}", 400, "a number of thousands of digits"),
+    ("api/predict", b'{"suggestions": ' + b"9" * 400 + b"}", 400, 'field "suggestions": 999999999999... is out of range'),
     ("api/predict", b"[" * 30_000 + b"]" * 30_000, 400, "the request body nests too deeply"),
     ("api/predict", b'{"text": ' + b"[" * 200 + b"]" * 200 + b"}", 400, 'field "text": expected a string, got a list'),
-    ("api/predict", {"text": "a", "top_k": {"n": 3}}, 400, 'field "top_k": expected an integer, got an object'),
+    ("api/predict", {"text": "a", "suggestions": {"n": 3}}, 400, 'field "suggestions": expected an integer, got an object'),
     ("api/predict", b'{"text": "a \\ud800 b"}', 400, 'field "text": character 3 is an unpaired surrogate ("\\ud800")'),
     ("api/predict", b'{"\\udfff": 1}', 400, 'unknown field "\\udfff"'),
     ("api/generate", b'{"text": "a", "temperature": NaN}', 400, 'field "temperature": expected a finite number'),

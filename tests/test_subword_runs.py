@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from textseq.cli import cli
 from textseq.data.subwords import WORD_START
-from textseq.inference import LanguageModel, Translator, next_token_top_k
+from textseq.inference import LanguageModel, Translator, top_next_tokens
 from textseq.recipe import recipe_from_dict
 from textseq.training import train
 
@@ -198,7 +198,7 @@ def test_a_subword_language_model_suggests_whole_words(spm_lm):
     context = model.target.encode(tf.constant(["a man is riding a"])).to_list()[0]
     product = 1.0
     for end in range(len(context), len(pieces) + 1):
-        top = next_token_top_k(model.model, model.recipe.data, tf.ragged.constant([pieces[:end]]),
+        top = top_next_tokens(model.model, model.recipe.data, tf.ragged.constant([pieces[:end]]),
                                model.target.vocab_size)
         by_id = dict(zip(top.indices.numpy()[0].tolist(), top.values.numpy()[0].tolist()))
         if end < len(pieces):
@@ -221,7 +221,7 @@ def test_predict_generate_and_export_agree_for_a_subword_language_model(spm_lm, 
     assert served["generated"] == [model.generate(text, 12) for text in texts]
     assert all(plain(text) for text in served["generated"]) and any(served["generated"])
 
-    result = invoke("predict", spm_lm, texts[0], "--top-k", "4", "--json")
+    result = invoke("predict", spm_lm, texts[0], "--suggestions", "4", "--json")
     assert result.exit_code == 0, result.output
     assert [p["token"] for p in json.loads(result.stdout)["predictions"]] == served["words"][0]
     result = invoke("generate", spm_lm, "two dogs", "--max-tokens", "12")
@@ -251,7 +251,7 @@ def test_the_litert_step_of_a_subword_model_predicts_its_pieces_from_the_shipped
     for token in [meta["start_id"], *ids]:
         got = step(token_id=np.array([token], np.int32), **state)
         state = {name: got[name] for name in meta["state"]}
-    top = next_token_top_k(model.model, model.recipe.data, tf.ragged.constant([ids]), 10)
+    top = top_next_tokens(model.model, model.recipe.data, tf.ragged.constant([ids]), 10)
     assert got["top_ids"][0].tolist() == top.indices.numpy()[0].tolist()
     np.testing.assert_allclose(got["top_probabilities"][0], top.values.numpy()[0], atol=1e-4)
 

@@ -79,13 +79,19 @@ def load_weights(model, path: Path, remedy: str = "copy it back from a backup") 
                         f"the file is damaged or belongs to another recipe: {remedy}") from None
 
 
-def load_model(run: Run, recipe: Recipe, source_size: int, target_size: int) -> Seq2Seq:
-    """The run's model with its best weights (`model.weights.h5`), the speed path installed where the
-    recipe trains with it."""
+def new_model(recipe: Recipe, source_size: int, target_size: int, speed_path: bool = True) -> Seq2Seq:
+    """The recipe's model with its weights created (to be loaded), on the speed path where the recipe
+    trains with it and `speed_path` allows (a converter that takes only Keras' own layers does not)."""
     model = build_seq2seq(recipe.model, source_size, target_size)
-    if kernels.enabled(recipe.train):
+    if speed_path and kernels.enabled(recipe.train):
         kernels.install(model)
-    model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})  # creates the weights
+    model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})
+    return model
+
+
+def load_model(run: Run, recipe: Recipe, source_size: int, target_size: int) -> Seq2Seq:
+    """The run's model with its best weights (`model.weights.h5`)."""
+    model = new_model(recipe, source_size, target_size)
     load_weights(model, run.weights_file, remedy=(
         f"copy it back from a backup, or train the run anew with textseq train {run.recipe_file} --out "
         f"{run.path} --overwrite"))

@@ -7,6 +7,7 @@ output is one JSON object on stdout, with progress and logs on stderr.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import logging
@@ -402,6 +403,21 @@ def bars(predictions) -> list[str]:
             for token, probability in predictions]
 
 
+def suggestions_option(command):
+    """The option --suggestions (-k) N; the old name --top-k (which samples, in generate and translate)
+    is still read, with a note."""
+    @functools.wraps(command)
+    def with_old_name(*args, top_k=None, **kwargs):
+        if top_k is not None:
+            click.echo("note: --top-k is now --suggestions here; read as such", err=True)
+            kwargs["k"] = top_k
+        return command(*args, **kwargs)
+
+    with_old_name = click.option("--top-k", type=click.IntRange(min=1), hidden=True)(with_old_name)
+    return click.option("--suggestions", "-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+                        help="How many next words (or characters) to show.")(with_old_name)
+
+
 def language_model(run: Path):
     start_tensorflow()
     from textseq.inference import load
@@ -415,8 +431,7 @@ def language_model(run: Path):
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("text")
-@click.option("--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
-              help="How many next tokens to show.")
+@suggestions_option
 @click.option("--json", "as_json", is_flag=True, help='Print {"text": ..., "predictions": [{"token", "probability"}]}.')
 def predict(run: Path, text: str, k: int, as_json: bool):
     """Show the most probable next words (or characters) after TEXT, with the language-model RUN.
@@ -461,10 +476,7 @@ def generate(run: Path, text: str, max_tokens: int, temperature, top_k, top_p, s
       textseq generate runs/multi30k-en-lm "two dogs" --max-tokens 12
     """
     model = language_model(run)
-    try:
-        continuation = model.generate(text, max_tokens, temperature, top_k, top_p, seed)
-    except ValueError as error:
-        raise InputError(str(error)) from None
+    continuation = model.generate(text, max_tokens, temperature, top_k, top_p, seed)  # bad settings: UserError
     if as_json:
         echo_json({"text": text, "continuation": continuation})
     else:
@@ -473,8 +485,7 @@ def generate(run: Path, text: str, max_tokens: int, temperature, top_k, top_p, s
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
-              help="How many next tokens to show.")
+@suggestions_option
 def demo(run: Path, k: int):
     """Type text and watch the language-model RUN's next-word predictions, with probability bars.
 
@@ -531,7 +542,7 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
     Examples:
       textseq serve runs/multi30k-en-lm             # then open http://127.0.0.1:8000/
       curl -s localhost:8000/api/predict -H 'Content-Type: application/json' \\
-           -d '{"text": "a man is riding a", "top_k": 3}'
+           -d '{"text": "a man is riding a", "suggestions": 3}'
       textseq serve runs/dates --port 8080
     """
     start_tensorflow()

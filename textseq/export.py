@@ -10,11 +10,11 @@ detokenization all run inside the graph.
 Language-model runs get `next_words`: `text` [batch], `k` (scalar) -> `words` (string [batch, k])
 and `probabilities` (float32 [batch, k]); `serving_default`: the same with k = 5 and `text` alone;
 `generate`: `text`, `max_tokens` (scalar) -> `text` [batch], the greedy continuation. Both read the
-text window by window, as training reads its stream (`textseq.streaming.walk`), exactly as
+text window by window, as training reads its stream (`textseq.windows.walk_windows`), exactly as
 `LanguageModel` does.
 
 Translation runs get the signatures `translate` (= `serving_default`): `text` [batch] -> `text`
-[batch] and `score` [batch], greedy or beam search as the recipe's `export` section says; and
+[batch] and `score` [batch], greedy or beam search as the recipe's `decode` section says; and
 `attention`: `text` -> `text`, `source_tokens` [batch, source], `output_tokens` [batch, steps] and
 `weights` [batch, steps, source].
 """
@@ -35,10 +35,10 @@ from textseq import __version__
 from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
 from textseq.decoding import decode
 from textseq.errors import UserError
-from textseq.inference import LanguageModel, Translator, load, next_top_k
+from textseq.inference import LanguageModel, Translator, load, next_suggestions
 from textseq.translating import source_ids
 from textseq import files
-from textseq.streaming import walk
+from textseq.windows import walk_windows
 
 METADATA = "textseq.json"  # in the export's assets/
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
     def next_words(text, k):
         with tf.control_dependencies([tf.debugging.assert_positive(k, message="next_words: k must be at least 1")]):
             k = tf.minimum(k, tokenizer.vocab_size)
-        probabilities, words = next_top_k(model, data, tokenizer, tokenizer.encode(text), k)
+        probabilities, words = next_suggestions(model, data, tokenizer, tokenizer.encode(text), k)
         return {"words": words, "probabilities": probabilities}
 
     def generate(text, max_tokens):
@@ -287,7 +287,7 @@ def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
                 max_tokens, MAX_GENERATED_TOKENS, message=f"generate: max_tokens must be at most {MAX_GENERATED_TOKENS}")]):
             max_tokens = tf.identity(max_tokens)
         ids = tokenizer.encode(text)
-        _, produced = walk(model, ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32), data.context,
+        _, produced = walk_windows(model, ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32), data.context,
                            data.continuation, data.carry_state, tf.maximum(max_tokens, 0))
         return {"text": tokenizer.join_lines(produced)}
 

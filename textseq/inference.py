@@ -25,11 +25,11 @@ from textseq.data.tokenizer import Tokenizer, tokenizer_for
 from textseq.decoding import DecodingOptions, sampler
 from textseq.errors import UserError
 from textseq.models import Seq2Seq
-from textseq.next_words import next_word_top_k
+from textseq.next_words import top_next_words
 from textseq.recipe import Recipe
 from textseq.checkpoints import load_model
 from textseq.runs import Run, weights_record
-from textseq.streaming import walk
+from textseq.windows import walk_windows
 from textseq.translating import Hypothesis, TextTranslator
 
 log = logging.getLogger(__name__)
@@ -50,19 +50,19 @@ class Prediction(NamedTuple):
 # answers exactly as the library does (translations: `textseq.translating`).
 
 
-def next_top_k(model: Seq2Seq, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def next_suggestions(model: Seq2Seq, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """`(probabilities [batch, k], tokens [batch, k])`: the next tokens, or for a SentencePiece
     vocabulary the next whole words (`textseq.next_words`), most probable first."""
     if tokenizer.unit == "piece":  # a word may take several pieces: rank whole words
-        return next_word_top_k(model, data, tokenizer, ids, k)
-    top = next_token_top_k(model, data, ids, k)
+        return top_next_words(model, data, tokenizer, ids, k)
+    top = top_next_tokens(model, data, ids, k)
     return top.values, tf.gather(tokenizer.tokens, top.indices)
 
 
-def next_token_top_k(model: Seq2Seq, data, ids: tf.RaggedTensor, k: tf.Tensor):
+def top_next_tokens(model: Seq2Seq, data, ids: tf.RaggedTensor, k: tf.Tensor):
     """The `k` most probable next tokens (`tf.math.top_k` of the probabilities) after each text's ids,
     read window by window as training reads them (`data` is the recipe's data section)."""
-    logits, _ = walk(model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32), data.context,
+    logits, _ = walk_windows(model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32), data.context,
                      data.continuation, data.carry_state)
     return tf.math.top_k(tf.nn.softmax(logits), k)
 
@@ -191,7 +191,7 @@ class Translator(LoadedRun):
 class LanguageModel(LoadedRun):
     """Next-word predictions and continuations of a language-model run.
 
-    A text is read the way training reads its stream, window by window (see `textseq.streaming`),
+    A text is read the way training reads its stream, window by window (see `textseq.windows`),
     so a prediction is what `evaluate` scores at that position.
     """
 
@@ -221,7 +221,7 @@ class LanguageModel(LoadedRun):
         k = min(k, self.target.vocab_size)
         if "predict" not in self._compiled:
             self._compiled["predict"] = tf.function(
-                lambda text, k: next_top_k(self.model, self.recipe.data, self.target, self.source.encode(text), k),
+                lambda text, k: next_suggestions(self.model, self.recipe.data, self.target, self.source.encode(text), k),
                 input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])
         probabilities, tokens = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
         return [[Prediction(token.decode("utf-8"), float(p)) for p, token in zip(row_p, row_t) if token or p > 0]
@@ -254,7 +254,7 @@ class LanguageModel(LoadedRun):
                 pick = None
                 if options.method == "sample":
                     pick = lambda log_probs, index: draw(log_probs, tf.gather(uniforms, index))  # noqa: E731
-                _, produced = walk(self.model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32),
+                _, produced = walk_windows(self.model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32),
                                    data.context, data.continuation, data.carry_state, max_tokens, pick)
                 return self.target.join_lines(produced)
 

@@ -1,7 +1,7 @@
 """LiteRT (TensorFlow Lite) export of a language-model run: the next-word step a phone keyboard runs.
 
 A keyboard reads one word at a time, so the `.tflite` file holds one position of what
-`textseq.streaming.walk` does: it takes the id of the token just typed (`<s>` to begin a text) and
+`textseq.windows.walk_windows` does: it takes the id of the token just typed (`<s>` to begin a text) and
 the state the previous call returned, and gives back the new state and the `TOP_K` most probable
 next tokens with their probabilities. The state holds the decoder's recurrent states, the
 attention memory of the current window and the last `data.context` token ids, so the encoder runs
@@ -36,7 +36,8 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from textseq import __version__
 from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
 from textseq.data.sources import load_text
-from textseq.models.seq2seq import Seq2Seq, build_seq2seq
+from textseq.checkpoints import new_model
+from textseq.models.seq2seq import Seq2Seq
 
 MODEL_FILE = "next_word.tflite"
 VOCAB_FILE = "vocab.json"
@@ -48,7 +49,7 @@ STATE = ("phase", "history", "memory_outputs", "memory_keys", "memory_length", "
 
 
 class NextWordStep(tf.Module):
-    """One position of `walk` for a batch of texts, as a function of the state it returns.
+    """One position of `walk_windows` for a batch of texts, as a function of the state it returns.
 
     State (zeros for a new text):
         phase `[batch]` int32: position within the window (a window begins at 0);
@@ -163,9 +164,7 @@ def _unrolled(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
 
 def plain_model(loaded) -> Seq2Seq:
     """The run's model on Keras' own layers (the converter takes no XLA kernels), with its weights."""
-    recipe = loaded.recipe
-    model = build_seq2seq(recipe.model, loaded.source.vocab_size, loaded.target.vocab_size)
-    model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})
+    model = new_model(loaded.recipe, loaded.source.vocab_size, loaded.target.vocab_size, speed_path=False)
     model.set_weights(loaded.model.get_weights())
     return model
 

@@ -8,9 +8,9 @@ end) follows it, so "bi" is not counted as a word where "bike" is meant. Candida
 the same word through different pieces add up.
 
 `LanguageModel.predict`, the JSON API, the web page and the export's `next_words` all call
-`next_word_top_k`, so they answer the same.
+`top_next_words`, so they answer the same.
 
->>> probabilities, words = next_word_top_k(model, recipe.data, tokenizer, tokenizer.encode(texts), k=5)  # doctest: +SKIP
+>>> probabilities, words = top_next_words(model, recipe.data, tokenizer, tokenizer.encode(texts), k=5)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from textseq.constants import EOS, PAD
-from textseq.streaming import walk
+from textseq.windows import walk_windows
 
 WORD_BEAM = 8  # hypotheses kept per text while completing words (at least k)
 MAX_WORD_PIECES = 4  # pieces a suggested word may have; longer words are rare and cost one more pass each
 
 
-def next_word_top_k(model, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor,
+def top_next_words(model, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor,
                     max_pieces: int = MAX_WORD_PIECES) -> tuple[tf.Tensor, tf.Tensor]:
     """The `k` most probable next words after each text: `(probabilities [batch, k], words [batch, k])`,
     most probable first; rows with fewer than `k` distinct candidates end with "" and 0.
@@ -41,7 +41,7 @@ def next_word_top_k(model, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor,
     neg_inf = tf.constant(-float("inf"))
 
     def log_probs_after(rows: tf.RaggedTensor) -> tf.Tensor:
-        logits, _ = walk(model, rows.to_tensor(PAD), tf.cast(rows.row_lengths(), tf.int32), data.context,
+        logits, _ = walk_windows(model, rows.to_tensor(PAD), tf.cast(rows.row_lengths(), tf.int32), data.context,
                          data.continuation, data.carry_state)
         return tf.nn.log_softmax(tf.cast(logits, tf.float32))
 

@@ -179,11 +179,11 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
         first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,
                                                  *data.max_lengths, static_shapes=static_shapes)))
         model(first_batch[0])  # creates the weights, so a checkpoint can be loaded into them
-        if data.streams is not None:
+        if data.token_ids is not None:
             # A language model's output bias starts at the training words' log frequencies: from zero,
             # small models learn them through the tanh `combine` layer instead, saturate it, and no
             # gradient reaches the layers below it again.
-            unigram = add_one_unigram(data.streams["train"], data.target.vocab.size)
+            unigram = add_one_unigram(data.token_ids["train"], data.target.vocab.size)
             model.decoder.logits.bias.assign(np.log(unigram).astype(np.float32))
         model.optimizer.build(model.trainable_variables)
         if workers(strategy) > 1:

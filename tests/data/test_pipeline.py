@@ -2,13 +2,19 @@ import numpy as np
 import tensorflow as tf
 
 from textseq.constants import BOS, EOS
-from textseq.data.pipeline import translation_dataset
+from textseq.data.pipeline import encode_pairs, examples_dataset
 from textseq.data.synthetic import dates_examples
 from textseq.data.tokenizer import Tokenizer, iter_tokens
 from textseq.data.vocab import Vocabulary
 
 PAIRS = dates_examples("train", 600, seed=0)
 TOKENIZER = Tokenizer(Vocabulary.build(iter_tokens([t for p in PAIRS for t in p], "char", False), "char"))
+
+
+def translation_dataset(pairs, source, target, batch_size, max_source_length, max_target_length, **options):
+    """Pairs encoded and batched, as training and evaluation of an in-memory corpus do."""
+    examples = encode_pairs(pairs, source, target, max_source_length, max_target_length)
+    return examples_dataset(examples, batch_size, max_source_length, max_target_length, **options)
 
 
 def batches(**kwargs):

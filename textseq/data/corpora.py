@@ -23,7 +23,10 @@ from textseq.errors import UserError
 
 
 @dataclass(frozen=True)
-class Corpus:
+class Download:
+    """A public corpus `textseq data fetch NAME` downloads (or copies from a local mirror), each file
+    checked by its SHA-256."""
+
     name: str
     url: str  # each file's address is url + its relative path
     files: dict[str, str]  # relative path -> sha256
@@ -33,7 +36,7 @@ class Corpus:
 
 
 CORPORA = {corpus.name: corpus for corpus in [
-    Corpus("multi30k", "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/", {
+    Download("multi30k", "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/", {
         "raw/train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
         "raw/train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
         "raw/val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
@@ -47,7 +50,7 @@ CORPORA = {corpus.name: corpus for corpus in [
         "tok/test_2016_flickr.lc.norm.tok.de": "c6a33d39d48f9f510de147651316cd9d918e09ad0219df734a2f16b6baccacc4",
         "tok/test_2016_flickr.lc.norm.tok.en": "5b7f32627cf99eced828311b955dae9800bb52bc8b91cf8b6526829e605b29d2",
     }),
-    Corpus("tinyshakespeare", "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/", {
+    Download("tinyshakespeare", "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/", {
         "input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
     }),
 ]}

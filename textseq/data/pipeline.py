@@ -14,7 +14,8 @@ Language models cut one token stream into windows (`language_model_examples`): t
 tokens before position t are the source, the `continuation` tokens from t on are the target, and t
 steps by `continuation`, so the windows cover every token of the stream exactly once.
 
->>> dataset = translation_dataset(pairs, src_tok, tgt_tok, batch_size=64, shuffle_seed=0)  # doctest: +SKIP
+>>> examples = encode_pairs(pairs, src_tok, tgt_tok, 50, 50)  # doctest: +SKIP
+>>> dataset = examples_dataset(examples, 64, 50, 50, shuffle_seed=0)  # doctest: +SKIP
 >>> windows = language_model_examples(tf.constant([5, 6, 7, 3, 8]), context=2, continuation=2)
 >>> [part.to_list() for part in windows]  # sources, decoder inputs, targets
 [[[], [5, 6], [7, 3]], [[2, 5], [6, 7], [3]], [[5, 6], [7, 3], [8]]]
@@ -48,7 +49,7 @@ def encode_texts(sources: tf.Tensor, targets: tf.Tensor, encode_source, encode_t
     return src_ids, tf.concat([bos, tgt_ids], axis=1), tf.concat([tgt_ids, eos], axis=1)
 
 
-def encode_stream(text: str, tokenizer: Tokenizer) -> tf.Tensor:
+def encode_text(text: str, tokenizer: Tokenizer) -> tf.Tensor:
     """One text as a stream of ids `[tokens]`: characters as they are (newlines too), or the words
     of each non-blank line followed by EOS (the Penn Treebank convention)."""
     if tokenizer.level == "char":
@@ -123,29 +124,18 @@ def replica_pieces(rows: tf.Tensor, context: tf.distribute.InputContext | None,
             *(tf.repeat(length, local) for length in longest))
 
 
-def translation_dataset(pairs: list[tuple[str, str]], source: Tokenizer, target: Tokenizer,
-                        batch_size: int, max_source_length: int, max_target_length: int,
-                        shuffle_seed: int | None = None, epoch: tf.Variable | None = None,
-                        input_context: tf.distribute.InputContext | None = None,
-                        static_shapes: bool = False) -> tf.data.Dataset:
-    """Batches for training (`shuffle_seed` set) or evaluation (stored order, every pair once).
+def examples_dataset(examples: tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor], batch_size: int,
+                     max_source_length: int, max_target_length: int, shuffle_seed: int | None = None,
+                     epoch: tf.Variable | None = None, input_context: tf.distribute.InputContext | None = None,
+                     static_shapes: bool = False, resample=None) -> tf.data.Dataset:
+    """Batches of encoded examples, ragged (source, target_in, target_out): for training (`shuffle_seed`
+    set) or evaluation (stored order, every example once).
 
     When shuffling, the order of an epoch is a function of `shuffle_seed` and the value of `epoch`
     when iteration starts; the training loop sets it at the beginning of every epoch. With an
     `input_context` (from `strategy.distribute_datasets_from_function`) the dataset yields this
     pipeline's per-replica pieces of each global batch of `batch_size`. `static_shapes` pads every
     batch to the maximum lengths (what TPUs need).
-    """
-    examples = encode_pairs(pairs, source, target, max_source_length, max_target_length)
-    return examples_dataset(examples, batch_size, max_source_length, max_target_length, shuffle_seed, epoch,
-                            input_context, static_shapes)
-
-
-def examples_dataset(examples: tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor], batch_size: int,
-                     max_source_length: int, max_target_length: int, shuffle_seed: int | None = None,
-                     epoch: tf.Variable | None = None, input_context: tf.distribute.InputContext | None = None,
-                     static_shapes: bool = False, resample=None) -> tf.data.Dataset:
-    """`translation_dataset` for examples already encoded: ragged (source, target_in, target_out).
 
     `resample(rows) -> (source, target_in, target_out)` re-encodes the batch's rows (subword
     regularization: a new segmentation every time); batches are still formed by the stored lengths.
@@ -206,7 +196,7 @@ def examples_dataset(examples: tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Ragged
             .prefetch(tf.data.AUTOTUNE))
 
 
-def stream_dataset(stream, context: int, continuation: int, batch_size: int, shuffle_seed: int | None = None,
+def window_dataset(stream, context: int, continuation: int, batch_size: int, shuffle_seed: int | None = None,
                    epoch: tf.Variable | None = None,
                    input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """Batches of consecutive windows for a decoder that carries its state from window to window.
@@ -222,7 +212,7 @@ def stream_dataset(stream, context: int, continuation: int, batch_size: int, shu
     `continuation`. With an `input_context`, this pipeline yields its replicas' slices of every
     batch, one per replica, and a replica always gets the same rows.
 
-    >>> batches = list(stream_dataset(np.arange(4, 14), context=2, continuation=2, batch_size=2))
+    >>> batches = list(window_dataset(np.arange(4, 14), context=2, continuation=2, batch_size=2))
     >>> [b[1].numpy().tolist() for b in batches]  # rows: 4..8 and 9..13
     [[[4, 5], [9, 10]], [[6, 7], [11, 12]], [[8, 0], [13, 0]]]
     >>> batches[1][0]["source"].numpy().tolist(), batches[1][0]["reset"].numpy().tolist()

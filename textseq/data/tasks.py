@@ -18,8 +18,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from textseq.data.pipeline import (encode_pairs, encode_stream, encode_texts, examples_dataset,
-                                   language_model_examples, stream_dataset)
+from textseq.data.pipeline import (encode_pairs, encode_text, encode_texts, examples_dataset,
+                                   language_model_examples, window_dataset)
 from textseq.data.sources import Shard, load_pairs, load_text, split_names, split_shards
 from textseq.data.streams import encoded_split, sample_length_share, sample_pairs, training_batches
 from textseq.data.subwords import sample_lines, train_sentencepiece
@@ -40,7 +40,7 @@ class TaskData:
     examples: dict[str, Examples]
     unit: str  # what one example is: "examples" (translation pairs) or "windows"
     max_lengths: tuple[int, int]  # longest source and target of a batch
-    streams: dict[str, np.ndarray] | None = None  # language models: each split's token ids
+    token_ids: dict[str, np.ndarray] | None = None  # language models: each split's text as one id sequence
     carry_state: bool = False  # language models: batches of consecutive windows (see `dataset`)
     resample: Callable | None = None  # subword regularization: rows -> a freshly sampled encoding of them
 
@@ -56,11 +56,11 @@ class TaskData:
                 input_context: tf.distribute.InputContext | None = None, static_shapes: bool = False) -> tf.data.Dataset:
         """The split's batches: shuffled for training when `shuffle_seed` is set, else every example once.
 
-        A language model that carries its state gets consecutive windows (`stream_dataset`); every
+        A language model that carries its state gets consecutive windows (`window_dataset`); every
         other run gets independent examples (`examples_dataset`).
         """
         if self.carry_state:
-            return stream_dataset(self.streams[split], *self.max_lengths, batch_size, shuffle_seed, epoch, input_context)
+            return window_dataset(self.token_ids[split], *self.max_lengths, batch_size, shuffle_seed, epoch, input_context)
         resample = self.resample if split == "train" and shuffle_seed is not None else None
         return examples_dataset(self.examples[split], batch_size, *self.max_lengths, shuffle_seed, epoch, input_context,
                                 static_shapes, resample)
@@ -80,11 +80,11 @@ class TaskData:
             if vocabularies is None:
                 vocab = language_model_vocabulary(texts.get("train") or load_text(data, "train"), recipe.vocab, data.seed)
                 vocabularies = (vocab, vocab)
-            stream_tokenizer = tokenizer_for(vocabularies[0])
-            streams = {split: encode_stream(text, stream_tokenizer).numpy() for split, text in texts.items()}
-            examples = {split: language_model_examples(stream, data.context, data.continuation)
-                        for split, stream in streams.items()}
-            return cls(stream_tokenizer, stream_tokenizer, examples, "windows", (data.context, data.continuation), streams,
+            tokenizer = tokenizer_for(vocabularies[0])
+            token_ids = {split: encode_text(text, tokenizer).numpy() for split, text in texts.items()}
+            examples = {split: language_model_examples(ids, data.context, data.continuation)
+                        for split, ids in token_ids.items()}
+            return cls(tokenizer, tokenizer, examples, "windows", (data.context, data.continuation), token_ids,
                        data.carry_state)
         pairs = {split: load_pairs(data, split) for split in splits}
         if vocabularies is None:

@@ -65,7 +65,7 @@ class Api:
     def predict(self, request: dict) -> dict:
         model = self._task(LanguageModel, "predict")
         self._check_tokens(request["text"])
-        return prediction_record(model, request["text"], request["top_k"])
+        return prediction_record(model, request["text"], request["suggestions"])
 
     def generate(self, request: dict) -> dict:
         model = self._task(LanguageModel, "generate")

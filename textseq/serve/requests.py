@@ -3,23 +3,26 @@
 Every problem is an `ApiError` with the HTTP status and a message that names the field, what was
 expected and what came; nothing reaches the model unchecked.
 
->>> parse_body(b'{"text": "a man", "top_k": 3}', PREDICT)
-{'text': 'a man', 'top_k': 3}
+>>> parse_body(b'{"text": "a man", "suggestions": 3}', PREDICT)
+{'text': 'a man', 'suggestions': 3}
 >>> try:
 ...     parse_body(b'{"txt": "a"}', PREDICT)
 ... except ApiError as error:
 ...     print(error.status, error.message)
-400 unknown field "txt"; this endpoint takes: text, top_k
+400 unknown field "txt"; this endpoint takes: text, suggestions
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from textseq.recipe import MAX_ALPHA, MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_CHARACTERS = 2000
@@ -91,7 +94,10 @@ SAMPLING = {
     "top_p": Field("number", low=0, low_open=True, high=1),
     "seed": Field("seed", low=0, high=MAX_SEED),
 }
-PREDICT = {"text": Field("text", ""), "top_k": Field("int", 5, 1, 100)}
+PREDICT = {"text": Field("text", ""), "suggestions": Field("int", 5, 1, 100)}
+# Fields that were called otherwise: still read, with a note. (/api/predict's "top_k" named how many
+# suggestions, while "top_k" everywhere else samples from the k most probable tokens.)
+RENAMED = {"top_k": "suggestions"}
 GENERATE = {"text": Field("text", ""), "max_tokens": Field("int", 100, 0, 500), **SAMPLING}
 TRANSLATE = {"text": Field("text", ""), "beam_size": Field("int", None, 1, 16),
              "alpha": Field("number", None, 0, MAX_ALPHA),
@@ -115,6 +121,12 @@ def parse_body(body: bytes, fields: dict[str, Field]) -> dict[str, Any]:
                        '{"text": "a man is"}') from None
     if not isinstance(data, dict):
         raise ApiError(f"expected a JSON object such as {{\"text\": \"...\"}}, got {type(data).__name__}")
+    for old, new in RENAMED.items():
+        if old in data and old not in fields and new in fields:
+            if new in data:
+                raise ApiError(f'fields "{old}" and "{new}": "{old}" is the old name of "{new}"; send only "{new}"')
+            log.warning('note: field "%s" is now called "%s"; read as such', old, new)
+            data[new] = data.pop(old)
     unknown = [name for name in data if name not in fields]
     if unknown:
         raise ApiError(f'unknown field {json.dumps(unknown[0])}; this endpoint takes: {", ".join(fields)}')

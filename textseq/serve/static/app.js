@@ -47,7 +47,7 @@ async function predictNow() {
   const controller = inFlight = new AbortController();
   const text = $("lm-text").value;
   try {
-    const data = await api("predict", {text, top_k: 5}, controller.signal);
+    const data = await api("predict", {text, suggestions: 5}, controller.signal);
     if (controller !== inFlight) return;
     renderPredictions(data);
     showError("");

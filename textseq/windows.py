@@ -3,12 +3,12 @@
 Position p of a text is predicted in window p // T (T = `data.continuation`): the encoder reads the
 `data.context` tokens before the window's start, and the decoder begins at the window's start,
 from the state it ended the previous window with (`data.carry_state`) or from the encoder's
-states, and reads the tokens from there to p - 1. `walk` runs exactly this, one step per position,
+states, and reads the tokens from there to p - 1. `walk_windows` runs exactly this, one step per position,
 for a batch of texts in lockstep from the first position (so every row crosses window borders
 together), and can go on past the end of each text, generating. `predict`, `generate`, the web API
 and the export all use it, so what they answer is what `evaluate` scores.
 
->>> logits, produced = walk(model, ids, lengths, context=64, continuation=128, carry=True, new_tokens=20)  # doctest: +SKIP
+>>> logits, produced = walk_windows(model, ids, lengths, context=64, continuation=128, carry=True, new_tokens=20)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def window_source(buffer: tf.Tensor, start: tf.Tensor, context: int) -> tf.Tenso
     return tf.where(real[None, :], taken, PAD)
 
 
-def walk(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continuation: int, carry: bool,
+def walk_windows(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continuation: int, carry: bool,
          new_tokens=0, pick=None) -> tuple[tf.Tensor, tf.Tensor]:
     """Reads every text, then adds `new_tokens` tokens to each.
 
