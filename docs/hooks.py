@@ -24,7 +24,8 @@ def recipe_keys_table() -> str:
         for field in dataclasses.fields(config):
             default = "null" if field.default is None else yaml.safe_dump(field.default).strip().removesuffix("...").strip()
             text = html.escape(field.metadata["help"], quote=False).replace("|", "\\|")
-            rows.append(f"| `{section.name}.{field.name}` | `{default}` | {text} |")
+            key = field.metadata.get("key", field.name)
+            rows.append(f"| `{section.name}.{key}` | `{default}` | {text} |")
     return "\n".join(rows)
 
 

@@ -167,3 +167,11 @@ def test_a_token_budget_below_the_longest_pair_is_refused_before_any_data_is_rea
     with pytest.raises(UserError, match="train.batch_tokens: 100 is less than the longest pair kept \\(128 tokens"):
         recipe_from_dict({"data": {"source": "parallel", "train": "a", "validation": "b", "test": "b", "source_language": "de",
                                    "target_language": "en"}, "train": {"steps": 5, "batch_tokens": 100}})
+
+
+def test_numbers_in_scientific_notation_without_a_dot_are_numbers():
+    """PyYAML (YAML 1.1) reads 1e-4 as text; a recipe means the number."""
+    assert recipe_from_dict({"train": {"learning_rate": "3e-4"}}).train.learning_rate == 3e-4
+    assert recipe_from_dict({}, ["train.learning_rate=1e-12"]).train.learning_rate == 1e-12
+    with pytest.raises(UserError, match="train.learning_rate must be a number; got 'fast'"):
+        recipe_from_dict({}, ["train.learning_rate=fast"])

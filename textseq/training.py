@@ -26,6 +26,7 @@ from textseq.data.tasks import StreamedData, TaskData
 from textseq.distribute import (broadcast_from_chief, describe, distribute_dataset, is_chief, make_strategy,
                                 precision, resolve_precision, work_around_keras_multi_worker, workers)
 from textseq.errors import UserError
+from textseq.finetuning import Origin, load_initial_weights, reused_vocabularies, weights_origin
 from textseq import kernels
 from textseq.metrics import TokenAccuracy, token_loss
 from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
@@ -65,7 +66,8 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
                    verbose: int | str, started: float) -> dict:
     """`train` once the run directory is locked: data, model, restore, fit, summary."""
     chief = is_chief(strategy)
-    data = load_data(recipe, run, resumed, chief)
+    origin = weights_origin(recipe) if not (resumed and run.has_trained()) else None  # a resume has its own
+    data = load_data(recipe, run, resumed, chief, origin)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data order of an epoch depends on it
     train_data, validation_data, steps_per_epoch = input_pipelines(recipe, data, strategy, epoch)
     policy = resolve_precision(recipe.train.precision, strategy)
@@ -75,7 +77,7 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
     iterator = iter(train_data) if plan else None
     keep = max(recipe.train.keep_checkpoints, recipe.train.average_last)
     checkpoint = EpochCheckpoint(run, guard, keep, plan, iterator, recipe.train.select_by, strategy)
-    initial_epoch = restore(recipe, run, model, strategy, checkpoint)
+    initial_epoch = restore(recipe, run, model, strategy, checkpoint, origin)
     done_steps = int(model.optimizer.iterations.numpy())
     epochs = plan.segments if plan else recipe.train.epochs
     if plan:  # counted by steps: a run may go on with more train.steps after a shorter last segment
@@ -120,14 +122,16 @@ def check_global_batch(config: TrainConfig, strategy: tf.distribute.Strategy) ->
                         f"{config.batch_size // replicas * replicas or replicas}")
 
 
-def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool) -> TaskData:
-    """The task's data with the run's vocabularies (built and saved by the chief for a new run)."""
+def load_data(recipe: Recipe, run: Run, resumed: bool, chief: bool, origin: Origin | None) -> TaskData:
+    """The task's data with the run's vocabularies (built, or reused from `origin` or vocab.from, and
+    saved by the chief for a new run)."""
     if chief:
         check_average_target(run, recipe.train.average_last)
     # A run that has trained must go on with its own vocabulary (loading it names a missing or damaged
     # file); one that stopped before its first checkpoint builds it again.
     saved_vocab = resumed and (run.has_trained() or all(path.exists() for path in run.vocabulary_files(recipe.vocab).paths))
-    data = TaskData.load(recipe, run.vocabulary_files(recipe.vocab).load() if saved_vocab else None)
+    data = TaskData.load(recipe, run.vocabulary_files(recipe.vocab).load() if saved_vocab else
+                         reused_vocabularies(recipe, origin))
     if not saved_vocab and chief:
         run.vocabulary_files(recipe.vocab).save(data.source.vocab, data.target.vocab)
     if isinstance(data, StreamedData):
@@ -192,14 +196,18 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
 
 
 def restore(recipe: Recipe, run: Run, model: Seq2Seq, strategy: tf.distribute.Strategy,
-            checkpoint: "EpochCheckpoint") -> int:
-    """The chief loads the last checkpoint; every worker gets its values. Returns the finished epochs."""
+            checkpoint: "EpochCheckpoint", origin: Origin | None) -> int:
+    """The chief loads the last checkpoint (a new run: `origin`'s weights, if any); every worker gets its
+    values. Returns the finished epochs."""
     with strategy.scope():
         done = tf.Variable(0, dtype=tf.int64, trainable=False)
     # Outside the scope: loading creates temporary variables, which under multi_worker would be
     # collective ops that only the chief runs.
     if is_chief(strategy):
         done.assign(checkpoint.restore(model))
+        if origin is not None and not int(done.numpy()) and not int(model.optimizer.iterations.numpy()):
+            load_initial_weights(model, origin)
+            run.info.record(init_from=origin.record())
         run.write_recipe(trained_recipe(recipe, checkpoint.state))
     broadcast_from_chief(strategy, [*model.variables, *model.optimizer.variables, done])
     if checkpoint.worker and checkpoint.barrier:

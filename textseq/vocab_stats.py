@@ -22,22 +22,24 @@ from textseq.data.sources import load_pairs, load_text
 from textseq.data.tasks import StreamedData, language_model_vocabulary, translation_vocabularies
 from textseq.data.tokenizer import tokenizer_for
 from textseq.errors import UserError
+from textseq.finetuning import reused_vocabularies, weights_origin
 from textseq.recipe import Recipe
 from textseq.runs import Run
 
 
 def vocab_stats(recipe: Recipe, out: str | Path | None = None) -> dict:
-    """Builds the vocabularies from the training text (saved in `out` as a run would save them) and
-    measures them on the validation text."""
+    """Builds the vocabularies from the training text (or takes those that train.init_from or vocab.from
+    reuse), saved in `out` as a run would save them, and measures them on the validation text."""
     started = time.perf_counter()
     data, config = recipe.data, recipe.vocab
+    reused = reused_vocabularies(recipe, weights_origin(recipe))
     if recipe.task == "language_model":
-        vocab = language_model_vocabulary(load_text(data, "train"), config, data.seed)
+        vocab = reused[0] if reused else language_model_vocabulary(load_text(data, "train"), config, data.seed)
         vocabularies = (vocab, vocab)
         validation = {"text": [line for line in load_text(data, "validation").split("\n") if line.strip()]}
     else:
-        vocabularies = StreamedData.load(recipe, splits=()).vocabularies() if recipe.train.steps else \
-            translation_vocabularies(load_pairs(data, "train"), config, data.seed)
+        vocabularies = reused or (StreamedData.load(recipe, splits=()).vocabularies() if recipe.train.steps else
+                                  translation_vocabularies(load_pairs(data, "train"), config, data.seed))
         pairs = load_pairs(data, "validation")
         validation = {"source": [s for s, _ in pairs], "target": [t for _, t in pairs]}
     built = time.perf_counter() - started

@@ -44,6 +44,10 @@ class Vocabulary:
     def size(self) -> int:
         return len(self.tokens)
 
+    def tokenization(self) -> dict:
+        """The vocab keys this vocabulary was made with that decide how text becomes ids."""
+        return {"level": self.level, "lowercase": self.lowercase}
+
     @classmethod
     def build(cls, token_lists: Iterable[Iterable[str]], level: str, lowercase: bool = False,
               max_size: int | None = None, min_count: int = 1) -> "Vocabulary":

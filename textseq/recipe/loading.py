@@ -22,7 +22,7 @@ import yaml
 
 from textseq.errors import UserError
 from textseq.recipe.sections import Recipe
-from textseq.recipe.values import Broken, Where, check_value
+from textseq.recipe.values import Broken, Where, check_value, recipe_key
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def _build(cls: type, raw: Any, path: tuple, where: Where) -> Any:
     dotted = ".".join(path) or "the recipe"
     if not isinstance(raw, dict):
         raise UserError(f"{where(path)}{dotted} must be a mapping of keys; got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {recipe_key(f): f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in fields:
@@ -173,11 +173,11 @@ def _build(cls: type, raw: Any, path: tuple, where: Where) -> Any:
     for name, f in fields.items():
         if name not in raw:
             continue
-        hint = hints[name]
+        hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, raw[name] if raw[name] is not None else {}, path + (name,), where)
+            values[f.name] = _build(hint, raw[name] if raw[name] is not None else {}, path + (name,), where)
         else:
-            values[name] = check_value(raw[name], hint, f.metadata, path + (name,), where)
+            values[f.name] = check_value(raw[name], hint, f.metadata, path + (name,), where)
     try:
         recipe = cls(**values)
     except UserError as error:  # rules of a section's own (DecodingOptions)
@@ -218,5 +218,5 @@ def describe_defaults() -> str:
         rows.append(f"{section.name}:")
         for f in dataclasses.fields(hint):
             default = "null" if f.default is None else yaml.safe_dump(f.default).strip().removesuffix("...").strip()
-            rows.append(f"  {f.name}: {default}  # {f.metadata['help']}")
+            rows.append(f"  {recipe_key(f)}: {default}  # {f.metadata['help']}")
     return "\n".join(rows)

@@ -21,7 +21,7 @@ from textseq.errors import UserError
 from textseq.recipe.values import (MAX_ALPHA, MAX_BATCH, MAX_BATCH_TOKENS, MAX_BEAM, MAX_COUNT, MAX_DISTINCT_DATES,
                                    MAX_GENERATED, MAX_HELD, MAX_LAYERS, MAX_SEED, MAX_TEMPERATURE, MAX_TOKENS,
                                    MAX_UNITS, MAX_VOCABULARY, MIN_TEMPERATURE, Broken, Corpus, Files, Where,
-                                   check_value, option)
+                                   check_value, option, recipe_key)
 
 
 
@@ -122,8 +122,10 @@ class VocabConfig:
         None, "sentencepiece, translate: subword regularization: every training batch samples its segmentations "
               "with this smoothing (0.1 is usual; smaller is more varied); null: always the one best segmentation",
         above=0.0, max=1.0)
-
-
+    from_: Optional[str] = option(
+        None, "reuse a vocabulary as it is instead of building one: a run directory (its vocabulary files), a "
+              "vocab.txt or an spm.model; size, max_size, min_count and the other building keys are then unused",
+        key="from")
 
     def check(self) -> None:
         if self.level != "sentencepiece" and self.subword_alpha:
@@ -205,8 +207,10 @@ class TrainConfig:
         "float32", "mixed_float16 on GPUs, mixed_bfloat16 on TPUs and CPUs with bf16; logits stay float32. auto: "
         "mixed_bfloat16 where the TPU, GPU (8.0+) or CPU (AVX512_BF16, AMX) has bf16, mixed_float16 on 7.x GPUs, "
         "else float32")
-
-
+    init_from: Optional[str] = option(
+        None, "fine-tuning: start from another run's weights (a run directory: its best weights; or a .weights.h5 "
+              "file of one) and its vocabulary; data, schedule, dropout and decoding may change, the model's shape "
+              "may not. A resumed run goes on from its own checkpoint")
 
     def check(self) -> None:
         if self.steps and self.validate_every % self.checkpoint_every:
@@ -287,7 +291,7 @@ class Recipe:
     decode: DecodingOptions = field(default_factory=DecodingOptions)
 
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
+        return _plain(self)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -334,7 +338,9 @@ class Recipe:
 
 
 def _plain(value: Any) -> Any:
-    """Tuples (of file lists) as lists, so that the recipe dumps as plain YAML."""
+    """Sections as dicts under their recipe keys, tuples (of file lists) as lists: plain YAML."""
+    if dataclasses.is_dataclass(value):
+        return {recipe_key(f): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

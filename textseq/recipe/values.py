@@ -8,6 +8,7 @@ one value against its type and bounds, and where in the file a key was written (
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -57,9 +58,18 @@ class Broken(Exception):
         self.key, self.message = key, message
 
 
-def option(default: Any, help: str, **checks: Any) -> Any:
-    """A recipe field: its default, its help line, and checks such as `min=1`, `max=9` or `below=1`."""
-    return field(default=default, metadata={"help": help, **checks})
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def option(default: Any, help: str, key: str | None = None, **checks: Any) -> Any:
+    """A recipe field: its default, its help line, checks such as `min=1`, `max=9` or `below=1`, and its
+    key in the recipe when that cannot be the field's name (`from`, a Python keyword)."""
+    return field(default=default, metadata={"help": help, **({"key": key} if key else {}), **checks})
+
+
+def recipe_key(f: Any) -> str:
+    """The key a dataclass field has in the recipe."""
+    return f.metadata.get("key", f.name)
 
 
 @dataclass
@@ -97,6 +107,8 @@ def check_value(value: Any, hint: Any, checks: dict, path: tuple, where: Where) 
     ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
+    if hint is float and isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
+        value, ok = float(value), True  # YAML 1.1 (PyYAML) reads 1e-4, without a dot, as text
     if not ok:
         raise UserError(f"{where(path)}{dotted} must be {expected}; got {value!r}")
     if hint is float and not math.isfinite(value):
