@@ -11,6 +11,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -382,6 +383,56 @@ def evaluate(run: Path, split: str, batch_size: int | None, as_json: bool, **fla
         show_metrics(error.metrics, as_json)  # computed all the same: show them, then say what failed
         raise
     show_metrics(metrics, as_json)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--input", "-i", "input_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The text to score, - for standard input: lines SOURCE<TAB>TARGET for a translation run, "
+                   "plain text for a language model.")
+@click.option("--output", "-o", "output_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON lines here instead of standard output.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Pairs scored together (default 64), or a language model's rows (default the run's "
+                   "train.batch_size, as evaluate reads a split).")
+def score(run: Path, input_file: Path, output_file: Path | None, batch_size: int | None):
+    """Score given text with RUN: how probable the model finds it, in nats, one JSON line each.
+
+    A translation run scores each pair's target (and its end mark) given its source; a language
+    model reads the text as one stream, as evaluate reads a split, and scores each line after the
+    lines before it. Each line gives log_probability (the sum over its tokens), tokens and
+    per_token; a summary goes to stderr. Over a data split, minus the mean per token is evaluate's
+    loss (the training loss also smooths labels, when train.label_smoothing is set).
+
+    \b
+    Examples:
+      printf 'ein hund läuft .\\ta dog runs .\\n' | textseq score runs/multi30k-de-en -i -
+      textseq score runs/multi30k-en-lm -i notes.txt -o scores.jsonl
+    """
+    start_tensorflow()
+    from textseq.inference import Translator, load
+
+    text = read_stdin() if str(input_file) == "-" else read_input(input_file)
+    loaded = load(run)
+    if isinstance(loaded, Translator):
+        from textseq.data.sources import tsv_columns
+
+        pairs = [tuple(column.strip() for column in tsv_columns(line.strip("\r"), input_file, number, "--input"))
+                 for number, line in enumerate(text.split("\n"), 1) if line.strip()]
+        records = loaded.score(pairs, batch_size or 64)
+    else:
+        records = loaded.score(text, batch_size)
+    lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in records)
+    if output_file is not None:
+        from textseq.data.textfiles import write_text
+
+        write_text(output_file, lines, "choose a file in a directory you can write to", label="--output ")
+    else:
+        click.echo(lines, nl=False)
+    total, tokens = sum(item["log_probability"] for item in records), sum(item["tokens"] for item in records)
+    click.echo(f"scored {len(records)} {'pairs' if isinstance(loaded, Translator) else 'lines'}, {tokens} tokens: "
+               f"{-total / max(tokens, 1):.4f} nats per token (perplexity {math.exp(-total / max(tokens, 1)):.2f})",
+               err=True)
 
 
 def show_metrics(metrics: dict, as_json: bool) -> None:

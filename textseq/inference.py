@@ -29,6 +29,7 @@ from textseq.next_words import top_next_words
 from textseq.recipe import Recipe
 from textseq.checkpoints import load_model
 from textseq.runs import Run, weights_record
+from textseq.scoring import score_pairs, score_text
 from textseq.windows import walk_windows
 from textseq.translating import Hypothesis, TextTranslator
 
@@ -168,6 +169,10 @@ class Translator(LoadedRun):
         """The best translation of every text, in input order."""
         return self.texts.translate(texts, options or self.options(), batch_size, progress)
 
+    def score(self, pairs: list[tuple[str, str]], batch_size: int = 64) -> list[dict]:
+        """How probable the model finds each target given its source (`textseq.scoring.score_pairs`)."""
+        return score_pairs(self, pairs, batch_size)
+
     def attention(self, text: str, options: DecodingOptions | None = None) -> Attention:
         """The best translation of `text` with the attention weights of each produced token."""
         return self.explain(text, options)[1]
@@ -196,6 +201,10 @@ class LanguageModel(LoadedRun):
     """
 
     task = "language_model"
+
+    def score(self, text: str, batch_size: int | None = None) -> list[dict]:
+        """How probable the model finds each line of `text`, read as a stream (`textseq.scoring.score_text`)."""
+        return score_text(self, text, batch_size)
 
     def tokens(self, text: str) -> list[str]:
         """How the model sees `text`: its tokens, unknown ones as `<unk>`."""
