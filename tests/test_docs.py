@@ -27,7 +27,7 @@ def test_the_recipe_reference_lists_every_key_with_its_default(site):
     from textseq.recipe import Recipe
 
     page = (site / "recipes" / "index.html").read_text(encoding="utf-8")
-    keys = [f"{section.name}.{field.name}" for section in dataclasses.fields(Recipe)
+    keys = [f"{section.name}.{field.metadata.get('key', field.name)}" for section in dataclasses.fields(Recipe)
             if dataclasses.is_dataclass(value := getattr(Recipe(), section.name)) for field in dataclasses.fields(value)]
     assert len(keys) > 50 and "train.kernels" in keys
     for key in keys:
