@@ -24,8 +24,11 @@ LOAD_AND_TRANSLATE = textwrap.dedent("""
     texts = tf.constant(json.loads(sys.argv[2]))
     out = model.signatures["translate"](text=texts)
     attention = model.signatures["attention"](text=texts[:1])
+    prefixed = model.signatures["translate_prefix"](text=texts, prefix=tf.constant(["X19"] * len(json.loads(sys.argv[2]))))
     assert "textseq" not in sys.modules
     print(json.dumps({"text": [t.decode("utf-8") for t in out["text"].numpy()],
+                      "prefixed": [t.decode("utf-8") for t in prefixed["text"].numpy()],
+                      "prefixed_score": prefixed["score"].numpy().tolist(),
                       "score": out["score"].numpy().tolist(),
                       "output_tokens": [t.decode("utf-8") for t in attention["output_tokens"].numpy()[0]],
                       "weights": attention["weights"].numpy()[0].tolist()}))
@@ -47,6 +50,9 @@ def test_export_translates_like_the_library_in_a_process_without_textseq(exporte
     translator = Translator.from_run(trained_run)
     expected = translator.n_best(INPUTS)
     assert served["text"] == [h[0].text for h in expected]
+    with_prefix = translator.n_best(INPUTS, prefixes=["X19"] * len(INPUTS))  # X: not a target character
+    assert served["prefixed"] == [h[0].text for h in with_prefix] and all(t.startswith("X19") for t in served["prefixed"])
+    np.testing.assert_allclose(served["prefixed_score"], [h[0].score for h in with_prefix], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(served["score"], [h[0].score for h in expected], rtol=1e-5, atol=1e-5)
     attention = translator.attention(INPUTS[0])
     steps = len(attention.output_tokens)

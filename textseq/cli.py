@@ -282,9 +282,11 @@ def progress_bar(label: str, show: bool = True):
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Sources decoded together.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per source: source, translation, hypotheses.")
+@click.option("--prefix", default=None, help="Start every translation with this target text, as given; the search "
+                                             "goes on from there (interactive translation).")
 @decoding_options
 def translate(run: Path, text: str | None, input_file: Path | None, output_file: Path | None, n_best: int,
-              batch_size: int, as_json: bool, **flags):
+              batch_size: int, as_json: bool, prefix: str | None, **flags):
     """Translate TEXT, or a file of sources, with the trained RUN directory.
 
     Decodes with the recipe's decode settings (beam size, length penalty, ...) unless flags say otherwise.
@@ -297,6 +299,7 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
       textseq translate runs/multi30k-de-en "ein mann fährt fahrrad ." --beam-size 5 --n-best 3
       textseq translate runs/multi30k-de-en -i test.de -o hyp.en --beam-size 5 --alpha 0.6
       textseq translate runs/dates "May 5th 2001" --temperature 0.8 --seed 1
+      textseq translate runs/multi30k-de-en "ein mann fährt fahrrad ." --prefix "a man"
     """
     if (text is None) == (input_file is None):
         raise InputError("give either TEXT or --input FILE (one source a line)")
@@ -313,7 +316,8 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
     translator = Translator.from_run(run)
     options = translator.options(n_best=n_best, **flags)
     with progress_bar("translating", show=input_file is not None) as progress:
-        results = translator.n_best(sources, options, batch_size, progress=progress)
+        results = translator.n_best(sources, options, batch_size, progress=progress,
+                                    prefixes=[prefix] * len(sources) if prefix is not None else None)
     lines = []
     for source, hypotheses in zip(sources, results):
         if as_json:

@@ -8,6 +8,9 @@ graph). Every search returns the same three tensors:
   penalty for beam search with `alpha` > 0), best first;
 - weights `float32 [batch, n, max_length, source_steps]`: the attention weights of each step.
 
+Every search also takes a `prefix` `int32 [batch, steps]` (PAD-padded): each output then starts
+with its row's tokens (forced decoding, for interactive translation), which count in its score.
+
 >>> tokens, scores, weights = beam_search(model, source_ids, max_length=12, beam_size=5)  # doctest: +SKIP
 >>> tokens.shape, scores.shape  # [batch, 1, 12], [batch, 1]
 """
@@ -24,14 +27,26 @@ from textseq.recipe import DecodingOptions
 NEG = -1e9  # a log-probability no hypothesis can reach; finite, so that no inf - inf makes a NaN
 
 
-def decode(model, source_ids, options: DecodingOptions):
-    """Decodes a batch of source ids the way `options` says; see the module docstring for the outputs."""
+def decode(model, source_ids, options: DecodingOptions, prefix=None):
+    """Decodes a batch of source ids the way `options` says (each output starting with its `prefix`
+    row, when given); see the module docstring for the outputs."""
     if options.method == "sample":
         return sample(model, source_ids, options.max_length, temperature=options.temperature or 1.0,
-                      top_k=options.top_k, top_p=options.top_p, seed=options.seed, num_samples=options.n_best)
+                      top_k=options.top_k, top_p=options.top_p, seed=options.seed, num_samples=options.n_best,
+                      prefix=prefix)
     if options.method == "beam":
-        return beam_search(model, source_ids, options.max_length, options.beam_size, options.alpha, options.n_best)
-    return greedy_search(model, source_ids, options.max_length)
+        return beam_search(model, source_ids, options.max_length, options.beam_size, options.alpha, options.n_best,
+                           prefix=prefix)
+    return greedy_search(model, source_ids, options.max_length, prefix=prefix)
+
+
+def forced_tokens(prefix, batch):
+    """`at(i) -> [batch]`: the prefix token each row must produce at step i, PAD where its prefix has ended."""
+    if prefix is None:
+        return lambda i: ops.full((batch,), PAD, "int32")
+    padded = ops.pad(ops.cast(prefix, "int32"), [[0, 0], [0, 1]])  # a PAD column: every row's prefix ends
+    last = ops.shape(padded)[1] - 1
+    return lambda i: ops.take(padded, ops.minimum(i, last), axis=1)
 
 
 def length_penalty(lengths, alpha: float):
@@ -43,19 +58,19 @@ def length_penalty(lengths, alpha: float):
     return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
 
 
-def greedy_search(model, source_ids, max_length: int, start_ids=None, stop_at_eos: bool = True):
+def greedy_search(model, source_ids, max_length: int, start_ids=None, stop_at_eos: bool = True, prefix=None):
     """Picks the most probable token at every step until EOS or `max_length` tokens.
 
     `start_ids` `[batch]` are the first decoder inputs (default BOS); a language model passes the
     last token of its context, and `stop_at_eos=False`, as EOS only ends a line there.
     """
     return _search(model, source_ids, max_length, lambda log_probs, i: ops.argmax(log_probs, axis=-1),
-                   start_ids, stop_at_eos)
+                   start_ids, stop_at_eos, prefix)
 
 
 def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: int | None = None,
            top_p: float | None = None, seed: int | None = None, num_samples: int = 1, start_ids=None,
-           stop_at_eos: bool = True, uniforms=None):
+           stop_at_eos: bool = True, uniforms=None, prefix=None):
     """Draws each token from the model's distribution, sharpened or flattened by `temperature`.
 
     `top_k` keeps the k most probable tokens, `top_p` the smallest set whose probability reaches p
@@ -76,7 +91,9 @@ def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: 
 
     if start_ids is not None:
         start_ids = ops.repeat(start_ids, num_samples, axis=0)
-    tokens, scores, weights = _search(model, repeated, max_length, pick, start_ids, stop_at_eos)
+    if prefix is not None:
+        prefix = ops.repeat(prefix, num_samples, axis=0)
+    tokens, scores, weights = _search(model, repeated, max_length, pick, start_ids, stop_at_eos, prefix)
     tokens, scores, weights = (ops.reshape(x, (batch, num_samples, *ops.shape(x)[2:]))
                                for x in (tokens, scores, weights))
     order = ops.argsort(-scores, axis=-1)
@@ -103,11 +120,12 @@ def sampler(temperature: float = 1.0, top_k: int | None = None, top_p: float | N
     return draw
 
 
-def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eos: bool = True):
+def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eos: bool = True, prefix=None):
     """One hypothesis per source, extended by `pick(log_probs [batch, vocab], step) -> ids [batch]`."""
     memory, states = model.encode(source_ids)
     batch, source_steps = ops.shape(source_ids)[0], ops.shape(source_ids)[1]
     positions = ops.arange(max_length)
+    forced = forced_tokens(prefix, batch)
 
     def unfinished(i, previous, states, finished, tokens, scores, weights):
         return ops.logical_and(i < max_length, ops.logical_not(ops.all(finished)))
@@ -115,7 +133,9 @@ def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eo
     def advance(i, previous, states, finished, tokens, scores, weights):
         logits, states, step_weights = model.step(previous, states, memory)
         log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-        next_ids = ops.where(finished, PAD, ops.cast(pick(log_probs, i), "int32"))
+        must = forced(i)
+        next_ids = ops.where(ops.not_equal(must, PAD), must, ops.cast(pick(log_probs, i), "int32"))
+        next_ids = ops.where(finished, PAD, next_ids)
         chosen = ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(next_ids, -1), axis=-1), -1)
         scores = scores + ops.where(finished, 0.0, chosen)
         at_i = ops.equal(positions, i)
@@ -138,7 +158,8 @@ def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eo
     return tokens[:, None], scores[:, None], weights[:, None]
 
 
-def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float = 0.0, n_best: int = 1):
+def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float = 0.0, n_best: int = 1,
+                prefix=None):
     """Keeps the `beam_size` best hypotheses per source at every step; returns the `n_best` best.
 
     Hypotheses are ranked by log-probability divided by `length_penalty(length, alpha)`. A hypothesis
@@ -151,6 +172,7 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
     memory, states = (keras.tree.map_structure(lambda x: ops.repeat(x, beam_size, axis=0), s) for s in (memory, states))
     positions = ops.arange(max_length)
     offsets = ops.expand_dims(ops.arange(batch) * beam_size, 1)  # row of each source's first hypothesis
+    forced = forced_tokens(prefix, batch)
 
     def unfinished(i, previous, states, finished, lengths, tokens, scores, weights):
         return ops.logical_and(i < max_length, ops.logical_not(ops.all(finished)))
@@ -162,6 +184,9 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
         # An ended hypothesis has one continuation, PAD, which costs nothing.
         pad_only = ops.where(ops.equal(ops.arange(vocab), PAD), 0.0, NEG)
         log_probs = ops.where(ops.expand_dims(finished, -1), pad_only, log_probs)
+        must = forced(i)[:, None, None]  # within a prefix, its token is every hypothesis' one continuation
+        only_forced = ops.where(ops.equal(ops.arange(vocab), must), log_probs, NEG)
+        log_probs = ops.where(ops.not_equal(must, PAD), only_forced, log_probs)
         candidates = ops.expand_dims(scores, -1) + log_probs
         candidate_lengths = ops.where(finished, lengths, i + 1)
         ranked = candidates / ops.expand_dims(length_penalty(candidate_lengths, alpha), -1)

@@ -15,8 +15,9 @@ text window by window, as training reads its stream (`textseq.windows.walk_windo
 
 Translation runs get the signatures `translate` (= `serving_default`): `text` [batch] -> `text`
 [batch] and `score` [batch], greedy or beam search as the recipe's `decode` section says; and
-`attention`: `text` -> `text`, `source_tokens` [batch, source], `output_tokens` [batch, steps] and
-`weights` [batch, steps, source].
+`translate_prefix`: `text`, `prefix` [batch] -> the same, each output starting with its prefix as
+given (forced decoding); and `attention`: `text` -> `text`, `source_tokens` [batch, source],
+`output_tokens` [batch, steps] and `weights` [batch, steps, source].
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
 from textseq.decoding import decode
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, load, next_suggestions
-from textseq.translating import source_ids
+from textseq.translating import prefix_ids, source_ids, with_prefix
 from textseq import files
 from textseq.windows import walk_windows
 
@@ -262,6 +263,11 @@ def translation_endpoints(translator) -> dict:
         tokens, scores, _ = decode(model, source_ids(source, text, max_source_length), options)
         return {"text": target.decode(tokens[:, 0]), "score": scores[:, 0]}
 
+    def translate_prefix(text, prefix):
+        forced = prefix_ids(target, prefix, options.max_length)
+        tokens, scores, _ = decode(model, source_ids(source, text, max_source_length), options, forced)
+        return {"text": with_prefix(target.decode(tokens[:, 0]), prefix, forced, target), "score": scores[:, 0]}
+
     def attention(text):
         ids = source_ids(source, text, max_source_length)
         tokens, _, weights = decode(model, ids, options)
@@ -270,7 +276,8 @@ def translation_endpoints(translator) -> dict:
                 "output_tokens": tf.gather(target.tokens, tokens), "weights": weights[:, 0]}
 
     text = [tf.TensorSpec([None], tf.string, name="text")]
-    return {"translate": (translate, text), "serving_default": (translate, text), "attention": (attention, text)}
+    return {"translate": (translate, text), "serving_default": (translate, text), "attention": (attention, text),
+            "translate_prefix": (translate_prefix, [*text, tf.TensorSpec([None], tf.string, name="prefix")])}
 
 
 def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:

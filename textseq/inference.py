@@ -154,20 +154,21 @@ class Translator(LoadedRun):
         """Source ids `[batch, steps]`, truncated to the recipe's `data.max_source_length`, at least one step."""
         return self.texts.encode(texts)
 
-    def search(self, source_ids: tf.Tensor, options: DecodingOptions):
+    def search(self, source_ids: tf.Tensor, options: DecodingOptions, prefix: tf.Tensor | None = None):
         """`decode` compiled once per options: (tokens, scores, weights) tensors."""
-        return self.texts.search(source_ids, options)
+        return self.texts.search(source_ids, options, prefix)
 
     def n_best(self, texts: list[str], options: DecodingOptions | None = None, batch_size: int = 64,
-               progress: Callable[[int, int], None] | None = None) -> list[list[Hypothesis]]:
+               progress: Callable[[int, int], None] | None = None,
+               prefixes: list[str] | None = None) -> list[list[Hypothesis]]:
         """The `options.n_best` best hypotheses of every text (the recipe's `decode` by default), in input
-        order; see `TextTranslator.n_best`."""
-        return self.texts.n_best(texts, options or self.options(), batch_size, progress)
+        order, each starting with its text in `prefixes` when given; see `TextTranslator.n_best`."""
+        return self.texts.n_best(texts, options or self.options(), batch_size, progress, prefixes)
 
     def translate(self, texts: list[str], options: DecodingOptions | None = None, batch_size: int = 64,
-                  progress: Callable[[int, int], None] | None = None) -> list[str]:
-        """The best translation of every text, in input order."""
-        return self.texts.translate(texts, options or self.options(), batch_size, progress)
+                  progress: Callable[[int, int], None] | None = None, prefixes: list[str] | None = None) -> list[str]:
+        """The best translation of every text, in input order (each starting with its prefix, when given)."""
+        return self.texts.translate(texts, options or self.options(), batch_size, progress, prefixes)
 
     def score(self, pairs: list[tuple[str, str]], batch_size: int = 64) -> list[dict]:
         """How probable the model finds each target given its source (`textseq.scoring.score_pairs`)."""
@@ -177,12 +178,15 @@ class Translator(LoadedRun):
         """The best translation of `text` with the attention weights of each produced token."""
         return self.explain(text, options)[1]
 
-    def explain(self, text: str, options: DecodingOptions | None = None) -> tuple[list[Hypothesis], Attention]:
-        """The `options.n_best` hypotheses of `text`, and the attention of the best one, from one search."""
+    def explain(self, text: str, options: DecodingOptions | None = None,
+                prefix: str | None = None) -> tuple[list[Hypothesis], Attention]:
+        """The `options.n_best` hypotheses of `text` (starting with `prefix`, when given), and the
+        attention of the best one, from one search."""
         options = options or self.options()
         source_ids = self.encode([text])
-        tokens, scores, weights = self.search(source_ids, options)
-        decoded = self.target.decode(tokens[0]).numpy()
+        forced = self.texts.prefix([prefix], options) if prefix is not None else None
+        tokens, scores, weights = self.search(source_ids, options, forced)
+        decoded = self.texts.decode(tokens, [prefix] if prefix is not None else None, forced)
         hypotheses = [Hypothesis(line.decode("utf-8"), float(score)) for line, score in zip(decoded, scores.numpy()[0])]
         tokens, weights = tokens.numpy()[0, 0], weights.numpy()[0, 0]
         steps = int(np.count_nonzero(tokens))

@@ -34,6 +34,24 @@ def source_ids(tokenizer: TextTokenizer, texts: tf.Tensor, max_length: int) -> t
     return at_least_one_step(tokenizer.encode(texts)[:, :max_length].to_tensor(PAD))
 
 
+def prefix_ids(tokenizer: TextTokenizer, prefixes: tf.Tensor, max_length: int) -> tf.Tensor:
+    """Target prefixes `[batch]` -> ids `[batch, steps]` (PAD-padded), at most `max_length - 1` of them,
+    so that an output can still end."""
+    return tokenizer.encode(prefixes)[:, :max(max_length - 1, 0)].to_tensor(PAD)
+
+
+def with_prefix(decoded: tf.Tensor, prefixes: tf.Tensor, forced: tf.Tensor, tokenizer: TextTokenizer) -> tf.Tensor:
+    """Outputs `[batch]` that start with their prefix exactly as given: the prefix as the vocabulary
+    reads it back (lower-cased, `<unk>` for unknown words, ...) is replaced by the given text."""
+    shown = tokenizer.decode(forced)
+    length = tf.strings.length(shown)
+    begins = tf.equal(tf.strings.substr(decoded, tf.zeros_like(length), length), shown)
+    rest = tf.strings.substr(decoded, length, tf.strings.length(decoded))
+    spaced = tf.strings.regex_full_match(prefixes, r"(?s).*\s") & tf.strings.regex_full_match(rest, r"(?s)\s.*")
+    rest = tf.where(spaced, tf.strings.substr(rest, tf.ones_like(length), tf.strings.length(rest)), rest)  # one space
+    return tf.where(begins & (length > 0), tf.strings.join([prefixes, rest]), decoded)
+
+
 class TextTranslator:
     """A model with its source and target tokenizers: texts in, hypotheses out."""
 
@@ -46,17 +64,33 @@ class TextTranslator:
         """Source ids `[batch, steps]`, truncated to `max_source_length`, at least one step."""
         return source_ids(self.source, tf.constant(texts, tf.string), self.max_source_length)
 
-    def search(self, source_ids: tf.Tensor, options: DecodingOptions):
-        """`decode` compiled once per options: (tokens, scores, weights) tensors."""
-        if options not in self._compiled:
-            self._compiled[options] = tf.function(
-                lambda ids: decode(self.model, ids, options),
-                input_signature=[tf.TensorSpec([None, None], tf.int32)])
-        return self._compiled[options](source_ids)
+    def search(self, source_ids: tf.Tensor, options: DecodingOptions, prefix: tf.Tensor | None = None):
+        """`decode` compiled once per options (and with or without a prefix): (tokens, scores, weights)."""
+        key = (options, prefix is not None)
+        if key not in self._compiled:
+            ids = tf.TensorSpec([None, None], tf.int32)
+            self._compiled[key] = tf.function(lambda *given: decode(self.model, given[0], options, *given[1:]),
+                                              input_signature=[ids, ids] if prefix is not None else [ids])
+        return self._compiled[key](source_ids, *([prefix] if prefix is not None else []))
+
+    def prefix(self, prefixes: list[str], options: DecodingOptions) -> tf.Tensor:
+        """The ids each output must start with."""
+        return prefix_ids(self.target, tf.constant(prefixes, tf.string), options.max_length)
+
+    def decode(self, tokens: tf.Tensor, prefixes: list[str] | None, forced: tf.Tensor | None) -> np.ndarray:
+        """Output ids `[rows, n, steps]` as text `[rows * n]`, each starting with its prefix as given."""
+        rows, n = tokens.shape[0], tokens.shape[1]
+        decoded = self.target.decode(tf.reshape(tokens, [rows * n, -1]))
+        if prefixes is not None:
+            decoded = with_prefix(decoded, tf.repeat(tf.constant(prefixes, tf.string), n),
+                                  tf.repeat(forced, n, axis=0), self.target)
+        return decoded.numpy()
 
     def n_best(self, texts: list[str], options: DecodingOptions, batch_size: int = 64,
-               progress: Callable[[int, int], None] | None = None) -> list[list[Hypothesis]]:
-        """The `options.n_best` best hypotheses of every text, in input order.
+               progress: Callable[[int, int], None] | None = None,
+               prefixes: list[str] | None = None) -> list[list[Hypothesis]]:
+        """The `options.n_best` best hypotheses of every text, in input order (each starting with its
+        text in `prefixes`, when given).
 
         Texts are decoded in batches of similar length (less padding); `progress(done, total)` is
         called after each batch with the number of texts decoded so far and in all.
@@ -66,9 +100,11 @@ class TextTranslator:
         results: list[list[Hypothesis]] = [[] for _ in texts]
         for start in range(0, len(texts), batch_size):
             chunk = order[start:start + batch_size]
-            tokens, scores, _ = self.search(self.encode([texts[i] for i in chunk]), options)
+            given = [prefixes[i] for i in chunk] if prefixes is not None else None
+            forced = self.prefix(given, options) if given is not None else None
+            tokens, scores, _ = self.search(self.encode([texts[i] for i in chunk]), options, forced)
             n = tokens.shape[1]
-            decoded = self.target.decode(tf.reshape(tokens, [len(chunk) * n, -1])).numpy()
+            decoded = self.decode(tokens, given, forced)
             scores = scores.numpy()
             for row, index in enumerate(chunk):
                 results[index] = [Hypothesis(decoded[row * n + k].decode("utf-8"), float(scores[row, k]))
@@ -78,6 +114,6 @@ class TextTranslator:
         return results
 
     def translate(self, texts: list[str], options: DecodingOptions, batch_size: int = 64,
-                  progress: Callable[[int, int], None] | None = None) -> list[str]:
+                  progress: Callable[[int, int], None] | None = None, prefixes: list[str] | None = None) -> list[str]:
         """The best translation of every text, in input order."""
-        return [hyps[0].text for hyps in self.n_best(texts, options, batch_size, progress)]
+        return [hyps[0].text for hyps in self.n_best(texts, options, batch_size, progress, prefixes)]

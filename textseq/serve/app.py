@@ -79,8 +79,8 @@ class Api:
         if not request["text"].strip():
             raise ApiError('field "text": empty; give the text to translate')
         self._check_tokens(request["text"])
-        options = translator.options(**{key: value for key, value in request.items() if key != "text"})
-        hypotheses, found = translator.explain(request["text"], options)
+        options = translator.options(**{key: value for key, value in request.items() if key not in ("text", "prefix")})
+        hypotheses, found = translator.explain(request["text"], options, request["prefix"] or None)
         return {**translation_record(request["text"], hypotheses),
                 "attention": {"source_tokens": found.source_tokens, "output_tokens": found.output_tokens,
                               "weights": found.weights.astype(float).round(6).tolist()}}

@@ -99,7 +99,7 @@ PREDICT = {"text": Field("text", ""), "suggestions": Field("int", 5, 1, 100)}
 # suggestions, while "top_k" everywhere else samples from the k most probable tokens.)
 RENAMED = {"top_k": "suggestions"}
 GENERATE = {"text": Field("text", ""), "max_tokens": Field("int", 100, 0, 500), **SAMPLING}
-TRANSLATE = {"text": Field("text", ""), "beam_size": Field("int", None, 1, 16),
+TRANSLATE = {"text": Field("text", ""), "prefix": Field("text", ""), "beam_size": Field("int", None, 1, 16),
              "alpha": Field("number", None, 0, MAX_ALPHA),
              "max_length": Field("int", None, 1, 500), "n_best": Field("int", 1, 1, 16), **SAMPLING}
 
