@@ -107,7 +107,7 @@ def test_the_api_answers_as_the_library_does(lm_run, lm_server):
 @pytest.mark.parametrize("endpoint, body, status, message", [
     ("api/predict", b"{not json", 400, "not valid JSON"),
     ("api/predict", b"[1, 2]", 400, "expected a JSON object"),
-    ("api/predict", {"text": "a", "topk": 3}, 400, 'unknown field "topk"; this endpoint takes: text, top_k'),
+    ("api/predict", {"text": "a", "topk": 3}, 400, 'unknown field "topk"; this endpoint takes: text, suggestions'),
     ("api/predict", {"text": 5}, 400, 'field "text": expected a string, got 5'),
     ("api/predict", {"text": "a", "suggestions": "3"}, 400, 'field "suggestions": expected an integer'),
     ("api/predict", {"text": "a", "suggestions": 0}, 400, 'field "suggestions": 0 is out of range; expected at least 1'),
