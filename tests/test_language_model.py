@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from textseq.cli import cli
-from textseq.constants import BOS, EOS
+from textseq.constants import BOS, EOS, RESERVED
 from textseq.data.pipeline import encode_text, language_model_examples, window_dataset
 from textseq.data.tasks import TaskData
 from textseq.evaluation import evaluate
@@ -141,7 +141,7 @@ def test_predict_reads_the_text_as_evaluation_does_and_marks_unknown_words(lm_ru
         log_probs = log_probs_by_hand(model, prefix, 0, len(prefix) + 1, data.context, data.continuation,
                                       data.carry_state)[-1]
         shown = model.predict([" ".join(model.vocab_tokens[i] for i in prefix)], 3)[0]
-        best = log_probs.argsort()[::-1][:3]
+        best = [i for i in log_probs.argsort()[::-1] if i >= len(RESERVED)][:3]  # never <unk> or </s>
         assert [p.token for p in shown] == [model.vocab_tokens[i] for i in best]
         np.testing.assert_allclose([p.probability for p in shown], np.exp(log_probs[best]), rtol=1e-4)
     old_name = invoke("predict", lm_run, "a man in a zzyzx", "--json", "--top-k", "3")  # the old name still works
@@ -157,7 +157,10 @@ def test_generate_is_greedy_or_seeded(lm_run):
     greedy = model.generate("a man", 12)
     assert model.generate("a man", 12) == greedy
     assert len(greedy.split()) + greedy.count("\n") == 12  # a line end (</s>) is a token, written as a newline
-    assert greedy.split()[0] == model.predict(["a man"], 1)[0][0].token  # the first token is predict's best
+    ids = model.source.encode(tf.constant(["a man"])).flat_values.numpy().tolist()
+    data = model.recipe.data
+    log_probs = log_probs_by_hand(model, ids, 0, len(ids) + 1, data.context, data.continuation, data.carry_state)[-1]
+    assert greedy.split()[0] == model.vocab_tokens[int(log_probs.argmax())]  # the first token is the most probable
     sampled = [model.generate("a man", 12, temperature=1.2, seed=seed) for seed in (1, 1, 2)]
     assert sampled[0] == sampled[1] and sampled[0] != sampled[2]
     result = invoke("generate", lm_run, "a man", "--max-tokens", "12", "--json")
@@ -211,3 +214,12 @@ def test_a_small_language_model_learns_more_than_word_frequencies(lm_run):
     with open(lm_run / "metrics.csv") as f:
         last = f.read().splitlines()[-1].split(",")
     assert float(last[-1]) > 0.25  # val_token_accuracy
+
+
+def test_no_suggestion_is_unk_or_a_control_token(lm_run):
+    """The model often finds <unk> or the line's end most probable; a keyboard must not offer them."""
+    model = LanguageModel.from_run(lm_run)
+    texts = ["a man in a zzyzx", "", "two dogs", "a woman is", "qqq qqq qqq", "the"]
+    suggested = {p.token for row in model.predict(texts, model.target.vocab_size) for p in row}
+    assert suggested and not suggested & set(RESERVED)
+    assert len(model.predict(["a"], 10_000)[0]) == model.target.vocab_size - len(RESERVED)

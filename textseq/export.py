@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from textseq import __version__
-from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
+from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS, RESERVED
 from textseq.decoding import decode
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, load, next_suggestions
@@ -285,7 +285,7 @@ def language_model_endpoints(lm: LanguageModel, default_k: int = 5) -> dict:
 
     def next_words(text, k):
         with tf.control_dependencies([tf.debugging.assert_positive(k, message="next_words: k must be at least 1")]):
-            k = tf.minimum(k, tokenizer.vocab_size)
+            k = tf.minimum(k, tokenizer.vocab_size - len(RESERVED))
         probabilities, words = next_suggestions(model, data, tokenizer, tokenizer.encode(text), k)
         return {"words": words, "probabilities": probabilities}
 

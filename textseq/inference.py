@@ -20,12 +20,12 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from textseq.constants import PAD, UNK
+from textseq.constants import PAD, RESERVED, UNK
 from textseq.data.tokenizer import Tokenizer, tokenizer_for
 from textseq.decoding import DecodingOptions, sampler
 from textseq.errors import UserError
 from textseq.models import Seq2Seq
-from textseq.next_words import top_next_words
+from textseq.next_words import top_next_words, without_controls
 from textseq.recipe import Recipe
 from textseq.checkpoints import load_model
 from textseq.runs import Run, weights_record
@@ -62,10 +62,11 @@ def next_suggestions(model: Seq2Seq, data, tokenizer, ids: tf.RaggedTensor, k: t
 
 def top_next_tokens(model: Seq2Seq, data, ids: tf.RaggedTensor, k: tf.Tensor):
     """The `k` most probable next tokens (`tf.math.top_k` of the probabilities) after each text's ids,
-    read window by window as training reads them (`data` is the recipe's data section)."""
+    read window by window as training reads them (`data` is the recipe's data section); never
+    `<unk>` or a control token."""
     logits, _ = walk_windows(model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32), data.context,
                      data.continuation, data.carry_state)
-    return tf.math.top_k(tf.nn.softmax(logits), k)
+    return tf.math.top_k(without_controls(tf.nn.softmax(logits)), k)
 
 
 def prediction_record(model: "LanguageModel", text: str, k: int) -> dict:
@@ -227,11 +228,11 @@ class LanguageModel(LoadedRun):
         return self._compiled["tokens"]
 
     def predict(self, texts: list[str], k: int = 5) -> list[list[Prediction]]:
-        """The `k` most probable next tokens after each text, most probable first; for a SentencePiece
-        model, the next whole words (see `textseq.next_words`)."""
+        """The `k` most probable next tokens after each text, most probable first, never `<unk>` or a
+        control token; for a SentencePiece model, the next whole words (see `textseq.next_words`)."""
         if k < 1:
             raise UserError(f"k (the number of next tokens) must be at least 1, not {k}")
-        k = min(k, self.target.vocab_size)
+        k = min(k, self.target.vocab_size - len(RESERVED))
         if "predict" not in self._compiled:
             self._compiled["predict"] = tf.function(
                 lambda text, k: next_suggestions(self.model, self.recipe.data, self.target, self.source.encode(text), k),

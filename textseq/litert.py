@@ -38,6 +38,7 @@ from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
 from textseq.data.sources import load_text
 from textseq.checkpoints import new_model
 from textseq.models.seq2seq import Seq2Seq
+from textseq.next_words import without_controls
 
 MODEL_FILE = "next_word.tflite"
 VOCAB_FILE = "vocab.json"
@@ -119,7 +120,7 @@ class NextWordStep(tf.Module):
         memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
                   "mask": tf.range(context)[None, :] < memory_length[:, None]}
         logits, layers, _ = self.model.step(token_id, layers, memory)
-        top = tf.math.top_k(tf.nn.softmax(tf.cast(logits, tf.float32)), self.k)
+        top = tf.math.top_k(without_controls(tf.nn.softmax(tf.cast(logits, tf.float32))), self.k)
         return {"top_ids": top.indices, "top_probabilities": top.values,
                 "phase": (phase + 1) % self.continuation, "history": history,
                 "memory_outputs": memory_outputs, "memory_keys": memory_keys, "memory_length": memory_length,

@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from textseq.constants import EOS, PAD
+from textseq.constants import EOS, PAD, RESERVED
 from textseq.windows import walk_windows
 
 WORD_BEAM = 8  # hypotheses kept per text while completing words (at least k)
+
+
+def without_controls(probabilities: tf.Tensor) -> tf.Tensor:
+    """Next-token probabilities `[batch, vocab]` with the reserved tokens' set to -1, so that a top-k
+    never suggests `<unk>` or a control token (the others keep the model's own probabilities)."""
+    reserved = tf.range(tf.shape(probabilities)[-1]) < len(RESERVED)
+    return tf.where(reserved[None, :], tf.constant(-1.0, probabilities.dtype), probabilities)
 MAX_WORD_PIECES = 4  # pieces a suggested word may have; longer words are rare and cost one more pass each
 
 
