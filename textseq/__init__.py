@@ -12,6 +12,10 @@
 
 __version__ = "0.1.0"
 
+from textseq.quiet import hide_tensorflow_notices  # noqa: E402
+
+hide_tensorflow_notices()  # before anything imports TensorFlow; see textseq.quiet
+
 from textseq.errors import UserError  # noqa: E402
 from textseq.recipe import Recipe, load_recipe  # noqa: E402
 

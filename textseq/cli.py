@@ -22,6 +22,7 @@ import click
 from textseq import __version__
 from textseq.constants import EXPORT_FORMATS, QUANTIZATIONS
 from textseq.errors import UserError
+from textseq.quiet import stderr_silenced
 from textseq.recipe import describe_defaults, load_recipe
 
 
@@ -37,24 +38,21 @@ class Group(click.Group):
             raise InputError(str(error)) from None
 
 
-def start_tensorflow() -> None:
+def start_tensorflow(run: Path | None = None) -> None:
     """Loads TensorFlow once, with its C++ start-up notices hidden; commands that need it call this
-    first and then import what they use.
+    first and then import what they use. A command on a `run` directory checks it first, so a
+    mistyped path fails at once instead of after the seconds TensorFlow takes to load.
 
-    TensorFlow 2.21 prints those notices through absl before any log level applies, so stderr
-    points at /dev/null while it loads; Python errors still surface (stderr is restored first).
+    See `textseq.quiet` for why stderr is silenced while it loads.
     """
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    sys.stderr.flush()
-    os.dup2(devnull, 2)
-    try:
+    if run is not None:
+        from textseq.runs import check_run_directory
+
+        check_run_directory(run)
+    with stderr_silenced():
         import tensorflow as tf
 
         tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def echo_json(obj: dict) -> None:
@@ -131,7 +129,8 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
 
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = train_run(parsed, out, overwrite=overwrite)
+        # A terminal gets progress bars; a log file (nohup, CI) one line per epoch, not their redraws.
+        summary = train_run(parsed, out, overwrite=overwrite, verbose=1 if sys.stdout.isatty() else 2)
     except KeyboardInterrupt:
         state = Run(out).checkpoints.state() or {}
         kept = f"keeps its last finished epoch ({state['epoch']})" if state.get("epoch") else "has no finished epoch yet"
@@ -310,7 +309,7 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
         sources = raw.splitlines()
     else:
         sources = [text]
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.inference import Translator, translation_record
 
     translator = Translator.from_run(run)
@@ -377,7 +376,7 @@ def evaluate(run: Path, split: str, batch_size: int | None, as_json: bool, **fla
       textseq evaluate runs/dates --split test --json
       textseq evaluate runs/multi30k-de-en --split test --beam-size 5 --alpha 0.6
     """
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.evaluation import MetricsNotSaved, evaluate as evaluate_run
 
     try:
@@ -413,7 +412,7 @@ def score(run: Path, input_file: Path, output_file: Path | None, batch_size: int
       printf 'ein hund läuft .\\ta dog runs .\\n' | textseq score runs/multi30k-de-en -i -
       textseq score runs/multi30k-en-lm -i notes.txt -o scores.jsonl
     """
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.inference import Translator, load
 
     text = read_stdin() if str(input_file) == "-" else read_input(input_file)
@@ -474,7 +473,7 @@ def suggestions_option(command):
 
 
 def language_model(run: Path):
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.inference import load
 
     loaded = load(run)
@@ -600,7 +599,7 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
            -d '{"text": "a man is riding a", "suggestions": 3}'
       textseq serve runs/dates --port 8080
     """
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.serve import serve as serve_run
 
     serve_run(run, host, port, say=lambda message: click.echo(message, err=True), allowed_hosts=allowed_hosts,
@@ -621,7 +620,7 @@ def attention(run: Path, text: str, output: Path, **flags):
     Example:
       textseq attention runs/dates "3rd of March 1998" -o attention.png
     """
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.inference import Translator
     from textseq.plots import attention_heatmap
 
@@ -644,7 +643,7 @@ def plot(run: Path, output: Path):
     Example:
       textseq plot runs/dates -o curves.png
     """
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.plots import training_curves
 
     training_curves(run, output)
@@ -679,7 +678,7 @@ def export_command(run: Path, out_dir: Path, format_: str, quantize: str, overwr
       saved_model_cli show --dir exports/dates --all
       textseq export runs/keyboard-en exports/keyboard-en --format litert --quantize dynamic
     """
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.export import export
 
     path = export(run, out_dir, overwrite, format_, quantize)
@@ -704,7 +703,7 @@ def average_command(run: Path, last: int, out_dir: Path | None, overwrite: bool)
       textseq average runs/multi30k-de-en --last 5
       textseq evaluate runs/multi30k-de-en/averaged --split test
     """
-    start_tensorflow()
+    start_tensorflow(run)
     from textseq.averaging import average
 
     result = average(run, last, out_dir, overwrite)

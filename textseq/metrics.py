@@ -98,7 +98,9 @@ def corpus_scores(hypotheses: list[str], references: list[str], tokenize: str = 
     """
     from sacrebleu.metrics import BLEU, CHRF
 
-    bleu, chrf = BLEU(tokenize=tokenize), CHRF()
+    # force: with tokenize "none" the text is tokenized on purpose, and sacrebleu's warning that it
+    # "forgot to detokenize" would only be noise.
+    bleu, chrf = BLEU(tokenize=tokenize, force=tokenize == "none"), CHRF()
     bleu_score, chrf_score = bleu.corpus_score(hypotheses, [references]), chrf.corpus_score(hypotheses, [references])
     return {"bleu": round(bleu_score.score, 2), "chrf": round(chrf_score.score, 2),
             "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}

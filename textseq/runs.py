@@ -39,7 +39,6 @@ import shutil
 from pathlib import Path
 
 from textseq import __version__
-from textseq.checkpoints import CheckpointFolder
 from textseq.data.textfiles import file_sha256
 from textseq.data.vocab import Vocabulary, vocabulary_file_names
 from textseq.errors import UserError
@@ -76,6 +75,8 @@ class Run:
         self.path = Path(path)
         self.info = RunInfo(self.path / "run.json")
         self.recipe_file = self.path / "recipe.yaml"
+        from textseq.checkpoints import CheckpointFolder  # here: importing runs needs no TensorFlow
+
         self.checkpoints = CheckpointFolder(self.path / "checkpoints")
         self.weights_file = self.path / "model.weights.h5"
         self.history = MetricsLog(self.path / "metrics.csv")
@@ -86,11 +87,8 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> "Run":
         """An existing run, ready for predict/evaluate; a clear error if it is not one."""
+        check_run_directory(Path(path))
         run = cls(path)
-        if not run.path.is_dir():
-            raise UserError(f"{run.path}: no such run directory; train one with `textseq train RECIPE --out {run.path}`")
-        if not run.recipe_file.exists() or not run.info.path.exists():
-            raise UserError(f"{run.path}: not a textseq run directory (no recipe.yaml or run.json)")
         run.info.check_format()
         if not run.weights_file.exists() and run.has_trained():
             raise UserError(f"{run.weights_file}: missing, though the run has trained; copy it back from a backup, "
@@ -265,6 +263,15 @@ def weights_record(run: Run) -> dict:
         except (OSError, ValueError, TypeError, KeyError):
             record["averaged"] = "unknown checkpoints"
     return record
+
+
+def check_run_directory(path: Path) -> None:
+    """The checks of a run directory that need no TensorFlow (the CLI makes them before loading it,
+    so a mistyped path fails at once)."""
+    if not path.is_dir():
+        raise UserError(f"{path}: no such run directory; train one with `textseq train RECIPE --out {path}`")
+    if not (path / "recipe.yaml").exists() or not (path / "run.json").exists():
+        raise UserError(f"{path}: not a textseq run directory (no recipe.yaml or run.json)")
 
 
 def is_average(path: Path) -> bool:
