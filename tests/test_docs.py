@@ -4,6 +4,7 @@ command-line and API references are generated from the code, and the README's li
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 import re
 import subprocess
@@ -35,14 +36,25 @@ def test_the_recipe_reference_lists_every_key_with_its_default(site):
 
 
 def test_the_cli_and_api_references_come_from_the_code(site):
+    from textseq.cli import cli as command_group
+
     cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
-    for command in ("train", "vocab", "translate", "evaluate", "predict", "generate", "serve", "export", "fetch"):
+    for command in [*command_group.commands, "fetch"]:
         assert re.search(rf"textseq[^<]*\b{command}\b", cli), command
     assert "--beam-size" in cli and "--allowed-host" in cli
+    assert "Sentinel" not in cli  # Click's marker of an option without a default
+    summaries = re.findall(r"<li><em>\w+</em>: ([^<]*)</li>", cli)
+    assert len(summaries) >= len(command_group.commands)
+    for summary in re.findall(r"<li><em>\w+</em>: ([^<]*)</li>", cli):
+        assert summary.rstrip().endswith("."), summary  # whole first sentences, not a line cut short
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    for name in ("load_recipe", "train", "evaluate", "vocab_stats", "SubwordTokenizer", "Translator", "LanguageModel",
-                 "export", "CarriedStates"):
-        assert name in api, name
+    text = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", api)))
+    for name in ("load_recipe", "train", "evaluate", "vocab_stats", "export", "score_pairs", "weights_origin"):
+        assert f"{name}(" in text, name  # a heading with the signature
+    for name in ("SubwordTokenizer", "Translator", "LanguageModel", "CarriedStates"):
+        assert f'id="textseq.' in api and f">{name}<" in api.replace(" ", ""), name
+    assert "load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe" in text
+    assert "<blockquote>" not in api and "language-pycon" in api  # examples are code, not nested quotes
 
 
 def test_the_readme_is_a_short_guide_whose_links_resolve():

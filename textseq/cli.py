@@ -364,8 +364,10 @@ def read_input(path: Path) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of metrics.")
 @decoding_options
 def evaluate(run: Path, split: str, batch_size: int | None, as_json: bool, **flags):
-    """Score RUN on a data split: loss, perplexity, token accuracy; for translation runs also the
-    decoded outputs' exact match, BLEU and chrF (sacrebleu; its signatures are in the result).
+    """Score RUN on a data split: loss, perplexity and token accuracy; BLEU and chrF for translation.
+
+    Translation runs are also decoded, and the outputs scored by exact match, BLEU and chrF
+    (sacrebleu; its signatures are in the result).
 
     A language model is scored on every token of the split's stream exactly once (line ends
     counted), with top-1 and top-5 accuracy, and bits per character for character models.
@@ -613,8 +615,9 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
               show_default=True, help="Image file (png, svg or pdf, by its suffix).")
 @decoding_options
 def attention(run: Path, text: str, output: Path, **flags):
-    """Draw the attention weights of RUN translating TEXT as a heatmap: one row per produced
-    token, one column per source token.
+    """Draw the attention of RUN translating TEXT as a heatmap.
+
+    One row per produced token, one column per source token.
 
     \b
     Example:
@@ -636,8 +639,9 @@ def attention(run: Path, text: str, output: Path, **flags):
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default="curves.png",
               show_default=True, help="Image file (png, svg or pdf, by its suffix).")
 def plot(run: Path, output: Path):
-    """Plot RUN's training curves from its metrics.csv: loss, perplexity and token accuracy per
-    epoch, for training and validation.
+    """Plot RUN's training curves (loss, perplexity, token accuracy) from its metrics.csv.
+
+    One point per epoch (per checkpoint with train.steps), for training and validation.
 
     \b
     Example:
@@ -720,8 +724,9 @@ def data():
 @click.option("--from", "mirror", type=click.Path(path_type=Path),
               help="Copy from this local mirror instead of downloading (same layout, same checksums).")
 def fetch(name: str, mirror: Path | None):
-    """Download corpus NAME (multi30k, tinyshakespeare) into $TEXTSEQ_DATA (default
-    ~/.cache/textseq) and check every file's sha256.
+    """Download corpus NAME (multi30k, tinyshakespeare) and check every file's sha256.
+
+    Files go to $TEXTSEQ_DATA (default ~/.cache/textseq).
 
     \b
     Examples:
