@@ -175,3 +175,12 @@ def test_numbers_in_scientific_notation_without_a_dot_are_numbers():
     assert recipe_from_dict({}, ["train.learning_rate=1e-12"]).train.learning_rate == 1e-12
     with pytest.raises(UserError, match="train.learning_rate must be a number; got 'fast'"):
         recipe_from_dict({}, ["train.learning_rate=fast"])
+
+
+def test_subword_regularization_is_refused_in_a_streamed_run_which_would_not_apply_it():
+    raw = {"data": {"source": "parallel", "train": "a", "validation": "v", "test": "t", "source_language": "de",
+                    "target_language": "en"}, "vocab": {"level": "sentencepiece", "subword_alpha": 0.1},
+           "train": {"steps": 10, "validate_every": 10, "checkpoint_every": 10}}
+    with pytest.raises(UserError, match="vocab.subword_alpha resamples the segmentations of pairs held in memory"):
+        recipe_from_dict(raw)
+    assert recipe_from_dict(raw, ["train.steps=null"]).vocab.subword_alpha == 0.1

@@ -24,8 +24,8 @@ from test_training import h5_arrays
 @pytest.fixture(scope="module")
 def bleu_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("selection") / "run"
-    summary = train(recipe_from_dict(TINY, ["train.epochs=3", "train.select_by=bleu", "train.average_last=2"]), run,
-                    verbose=0)
+    summary = train(recipe_from_dict(TINY, ["train.epochs=3", "train.select_by=bleu", "train.average_last=2",
+                                            "decode.beam_size=3"]), run, verbose=0)
     return run, summary
 
 
@@ -39,8 +39,9 @@ def test_validation_bleu_picks_the_best_weights(bleu_run):
     best = int(np.argmax(bleus))  # the first of equal scores: a later one must beat it
     assert state["best_epoch"] == best + 1 and state["best_val_bleu"] == pytest.approx(bleus[best])
     assert summary["best_val_bleu"] == pytest.approx(bleus[best])
-    # The best weights are that epoch's: what evaluate scores with (greedy, as validation decodes).
-    scores = evaluate(run, "validation", {"beam_size": 1})
+    # The best weights are that epoch's: what evaluate scores with the recipe's decoding (beam 3), as
+    # validation decodes.
+    scores = evaluate(run, "validation")
     assert scores["bleu"] == pytest.approx(bleus[best], abs=1e-6)
 
 

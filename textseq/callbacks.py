@@ -62,8 +62,9 @@ class StopWhenRequested(keras.callbacks.Callback):
 
 
 class TranslationScores(keras.callbacks.Callback):
-    """After each validation: BLEU and chrF (sacrebleu, data.bleu_tokenize) of the greedy translations
-    of the validation split, as `val_bleu` and `val_chrf` in the logs."""
+    """After each validation: BLEU and chrF (sacrebleu, data.bleu_tokenize) of the validation split's
+    translations, decoded as the recipe's `decode:` says (greedy where it samples: a score that
+    picks weights must not be random), as `val_bleu` and `val_chrf` in the logs."""
 
     def __init__(self, recipe: Recipe, data: TaskData):
         super().__init__()
@@ -74,8 +75,10 @@ class TranslationScores(keras.callbacks.Callback):
         if logs is None or "val_loss" not in logs:
             return
         translator = TextTranslator(self.model, self.data.source, self.data.target, self.recipe.data.max_source_length)
-        hypotheses = translator.translate([source for source, _ in self.pairs],
-                                          DecodingOptions(max_length=self.recipe.decode.max_length))
+        options = self.recipe.decode
+        if options.method == "sample":
+            options = DecodingOptions(max_length=options.max_length)
+        hypotheses = translator.translate([source for source, _ in self.pairs], options)
         scores = corpus_scores(hypotheses, [target for _, target in self.pairs], self.recipe.data.bleu_tokenize)
         logs.update(val_bleu=scores["bleu"], val_chrf=scores["chrf"])
 

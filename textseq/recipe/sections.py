@@ -171,7 +171,8 @@ class TrainConfig:
                                     "model.weights.h5)", min=1, max=MAX_COUNT)
     select_by: Literal["loss", "bleu", "chrf"] = option(
         "loss", "what picks the run's best weights (model.weights.h5) at each validation: the loss, or (translation) "
-                "BLEU or chrF of the validation split's greedy translations, then computed at every validation")
+                "BLEU or chrF of the validation split's translations (decoded as decode: says; greedy where it samples), then "
+                "computed at every validation")
     average_last: int = option(0, "when training ends, average the last N checkpoints into RUN/averaged (a run "
                                 "directory of its own, as `textseq average` writes); 0: none", min=0,
                                 max=MAX_COUNT)
@@ -332,6 +333,10 @@ class Recipe:
         if train.steps and (self.task != "translate" or data.source not in ("parallel", "tsv")):
             raise Broken(("train", "steps"), "train.steps streams translation files (data.source: parallel or tsv); "
                                              f"{self.task} with data.source: {data.source} trains by train.epochs")
+        if train.steps and self.vocab.subword_alpha:
+            raise Broken(("vocab", "subword_alpha"), "vocab.subword_alpha resamples the segmentations of pairs held in "
+                         "memory; a streamed run (train.steps) reads each pair as the one best segmentation. Remove "
+                         "it, or train by train.epochs")
         if isinstance(data.train, tuple) and data.train and isinstance(data.train[0], Corpus) and not train.steps:
             raise Broken(("data", "train"), "data.train: corpora mixed by weight are streamed; set train.steps (or "
                                             "list the files without weights)")
