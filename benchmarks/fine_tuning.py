@@ -94,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder holding multi30k/ (default: $TEXTSEQ_DATA or ~/.cache/textseq)")
-    parser.add_argument("--out", type=Path, required=True, help="where the corpora and the four runs go")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="where the corpora and the four runs go; run again, finished runs are kept")
     parser.add_argument("--general-steps", type=int, default=4000)
     parser.add_argument("--tune-steps", type=int, default=600)
     args = parser.parse_args()
@@ -112,7 +113,7 @@ def main() -> None:
     for name, domain, steps, origin in plan:
         run = args.out / name.replace(", ", "-").replace(" ", "-")
         started = time.perf_counter()
-        summary = train(recipe(corpora, domain, steps, origin and args.out / origin), run, overwrite=True, verbose=0)
+        summary = train(recipe(corpora, domain, steps, origin and args.out / origin), run, verbose=0)  # or resume
         results[name] = {"steps": steps, "train_seconds": round(time.perf_counter() - started, 1),
                          "best_step": summary.get("best_step"), **scores(run, corpora)}
         print(f"{name}: {results[name]}", flush=True)
