@@ -82,10 +82,9 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
     epochs = plan.segments if plan else recipe.train.epochs
     if plan:  # counted by steps: a run may go on with more train.steps after a shorter last segment
         initial_epoch = epochs if done_steps >= plan.steps else done_steps // plan.checkpoint_every
-    log.info("%s run %s: %s, %s, %d parameters, vocabulary %d/%d, %s, %s", "resuming" if done_steps else "starting",
-             run.path, describe(strategy), policy, model.count_params(), data.source.vocab.size,
-             data.target.vocab.size, describe_data(data),
-             f"step {done_steps} of {plan.steps}" if plan else f"epoch {initial_epoch} of {epochs}")
+    where = f"step {done_steps} of {plan.steps}" if plan else f"epoch {initial_epoch} of {epochs}"
+    log.info("%s run %s: %s, %s", "resuming" if done_steps else "starting", run.path, describe_start(
+        strategy, policy, model, data), where)
     history = {}
     if initial_epoch < epochs:
         options = dict(epochs=epochs, initial_epoch=initial_epoch, verbose=verbose if chief else 0, shuffle=False,
@@ -99,18 +98,21 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
             raise data_error(error) or error from None
     state = checkpoint.state if chief else {}
     check_finished(guard, state)
-    last, made = recipe.train.average_last, len(checkpoint.lineage)
-    averaged = average_last_checkpoints(run, last, made) if chief and history else {}
+    averaged = average_last_checkpoints(run, recipe.train.average_last, len(checkpoint.lineage)) if chief and history else {}
     return {**summary(run, strategy, policy, model, initial_epoch, history, state, started), **clock.summary(),
             **averaged, **(dict(resumed_from_step=done_steps, steps_done=int(model.optimizer.iterations.numpy()),
                                 best_step=state.get("best_step")) if plan else {})}
 
 
-def describe_data(data: TaskData) -> str:
+def describe_start(strategy: tf.distribute.Strategy, policy: str, model: Seq2Seq, data: TaskData) -> str:
+    """The strategy, precision, model size, vocabularies and training data of a run that starts."""
     if isinstance(data, StreamedData):
         count = f"{data.train_pairs} training pairs" if data.train_pairs is not None else "training pairs"
-        return f"{count} streamed from {sum(len(shards) for shards in data.corpora)} shard(s)"
-    return f"{int(data.train[0].nrows())} training {data.unit}"
+        examples = f"{count} streamed from {sum(len(shards) for shards in data.corpora)} shard(s)"
+    else:
+        examples = f"{int(data.train[0].nrows())} training {data.unit}"
+    return (f"{describe(strategy)}, {policy}, {model.count_params()} parameters, vocabulary "
+            f"{data.source.vocab.size}/{data.target.vocab.size}, {examples}")
 
 
 def check_global_batch(config: TrainConfig, strategy: tf.distribute.Strategy) -> None:
