@@ -40,10 +40,11 @@ def decode(model, source_ids, options: DecodingOptions, prefix=None):
     return greedy_search(model, source_ids, options.max_length, prefix=prefix)
 
 
-def forced_tokens(prefix, batch):
-    """`at(i) -> [batch]`: the prefix token each row must produce at step i, PAD where its prefix has ended."""
+def forced_tokens(prefix):
+    """`at(i) -> [batch]`: the prefix token each row must produce at step i, PAD where its prefix has
+    ended; None without a prefix (the search's steps then do no forcing work at all)."""
     if prefix is None:
-        return lambda i: ops.full((batch,), PAD, "int32")
+        return None
     padded = ops.pad(ops.cast(prefix, "int32"), [[0, 0], [0, 1]])  # a PAD column: every row's prefix ends
     last = ops.shape(padded)[1] - 1
     return lambda i: ops.take(padded, ops.minimum(i, last), axis=1)
@@ -125,7 +126,7 @@ def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eo
     memory, states = model.encode(source_ids)
     batch, source_steps = ops.shape(source_ids)[0], ops.shape(source_ids)[1]
     positions = ops.arange(max_length)
-    forced = forced_tokens(prefix, batch)
+    forced = forced_tokens(prefix)
 
     def unfinished(i, previous, states, finished, tokens, scores, weights):
         return ops.logical_and(i < max_length, ops.logical_not(ops.all(finished)))
@@ -133,8 +134,10 @@ def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eo
     def advance(i, previous, states, finished, tokens, scores, weights):
         logits, states, step_weights = model.step(previous, states, memory)
         log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-        must = forced(i)
-        next_ids = ops.where(ops.not_equal(must, PAD), must, ops.cast(pick(log_probs, i), "int32"))
+        next_ids = ops.cast(pick(log_probs, i), "int32")
+        if forced is not None:
+            must = forced(i)
+            next_ids = ops.where(ops.not_equal(must, PAD), must, next_ids)
         next_ids = ops.where(finished, PAD, next_ids)
         chosen = ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(next_ids, -1), axis=-1), -1)
         scores = scores + ops.where(finished, 0.0, chosen)
@@ -172,7 +175,7 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
     memory, states = (keras.tree.map_structure(lambda x: ops.repeat(x, beam_size, axis=0), s) for s in (memory, states))
     positions = ops.arange(max_length)
     offsets = ops.expand_dims(ops.arange(batch) * beam_size, 1)  # row of each source's first hypothesis
-    forced = forced_tokens(prefix, batch)
+    forced = forced_tokens(prefix)
 
     def unfinished(i, previous, states, finished, lengths, tokens, scores, weights):
         return ops.logical_and(i < max_length, ops.logical_not(ops.all(finished)))
@@ -184,9 +187,10 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
         # An ended hypothesis has one continuation, PAD, which costs nothing.
         pad_only = ops.where(ops.equal(ops.arange(vocab), PAD), 0.0, NEG)
         log_probs = ops.where(ops.expand_dims(finished, -1), pad_only, log_probs)
-        must = forced(i)[:, None, None]  # within a prefix, its token is every hypothesis' one continuation
-        only_forced = ops.where(ops.equal(ops.arange(vocab), must), log_probs, NEG)
-        log_probs = ops.where(ops.not_equal(must, PAD), only_forced, log_probs)
+        if forced is not None:  # within a prefix, its token is every hypothesis' one continuation
+            must = forced(i)[:, None, None]
+            only_forced = ops.where(ops.equal(ops.arange(vocab), must), log_probs, NEG)
+            log_probs = ops.where(ops.not_equal(must, PAD), only_forced, log_probs)
         candidates = ops.expand_dims(scores, -1) + log_probs
         candidate_lengths = ops.where(finished, lengths, i + 1)
         ranked = candidates / ops.expand_dims(length_penalty(candidate_lengths, alpha), -1)
