@@ -275,6 +275,17 @@ def test_translation_api_returns_the_translation_and_its_attention(trained_run, 
         "decode.n_best: 3 is more than decode.beam_size 2; ask for at most beam_size hypotheses")
 
 
+def test_the_score_api_answers_as_the_library_does(trained_run, translation_server, lm_run, lm_server):
+    status, answer = translation_server.post("api/score", {"text": "3rd of March 1998", "target": "1998-03-03"})
+    assert status == 200
+    expected = Translator.from_run(trained_run).score([("3rd of March 1998", "1998-03-03")])[0]
+    assert answer == pytest.approx(expected)
+    text = "a man is riding a bike .\ntwo dogs play ."
+    status, answer = lm_server.post("api/score", {"text": text})
+    assert status == 200 and answer["lines"] == pytest.approx(LanguageModel.from_run(lm_run).score(text))
+    assert lm_server.post("api/score", {"text": "a", "target": "b"})[0] == 400
+
+
 def test_ctrl_c_stops_the_server_cleanly(lm_run):
     server = Server(lm_run)
     assert server.request("api/info")[0] == 200

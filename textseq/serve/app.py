@@ -35,7 +35,7 @@ from textseq import __version__
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, load, prediction_record, translation_record
 from textseq.serve.requests import (GENERATE, MAX_BODY_BYTES, MAX_TEXT_CHARACTERS, MAX_TEXT_TOKENS, PREDICT,
-                                    TRANSLATE, ApiError, parse_body)
+                                    SCORE, TRANSLATE, ApiError, parse_body)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,15 @@ class Api:
                 "attention": {"source_tokens": found.source_tokens, "output_tokens": found.output_tokens,
                               "weights": found.weights.astype(float).round(6).tolist()}}
 
+    def score(self, request: dict) -> dict:
+        """Translation: how probable `target` is given `text`; a language model: each line of `text`."""
+        self._check_tokens(request["text"])
+        if isinstance(self.loaded, Translator):
+            return self.loaded.score([(request["text"], request["target"])])[0]
+        if request["target"]:
+            raise ApiError('field "target": a language model scores the lines of "text"; leave "target" out')
+        return {"text": request["text"], "lines": self.loaded.score(request["text"])}
+
     def warm_up(self) -> None:
         """Traces the graphs the page needs first, so its first request answers at once."""
         if isinstance(self.loaded, LanguageModel):
@@ -129,7 +138,8 @@ def create_app(run_dir: str | Path, allowed_hosts: Iterable[str] | None = None) 
     routes += [Route("/api/info", info, methods=["GET"]),
                Route("/api/predict", endpoint(api.predict, PREDICT), methods=["POST"]),
                Route("/api/generate", endpoint(api.generate, GENERATE), methods=["POST"]),
-               Route("/api/translate", endpoint(api.translate, TRANSLATE), methods=["POST"])]
+               Route("/api/translate", endpoint(api.translate, TRANSLATE), methods=["POST"]),
+               Route("/api/score", endpoint(api.score, SCORE), methods=["POST"])]
     middleware = [] if allowed_hosts is None else [Middleware(HostGuard, allowed=allowed_hosts)]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers={
         ApiError: api_error, HTTPException: http_error, Exception: internal_error})

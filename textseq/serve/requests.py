@@ -98,6 +98,7 @@ PREDICT = {"text": Field("text", ""), "suggestions": Field("int", 5, 1, 100)}
 # Fields that were called otherwise: still read, with a note. (/api/predict's "top_k" named how many
 # suggestions, while "top_k" everywhere else samples from the k most probable tokens.)
 RENAMED = {"top_k": "suggestions"}
+SCORE = {"text": Field("text", ""), "target": Field("text", "")}
 GENERATE = {"text": Field("text", ""), "max_tokens": Field("int", 100, 0, 500), **SAMPLING}
 TRANSLATE = {"text": Field("text", ""), "prefix": Field("text", ""), "beam_size": Field("int", None, 1, 16),
              "alpha": Field("number", None, 0, MAX_ALPHA),
