@@ -591,7 +591,7 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
 
     A language-model run shows the next words as you type, with probability bars, and continues
     the text; a translation run translates and draws the attention heatmap. The API answers
-    POST /api/predict, /api/generate or /api/translate with a JSON object (the same fields as
+    POST /api/predict, /api/generate, /api/translate or /api/score with a JSON object (the same fields as
     the CLI's --json; the request must say Content-Type: application/json), and GET /api/info.
 
     \b
