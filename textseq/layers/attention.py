@@ -62,19 +62,31 @@ class BahdanauAttention(keras.layers.Layer):
     def attention_weights(self, query, projected_keys, keys_mask=None, training=None):
         """Weights `[batch, query_steps, key_steps]` from queries and `project_keys(keys)`."""
         projected_query = ops.matmul(query, self.query_kernel)
-        # Softmax in float32 even under mixed precision: it is where half precision loses mass.
         scores = self.score_function(projected_query, projected_keys, self.score_kernel, training)
-        if keys_mask is None:
-            return ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
-        keep = ops.expand_dims(ops.cast(keys_mask, "bool"), 1)
-        weights = ops.softmax(ops.where(keep, scores, _MASKED_SCORE), axis=-1)
-        return ops.cast(ops.where(keep, weights, 0.0), self.compute_dtype)
+        return masked_softmax(scores, keys_mask, self.compute_dtype)
 
     def compute_output_shape(self, query_shape, keys_shape):
         return ((*query_shape[:-1], keys_shape[-1]), (*query_shape[:-1], keys_shape[1]))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
+
+
+def masked_softmax(scores, keys_mask, dtype):
+    """Attention weights from float32 scores `[batch, query_steps, key_steps]`: a softmax over the keys
+    that `keys_mask` `[batch, key_steps]` keeps (padded keys get exactly 0), cast to `dtype`.
+
+    The softmax runs in float32 even under mixed precision: it is where half precision loses mass.
+
+    >>> weights = masked_softmax(ops.zeros((1, 1, 3)), ops.array([[True, True, False]]), "float32")
+    >>> [round(float(w), 2) for w in weights[0, 0]]
+    [0.5, 0.5, 0.0]
+    """
+    if keys_mask is None:
+        return ops.cast(ops.softmax(scores, axis=-1), dtype)
+    keep = ops.expand_dims(ops.cast(keys_mask, "bool"), 1)
+    weights = ops.softmax(ops.where(keep, scores, _MASKED_SCORE), axis=-1)
+    return ops.cast(ops.where(keep, weights, 0.0), dtype)
 
 
 def additive_scores(projected_query, projected_keys, score_kernel, training=None):
