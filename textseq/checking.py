@@ -40,7 +40,8 @@ def check(recipe: Recipe) -> dict:
         summary.update(source_vocabulary=data.source.vocab_size, target_vocabulary=data.target.vocab_size,
                        longest_source_tokens=longest["source"], longest_target_tokens=longest["target"],
                        truncated_sources=longest["source"] > recipe.data.max_source_length)
-    model = build_seq2seq(recipe.model, data.source.vocab_size, data.target.vocab_size)
+    model = build_seq2seq(recipe.model, data.source.vocab_size, data.target.vocab_size,
+                          one_vocabulary=recipe.vocab.shared)
     model({"source": data.train[0][:1].to_tensor(shape=[1, 2]), "target_in": data.train[1][:1].to_tensor(shape=[1, 2])})
     return {
         **summary,
@@ -54,7 +55,8 @@ def check(recipe: Recipe) -> dict:
 
 def streamed_summary(recipe: Recipe, data: StreamedData) -> dict:
     """`check` of a streamed corpus (train.steps): the one pass's count, not the pairs themselves."""
-    model = build_seq2seq(recipe.model, data.source.vocab_size, data.target.vocab_size)
+    model = build_seq2seq(recipe.model, data.source.vocab_size, data.target.vocab_size,
+                          one_vocabulary=recipe.vocab.shared)
     validation = data.examples["validation"]
     model({"source": validation[0][:1].to_tensor(shape=[1, 2]), "target_in": validation[1][:1].to_tensor(shape=[1, 2])})
     return {

@@ -82,7 +82,7 @@ def load_weights(model, path: Path, remedy: str = "copy it back from a backup") 
 def new_model(recipe: Recipe, source_size: int, target_size: int, speed_path: bool = True) -> Seq2Seq:
     """The recipe's model with its weights created (to be loaded), on the speed path where the recipe
     trains with it and `speed_path` allows (a converter that takes only Keras' own layers does not)."""
-    model = build_seq2seq(recipe.model, source_size, target_size)
+    model = build_seq2seq(recipe.model, source_size, target_size, one_vocabulary=recipe.vocab.shared)
     if speed_path and kernels.enabled(recipe.train):
         kernels.install(model)
     model({"source": tf.ones([1, 2], tf.int32), "target_in": tf.ones([1, 2], tf.int32)})

@@ -58,7 +58,8 @@ class NextWordStep(tf.Module):
         memory_outputs, memory_keys `[batch, context, units | attention_units]`: the window's
             encoder outputs and their attention projection;
         memory_length `[batch]` int32: how many of them are real (the attention mask);
-        states `[batch, layers * (2 | 1), units]`: the decoder's LSTM (h, c) or GRU (h) states.
+        states `[batch, n, units]`: the decoder's LSTM (h, c) or GRU (h) states, layer by layer, then
+            its attentional vector with model.input_feeding.
 
     >>> step = NextWordStep(model, context=8, continuation=8, carry=False)  # doctest: +SKIP
     >>> out = step(token_id=tf.constant([BOS]), **step.zeros(1))  # doctest: +SKIP
@@ -69,12 +70,12 @@ class NextWordStep(tf.Module):
         self.model, self.context, self.continuation, self.carry = model, context, continuation, carry
         self.k = min(k, model.decoder.vocab_size)
         decoder = model.decoder
-        self.per_layer = 2 if decoder.cell == "lstm" else 1
+        self.state_sizes = decoder.state_sizes()  # all of the decoder's units
         self.shapes = {"phase": ([], tf.int32), "history": ([context], tf.int32),
                        "memory_outputs": ([context, model.encoder.units], tf.float32),
                        "memory_keys": ([context, decoder.attention.units], tf.float32),
                        "memory_length": ([], tf.int32),
-                       "states": ([decoder.num_layers * self.per_layer, decoder.units], tf.float32)}
+                       "states": ([sum(map(len, self.state_sizes)), decoder.units], tf.float32)}
 
     def zeros(self, batch: int) -> dict[str, tf.Tensor]:
         """The state a new text starts from."""
@@ -102,7 +103,7 @@ class NextWordStep(tf.Module):
 
         def encode():
             outputs, encoder_states = unrolled_encoder(self.model.encoder, history)
-            flat = [state for layer in encoder_states for state in layer]
+            flat = [state for layer in self.model.start_states(encoder_states) for state in layer]
             return (outputs, self.model.decoder.attention.project_keys(outputs),
                     tf.reduce_sum(tf.cast(tf.not_equal(history, PAD), tf.int32), axis=1), flat)
 
@@ -113,10 +114,13 @@ class NextWordStep(tf.Module):
         memory_outputs = tf.where(border[:, None, None], new_outputs, memory_outputs)
         memory_keys = tf.where(border[:, None, None], new_keys, memory_keys)
         memory_length = tf.where(border, new_length, memory_length)
-        if not self.carry:  # without carried states the decoder restarts from the encoder's at a border
-            decoder_states = [tf.where(border[:, None], new, old) for new, old in zip(encoder_states, decoder_states)]
+        # The decoder starts from the encoder's states where a text begins, and without carried states
+        # at every border too (a bridge's start states are not zeros).
+        restart = border if not self.carry else tf.logical_and(border, tf.equal(count, 0))
+        decoder_states = [tf.where(restart[:, None], new, old) for new, old in zip(encoder_states, decoder_states)]
 
-        layers = [decoder_states[i:i + self.per_layer] for i in range(0, len(decoder_states), self.per_layer)]
+        starts = np.cumsum([0, *map(len, self.state_sizes)])
+        layers = [decoder_states[start:end] for start, end in zip(starts[:-1], starts[1:])]
         memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
                   "mask": tf.range(context)[None, :] < memory_length[:, None]}
         logits, layers, _ = self.model.step(token_id, layers, memory)

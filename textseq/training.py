@@ -174,7 +174,8 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
     keras.utils.set_random_seed(recipe.train.seed)  # the same initial weights, dropout and data order
     static_shapes = isinstance(strategy, tf.distribute.TPUStrategy)
     with strategy.scope(), precision(policy):
-        model = build_seq2seq(recipe.model, data.source.vocab.size, data.target.vocab.size)
+        model = build_seq2seq(recipe.model, data.source.vocab.size, data.target.vocab.size,
+                              one_vocabulary=recipe.vocab.shared)
         if data.carry_state:  # consecutive windows: each row's decoder goes on from where it stopped
             model = CarriedStates(model, recipe.train.batch_size // strategy.num_replicas_in_sync)
         speed_path = kernels.enabled(recipe.train)

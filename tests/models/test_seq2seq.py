@@ -81,8 +81,10 @@ def test_constructor_errors_name_the_argument():
         Encoder(12, 4, 6, cell="rnn")
     with pytest.raises(ValueError, match="Received: dropout=1.0"):
         Decoder(10, 4, 6, attention=BahdanauAttention(3), dropout=1.0)
-    with pytest.raises(ValueError, match="must agree on units"):
+    with pytest.raises(ValueError, match="a copy bridge needs decoder units equal to the encoder's"):
         Seq2Seq(Encoder(12, 4, 6), Decoder(10, 4, 8, attention=BahdanauAttention(3)))
+    with pytest.raises(ValueError, match="must agree on num_layers and cell"):
+        Seq2Seq(Encoder(12, 4, 6, num_layers=2), Decoder(10, 4, 8, attention=BahdanauAttention(3)), bridge="dense")
 
 
 def recurrent_layers(model):

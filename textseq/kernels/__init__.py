@@ -35,7 +35,8 @@ def install(model) -> None:
 
     for layer in recurrent_layers(model):
         recurrent.install(layer)
-    model.decoder.attention.score_function = attention.additive_scores
+    if hasattr(model.decoder.attention, "score_function"):  # additive scores (Luong's are one matrix product)
+        model.decoder.attention.score_function = attention.additive_scores
 
 
 def recurrent_layers(model) -> list[keras.layers.RNN]:

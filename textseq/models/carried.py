@@ -34,13 +34,13 @@ class CarriedStates(Seq2Seq):
     """
 
     def __init__(self, model: Seq2Seq, rows: int, **kwargs):
-        super().__init__(model.encoder, model.decoder, name=kwargs.pop("name", model.name), **kwargs)
-        per_layer = 2 if model.decoder.cell == "lstm" else 1
+        super().__init__(model.encoder, model.decoder, bridge=model.bridge or "copy",
+                         share_embeddings=model.share_embeddings, name=kwargs.pop("name", model.name), **kwargs)
         # A plain list of lists: Keras tracks no variable held this way, so none enters the checkpoints.
-        self._states = _Untracked([[keras.Variable(ops.zeros((rows, model.decoder.units)), trainable=False,
-                                                   dtype="float32", synchronization="on_read", aggregation="mean",
-                                                   name=f"carried_{i}_{j}") for j in range(per_layer)]
-                                   for i in range(model.decoder.num_layers)])
+        self._states = _Untracked([[keras.Variable(ops.zeros((rows, size)), trainable=False, dtype="float32",
+                                                   synchronization="on_read", aggregation="mean",
+                                                   name=f"carried_{i}_{j}") for j, size in enumerate(sizes)]
+                                   for i, sizes in enumerate(model.decoder.state_sizes())])
 
     def call(self, inputs, training=False):
         if "reset" not in inputs:  # a batch of its own (the one that builds the weights): nothing to carry

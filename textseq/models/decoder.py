@@ -1,8 +1,9 @@
-"""Decoder: LSTM/GRU stack, then additive attention over the encoder outputs, then the logits.
+"""Decoder: LSTM/GRU stack, then attention over the encoder outputs, then the logits.
 
 Training runs the recurrent stack over the whole target at once (the fused kernel), then scores
 every decoder output against every encoder output in one batched computation. `step` runs the same
-weights one token at a time for decoding.
+weights one token at a time for decoding. With input feeding (Luong et al., 2015) each step also
+reads the previous step's attentional vector, so training steps through time as decoding does.
 """
 
 from __future__ import annotations
@@ -13,26 +14,33 @@ from keras import ops
 from textseq.constants import PAD
 from textseq.layers.attention import BahdanauAttention
 from textseq.layers.dense import Dense
+from textseq.layers.luong import LuongAttention
+from textseq.layers.tied import TiedLogits
 from textseq.models.recurrent import check_dropout, check_positive, recurrent_layer
+from textseq.models.stepping import Stepping
 
 
 @keras.saving.register_keras_serializable(package="textseq")
-class Decoder(keras.layers.Layer):
-    """Predicts the next target token from the previous ones, attending over the source.
+class Decoder(Stepping, keras.layers.Layer):
+    """Predicts the next target token from the previous ones, attending over the source; one token
+    at a time for decoding with `step` (see `Stepping`).
 
     Args:
         vocab_size: number of target token ids (id 0 is padding).
         embedding_dim: size of the token embeddings.
-        units: recurrent units per layer (equal to the encoder's output size).
-        attention: a `BahdanauAttention` layer (or its serialized config).
+        units: recurrent units per layer.
+        attention: a `BahdanauAttention` or `LuongAttention` layer (or its serialized config).
         cell: "lstm" or "gru".
         num_layers: stacked recurrent layers, each started from the encoder layer's final state.
         dropout: dropout on embeddings, between layers and before the output.
         recurrent_dropout: dropout on the recurrent state (leaves the fused kernels; see recurrent.py).
+        tie_embeddings: score tokens with the embedding matrix (`TiedLogits`) instead of a matrix of their own.
+        input_feeding: feed each step the previous step's attentional vector beside its token; the
+            states then end with one more entry, `[attentional]` (`start_states` adds it).
 
     Call arguments:
         token_ids: int `[batch, steps]`, the target shifted right (BOS first), right-padded with 0.
-        initial_states: per layer, the list of encoder final states.
+        initial_states: per layer, the list of its initial states (`start_states` of the encoder's).
         encoder_outputs: `[batch, source_steps, units]`.
         encoder_mask: boolean `[batch, source_steps]`, False on source padding.
 
@@ -50,16 +58,22 @@ class Decoder(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, units: int, attention, cell: str = "lstm",
-                 num_layers: int = 1, dropout: float = 0.0, recurrent_dropout: float = 0.0, **kwargs):
+                 num_layers: int = 1, dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 tie_embeddings: bool = False, input_feeding: bool = False, **kwargs):
         super().__init__(**kwargs)
         check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, units=units, num_layers=num_layers)
         check_dropout(dropout=dropout, recurrent_dropout=recurrent_dropout)
         if isinstance(attention, dict):
             attention = keras.saving.deserialize_keras_object(attention)
-        if not isinstance(attention, BahdanauAttention):
-            raise ValueError(f"attention must be a BahdanauAttention layer. Received: attention={attention!r}")
+        if not isinstance(attention, (BahdanauAttention, LuongAttention)):
+            raise ValueError("attention must be a BahdanauAttention or LuongAttention layer. "
+                             f"Received: attention={attention!r}")
+        if input_feeding and recurrent_dropout:
+            raise ValueError("input_feeding steps the cells one at a time, without recurrent dropout. "
+                             f"Received: recurrent_dropout={recurrent_dropout}")
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.cell, self.num_layers, self.dropout, self.recurrent_dropout = cell, num_layers, dropout, recurrent_dropout
+        self.tie_embeddings, self.input_feeding = tie_embeddings, input_feeding
 
         # Masks come from the ids (id 0 is padding) and are passed explicitly to every layer.
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
@@ -68,12 +82,13 @@ class Decoder(keras.layers.Layer):
         self.attention = attention
         self.combine = Dense(units, activation="tanh", name="combine")
         # Logits stay float32 under mixed precision, so the softmax and the loss do too.
-        self.logits = Dense(vocab_size, dtype="float32", name="logits")
+        self.logits = (TiedLogits(self.embedding, name="logits") if tie_embeddings
+                       else Dense(vocab_size, dtype="float32", name="logits"))
         self.drop = keras.layers.Dropout(dropout)
 
     def build(self, token_ids_shape, initial_states_shape, encoder_outputs_shape, encoder_mask_shape):
         self.embedding.build(token_ids_shape)
-        features = self.embedding_dim
+        features = self.embedding_dim + (self.units if self.input_feeding else 0)
         for rnn in self.rnns:
             rnn.build((*token_ids_shape, features))
             features = self.units
@@ -86,35 +101,22 @@ class Decoder(keras.layers.Layer):
     def call(self, token_ids, initial_states, encoder_outputs, encoder_mask, training=False, return_states=False):
         mask = ops.not_equal(token_ids, PAD)
         x = self.drop(self.embedding(token_ids), training=training)
-        final_states = []
-        for rnn, states in zip(self.rnns, initial_states):
-            x, *layer_states = rnn(x, initial_state=states, mask=mask, training=training)
-            final_states.append(layer_states)  # at each row's last real step: padding leaves states alone
-            x = self.drop(x, training=training)
-        context, weights = self.attention(x, encoder_outputs, keys_mask=encoder_mask, training=training)
-        if return_states:
-            return self._output(x, context, training), weights, final_states
-        return self._output(x, context, training), weights
+        if self.input_feeding:
+            attentional, weights, final_states = self.input_fed(x, mask, initial_states, encoder_outputs,
+                                                                encoder_mask, training)
+        else:
+            final_states = []
+            for rnn, states in zip(self.rnns, initial_states):
+                x, *layer_states = rnn(x, initial_state=states, mask=mask, training=training)
+                final_states.append(layer_states)  # at each row's last real step: padding leaves states alone
+                x = self.drop(x, training=training)
+            context, weights = self.attention(x, encoder_outputs, keys_mask=encoder_mask, training=training)
+            attentional = self._attentional(x, context)
+        logits = self.logits(self.drop(attentional, training=training))
+        return (logits, weights, final_states) if return_states else (logits, weights)
 
-    def step(self, token_ids, states, encoder_outputs, projected_keys, encoder_mask):
-        """One decoding step: token ids `[batch]` -> logits `[batch, vocab]`, new states, weights `[batch, source_steps]`.
-
-        `projected_keys` is `attention.project_keys(encoder_outputs)`, computed once per source.
-        """
-        x = self.embedding(token_ids)
-        new_states = []
-        for rnn, layer_states in zip(self.rnns, states):
-            x, layer_states = rnn.cell(x, list(layer_states), training=False)
-            new_states.append(list(layer_states))
-        query = ops.expand_dims(x, 1)
-        weights = self.attention.attention_weights(query, projected_keys, encoder_mask)
-        context = ops.matmul(weights, encoder_outputs)
-        logits = self._output(query, context, training=False)
-        return logits[:, 0], new_states, weights[:, 0]
-
-    def _output(self, x, context, training):
-        combined = self.combine(ops.concatenate([x, context], axis=-1))
-        return self.logits(self.drop(combined, training=training))
+    def _attentional(self, x, context):
+        return self.combine(ops.concatenate([x, context], axis=-1))
 
     def get_config(self):
         return {
@@ -122,4 +124,5 @@ class Decoder(keras.layers.Layer):
             "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim, "units": self.units,
             "attention": keras.saving.serialize_keras_object(self.attention), "cell": self.cell,
             "num_layers": self.num_layers, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+            "tie_embeddings": self.tie_embeddings, "input_feeding": self.input_feeding,
         }

@@ -24,6 +24,8 @@ class Encoder(keras.layers.Layer):
         bidirectional: read the source in both directions (concatenating their outputs/states).
         dropout: dropout on the embeddings and on every layer's output.
         recurrent_dropout: dropout on the recurrent state (leaves the fused kernels; see recurrent.py).
+        embedding: a `keras.layers.Embedding` to read tokens with (shared with a decoder: a language
+            model's weight tying) instead of one of its own; not part of the config.
 
     Call arguments:
         token_ids: int `[batch, steps]`, right-padded with 0.
@@ -41,7 +43,7 @@ class Encoder(keras.layers.Layer):
 
     def __init__(self, vocab_size: int, embedding_dim: int, units: int, cell: str = "lstm",
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, **kwargs):
+                 recurrent_dropout: float = 0.0, embedding: keras.layers.Embedding | None = None, **kwargs):
         super().__init__(**kwargs)
         check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, units=units, num_layers=num_layers)
         check_dropout(dropout=dropout, recurrent_dropout=recurrent_dropout)
@@ -53,7 +55,10 @@ class Encoder(keras.layers.Layer):
         layer = functools.partial(recurrent_layer, cell, recurrent_dropout=recurrent_dropout)
 
         # Masks come from the ids (id 0 is padding) and are passed explicitly to every layer.
-        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        if embedding is not None and (embedding.input_dim, embedding.output_dim) != (vocab_size, embedding_dim):
+            raise ValueError(f"a shared embedding must be {vocab_size} x {embedding_dim}. "
+                             f"Received: {embedding.input_dim} x {embedding.output_dim}")
+        self.embedding = embedding or keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         if bidirectional:
             self.rnns = [
                 keras.layers.Bidirectional(
@@ -67,7 +72,8 @@ class Encoder(keras.layers.Layer):
         self.drop = keras.layers.Dropout(dropout)
 
     def build(self, token_ids_shape):
-        self.embedding.build(token_ids_shape)
+        if not self.embedding.built:
+            self.embedding.build(token_ids_shape)
         features = self.embedding_dim
         for rnn in self.rnns:
             rnn.build((*token_ids_shape, features))

@@ -32,11 +32,15 @@ def recurrent_layer(cell: str, units: int, name: str, go_backwards: bool = False
 
 def fast_path_warnings(model) -> list[str]:
     """Why the recipe's `model` (a ModelConfig) keeps its recurrent layers off the fused kernels, if it does."""
+    found = []
     if model.recurrent_dropout:
-        return [f"model.recurrent_dropout: {model.recurrent_dropout} takes every {model.cell.upper()} layer off the "
-                "fused (cuDNN) kernel, several times slower on GPUs; model.dropout regularises between layers "
-                "and keeps it"]
-    return []
+        found.append(f"model.recurrent_dropout: {model.recurrent_dropout} takes every {model.cell.upper()} layer off "
+                     "the fused (cuDNN) kernel, several times slower on GPUs; model.dropout regularises between "
+                     "layers and keeps it")
+    if model.input_feeding:
+        found.append("model.input_feeding: true steps the decoder through the target one token at a time in "
+                     "training (each step reads the attention of the one before), slower than its fused layers")
+    return found
 
 
 def check_positive(**values: int) -> None:

@@ -145,14 +145,41 @@ class ModelConfig:
     dropout: float = option(0.0, "dropout on embeddings, between layers and before the output", min=0.0, below=1.0)
     recurrent_dropout: float = option(0.0, "dropout on the recurrent state; > 0 leaves the fused (cuDNN) kernels",
                                     min=0.0, below=1.0)
+    attention: Literal["additive", "general", "dot"] = option(
+        "additive", "attention scores: additive (Bahdanau: v^T tanh(W1 q + W2 k)), general (Luong: q^T W k) or dot "
+                    "(Luong: q^T k, no weights; decoder and encoder outputs of one size)")
     attention_units: int = option(256, "size of the additive attention's hidden layer", min=1, max=MAX_UNITS)
-
-
+    decoder_units: Optional[int] = option(
+        None, "recurrent units of the decoder; null: model.units. Another size needs model.bridge: dense or zero",
+        min=1, max=MAX_UNITS)
+    bridge: Literal["copy", "dense", "zero"] = option(
+        "copy", "how the decoder starts from the encoder's final states: copy them (same sizes), dense (a learned "
+                "linear map of each) or zero")
+    input_feeding: bool = option(
+        False, "feed each decoder step the previous step's attentional vector beside its token (Luong); training "
+               "then steps through the target one token at a time, slower than the fused layers")
+    tie_embeddings: bool = option(
+        False, "score output tokens with the target embedding matrix instead of a matrix of their own (a "
+               "projection where embedding_dim differs from the decoder's units); with vocab.shared, the encoder "
+               "reads the same embedding too (three-way tying)")
 
     def check(self) -> None:
         if self.bidirectional and self.units % 2:
             raise Broken(("units",), "model.units must be even with a bidirectional encoder (half the units read "
                                      f"each direction); got {self.units}")
+        decoder_units = self.decoder_units or self.units
+        if self.bridge == "copy" and decoder_units != self.units:
+            raise Broken(("bridge",), f"model.decoder_units: {decoder_units} differs from model.units ({self.units}), "
+                                      "so the decoder cannot copy the encoder's states. Set model.bridge: dense (or "
+                                      "zero), or remove model.decoder_units")
+        if self.attention == "dot" and decoder_units != self.units:
+            raise Broken(("attention",), f"model.attention: dot compares decoder states ({decoder_units}) with encoder "
+                                         f"outputs ({self.units}) of another size. Set model.attention: general, or "
+                                         "remove model.decoder_units")
+        if self.input_feeding and self.recurrent_dropout:
+            raise Broken(("input_feeding",), "model.input_feeding steps the decoder's cells one token at a time, "
+                                             "without recurrent dropout. Set model.recurrent_dropout: 0 (model.dropout "
+                                             "regularises between layers) or model.input_feeding: false")
 
 @dataclass(frozen=True)
 class TrainConfig:
