@@ -18,6 +18,7 @@ from textseq.data.sources import load_pairs
 from textseq.data.tasks import TaskData
 from textseq.translating import TextTranslator
 from textseq.metrics import corpus_scores
+from textseq.optimization import averaged_weights, swap_averaged
 from textseq.recipe import DecodingOptions, Recipe
 
 
@@ -78,9 +79,20 @@ class TranslationScores(keras.callbacks.Callback):
         options = self.recipe.decode
         if options.method == "sample":
             options = DecodingOptions(max_length=options.max_length)
-        hypotheses = translator.translate([source for source, _ in self.pairs], options)
+        with averaged_weights(self.model):
+            hypotheses = translator.translate([source for source, _ in self.pairs], options)
         scores = corpus_scores(hypotheses, [target for _, target in self.pairs], self.recipe.data.bleu_tokenize)
         logs.update(val_bleu=scores["bleu"], val_chrf=scores["chrf"])
+
+
+class ValidateAveraged(keras.callbacks.Callback):
+    """Validates the moving average of the weights (train.ema) instead of the weights being trained."""
+
+    def on_test_begin(self, logs=None):
+        swap_averaged(self.model.optimizer)
+
+    def on_test_end(self, logs=None):
+        swap_averaged(self.model.optimizer)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -27,6 +27,7 @@ from textseq.distribute import barrier, task_index, workers
 from textseq.errors import UserError
 from textseq import kernels
 from textseq.models import Seq2Seq, build_seq2seq
+from textseq.optimization import averaged_weights
 from textseq.steps import StepPlan
 
 if TYPE_CHECKING:
@@ -357,7 +358,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             logs = {"step": step, **logs}
         improved = improvement(self.select_by, bool(self.plan), state, logs)
         if improved:
-            save_weights_atomically(self.model, self.run.weights_file, optimizer=False)
+            with averaged_weights(self.model):  # train.ema: the average is what was validated
+                save_weights_atomically(self.model, self.run.weights_file, optimizer=False)
             state.update(improved, best_epoch=number, **({"best_step": step} if self.plan else {}))
         self.run.history.keep(number, {key: value if key == "step" else float(value) for key, value in logs.items()})
         folder.commit(state)

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from textseq.errors import UserError
 from textseq.recipe import TrainConfig
+from textseq.recipe.sections import ACCUMULATE_REPLICAS
 
 TPU_HINT = "run on a Cloud TPU VM, or set train.tpu to the TPU's name or grpc:// address"
 TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
@@ -30,7 +31,16 @@ TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:
 
 
 def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
-    """The strategy named by `train.strategy` (and `train.devices`), created on this process."""
+    """The strategy named by `train.strategy` (and `train.devices`), created on this process; refused
+    with train.accumulate where it has several replicas."""
+    strategy = _strategy(config)
+    if config.accumulate > 1 and strategy.num_replicas_in_sync > 1:
+        raise UserError(ACCUMULATE_REPLICAS.format(accumulate=config.accumulate,
+                                                   replicas=f"{strategy.num_replicas_in_sync} replicas"))
+    return strategy
+
+
+def _strategy(config: TrainConfig) -> tf.distribute.Strategy:
     devices = [d.strip() for d in config.devices.split(",")] if config.devices else None
     if devices:
         split_cpu(devices)

@@ -33,7 +33,8 @@ from textseq.models import CarriedStates, Seq2Seq, build_seq2seq
 from textseq.models.recurrent import fast_path_warnings
 from textseq.optimization import make_optimizer
 from textseq.recipe import Recipe, TrainConfig
-from textseq.callbacks import STOP, StepClock, StopOnNonFiniteLoss, StopWhenRequested, TranslationScores
+from textseq.callbacks import (STOP, StepClock, StopOnNonFiniteLoss, StopWhenRequested, TranslationScores,
+                               ValidateAveraged)
 from textseq.checkpoints import EpochCheckpoint
 from textseq.runs import Run
 from textseq.steps import OnValidations, StepPlan, fit_by_steps, placeholder_batches, stream_context
@@ -243,11 +244,18 @@ def callbacks(recipe: Recipe, run: Run, model: Seq2Seq, data: TaskData, epoch: t
         found += [checkpoint, keras.callbacks.TensorBoard(str(run.logs))]
     elif checkpoint.barrier:  # a worker's own stream position, at every checkpoint
         found.append(checkpoint)
-    if recipe.train.early_stopping_patience:  # every worker sees the same validation loss
-        found.append(OnValidations(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience)))
+    if recipe.train.ema:  # first: every callback after it sees the average's validation
+        found.insert(0, ValidateAveraged())
+    # The plateau rules follow train.select_by; every worker sees the same validation loss (the
+    # recipe refuses BLEU and chrF here under multi_worker: only the chief scores them).
+    monitor = {"monitor": "val_loss"} if recipe.train.select_by == "loss" else {
+        "monitor": f"val_{recipe.train.select_by}", "mode": "max"}
+    if recipe.train.early_stopping_patience:
+        found.append(OnValidations(keras.callbacks.EarlyStopping(patience=recipe.train.early_stopping_patience,
+                                                                 **monitor)))
     if recipe.train.reduce_lr_patience:
         found.append(OnValidations(keras.callbacks.ReduceLROnPlateau(
-            factor=0.5, patience=recipe.train.reduce_lr_patience, verbose=1 if chief else 0)))
+            factor=0.5, patience=recipe.train.reduce_lr_patience, verbose=1 if chief else 0, **monitor)))
     return found
 
 

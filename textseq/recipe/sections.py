@@ -181,6 +181,13 @@ class ModelConfig:
                                              "without recurrent dropout. Set model.recurrent_dropout: 0 (model.dropout "
                                              "regularises between layers) or model.input_feeding: false")
 
+# Keras accumulates gradients inside a condition, where a strategy of several replicas cannot
+# synchronize them (`distribute.make_strategy` checks the replicas `auto` finds).
+ACCUMULATE_REPLICAS = ("train.accumulate: {accumulate} cannot run with {replicas} (Keras' gradient accumulation does "
+                       "not synchronize replicas); the replicas already add their batches into one update: raise "
+                       "train.batch_size instead, or set train.accumulate: 1")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = option(10, "passes over the training data (read into memory); see train.steps for corpora larger "
@@ -216,11 +223,25 @@ class TrainConfig:
     clip: Literal["each", "global"] = option(
         "each", "each: every weight's gradient is clipped to clipnorm on its own (Keras' clipnorm); global: all "
         "gradients are scaled together so that their joint norm is at most clipnorm (PyTorch's clip_grad_norm_)")
-    early_stopping_patience: int = option(0, "stop after this many epochs without a better validation loss; 0 never stops early", min=0, max=MAX_COUNT)
-    reduce_lr_patience: int = option(0, "halve the learning rate after this many epochs without a better validation loss; 0 never", min=0, max=MAX_COUNT)
-    schedule: Literal["constant", "cosine"] = option(
-        "constant", "learning rate over the run: constant (halved on plateaus by reduce_lr_patience), or cosine "
-        "from learning_rate down to a tenth of it at the last step of train.epochs")
+    early_stopping_patience: int = option(
+        0, "stop after this many validations without a better score by train.select_by (the loss, BLEU or chrF); "
+           "0 never stops early", min=0, max=MAX_COUNT)
+    reduce_lr_patience: int = option(
+        0, "halve the learning rate after this many validations without a better score by train.select_by; 0 never "
+           "(schedule: constant without warm-up)", min=0, max=MAX_COUNT)
+    schedule: Literal["constant", "cosine", "inverse_sqrt"] = option(
+        "constant", "learning rate over the run, after warmup_steps: constant (halved on plateaus by "
+        "reduce_lr_patience), cosine (down to a tenth of learning_rate at the run's last update), or inverse_sqrt "
+        "(learning_rate x sqrt(warmup_steps / update): the Transformer's decay; needs warmup_steps)")
+    warmup_steps: int = option(0, "updates over which the learning rate rises linearly from 0 to learning_rate",
+                               min=0, max=MAX_COUNT)
+    accumulate: int = option(
+        1, "batches whose gradients are averaged into one update: an effective batch of batch_size x accumulate "
+           "(train.steps counts batches)", min=1, max=MAX_COUNT)
+    ema: Optional[float] = option(
+        None, "keep an exponential moving average of the weights with this decay, e.g. 0.999: validation, "
+              "train.select_by and the best weights (model.weights.h5) use the average; checkpoints keep both. "
+              "null: none", min=0.0, below=1.0)
     label_smoothing: float = option(0.0, "share of each target's probability spread over the whole vocabulary in the training loss", min=0.0, below=1.0)
     seed: int = option(0, "seed of weights initialisation, dropout and shuffling", min=0, max=MAX_SEED)
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = option(
@@ -252,10 +273,23 @@ class TrainConfig:
         if self.devices and self.strategy != "mirrored":
             raise Broken(("devices",), f"train.devices applies to train.strategy: mirrored; got strategy "
                                        f"{self.strategy!r}. Set train.strategy=mirrored or remove train.devices")
-        if self.schedule == "cosine" and self.reduce_lr_patience:
-            raise Broken(("reduce_lr_patience",), "train.reduce_lr_patience halves a constant learning rate; "
-                         "train.schedule: cosine already decays it. Set one of them: reduce_lr_patience: 0, or "
-                         "schedule: constant")
+        if self.reduce_lr_patience and (self.schedule != "constant" or self.warmup_steps):
+            what = f"train.schedule: {self.schedule} already decays it" if self.schedule != "constant" else \
+                "train.warmup_steps schedules it"
+            raise Broken(("reduce_lr_patience",), f"train.reduce_lr_patience halves a constant learning rate; {what}. "
+                         "Set reduce_lr_patience: 0, or schedule: constant without warmup_steps")
+        if self.schedule == "inverse_sqrt" and not self.warmup_steps:
+            raise Broken(("schedule",), "train.schedule: inverse_sqrt decays from the end of the warm-up; set "
+                                        "train.warmup_steps (e.g. 4000), or schedule: constant or cosine")
+        if self.accumulate > 1 and self.strategy in ("mirrored", "multi_worker", "tpu"):
+            raise Broken(("accumulate",), ACCUMULATE_REPLICAS.format(accumulate=self.accumulate,
+                                                                     replicas=f"train.strategy: {self.strategy}"))
+        if self.strategy == "multi_worker" and self.select_by != "loss" and (
+                self.early_stopping_patience or self.reduce_lr_patience):
+            raise Broken(("select_by",), f"train.select_by: {self.select_by} is scored by the chief alone, so the "
+                                         "workers cannot follow it to stop or halve the rate together under "
+                                         "strategy: multi_worker. Set select_by: loss, or early_stopping_patience "
+                                         "and reduce_lr_patience: 0")
 
 @dataclass(frozen=True)
 class DecodingOptions:
