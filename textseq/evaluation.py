@@ -78,10 +78,10 @@ class MetricsNotSaved(UserError):
 
 
 def language_model_metrics(loaded: LoadedRun, split: str, batch_size: int) -> dict:
-    """Loss, perplexity, top-1/top-5 accuracy (and bits per character) over every token of a split."""
+    """Loss, perplexity, top-1/top-3/top-5 accuracy (and bits per character) over every token of a split:
+    top-3 is what a keyboard's three suggestions would have offered."""
     metrics, totals = teacher_forced_metrics(loaded, split, batch_size)
-    metrics.update(top1_accuracy=totals["top1"] / max(totals["tokens"], 1),
-                   top5_accuracy=totals["top5"] / max(totals["tokens"], 1))
+    metrics.update({f"{top}_accuracy": totals[top] / max(totals["tokens"], 1) for top in ("top1", "top3", "top5")})
     if loaded.target.unit == "character":
         metrics["bits_per_character"] = metrics["loss"] / math.log(2)
     return metrics
@@ -120,7 +120,7 @@ def teacher_forced_metrics(loaded: LoadedRun, split: str, batch_size: int) -> tu
 
 
 def teacher_forced_totals(model, dataset: tf.data.Dataset) -> dict[str, float]:
-    """Sums over every non-padding target token: loss (nats), top-1 and top-5 hits, and the count."""
+    """Sums over every non-padding target token: loss (nats), top-1, top-3 and top-5 hits, and the count."""
     @tf.function
     def sums(inputs, target_out):
         logits = tf.cast(model(inputs, training=False), tf.float32)
@@ -129,9 +129,10 @@ def teacher_forced_totals(model, dataset: tf.data.Dataset) -> dict[str, float]:
         top5 = tf.math.top_k(logits, min(5, logits.shape[-1])).indices
         hits = tf.cast(tf.equal(top5, target_out[..., None]), tf.float32)
         return {"loss": tf.reduce_sum(losses * real), "top1": tf.reduce_sum(hits[..., 0] * real),
+                "top3": tf.reduce_sum(tf.reduce_sum(hits[..., :3], -1) * real),
                 "top5": tf.reduce_sum(tf.reduce_sum(hits, -1) * real), "tokens": tf.reduce_sum(real)}
 
-    totals = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "tokens": 0.0}
+    totals = {"loss": 0.0, "top1": 0.0, "top3": 0.0, "top5": 0.0, "tokens": 0.0}
     for inputs, target_out in dataset:
         for key, value in sums(inputs, target_out).items():
             totals[key] += float(value)
