@@ -26,7 +26,8 @@ TINY = {
 
 # Modules whose module-scoped fixtures train or export for many seconds: their tests share one worker
 # (pytest-xdist's loadgroup), so each fixture is built once, not once per worker.
-SHARED_FIXTURES = {"test_export.py", "test_faults.py", "test_litert.py", "test_subword_runs.py"}
+SHARED_FIXTURES = {"test_export.py", "test_faults.py", "test_litert.py", "test_litert_translator.py",
+                   "test_subword_runs.py"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

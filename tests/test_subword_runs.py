@@ -341,3 +341,17 @@ def test_a_run_with_subword_regularization_trains_and_translates(tmp_path):
     assert summary["epochs_done"] == 1 and np.isfinite(summary["best_val_loss"])
     (text,) = Translator.from_run(tmp_path / "run").translate(["Ein Hund rennt."])
     assert plain(text)
+
+
+def test_the_litert_translator_tokenizes_with_the_shipped_models_and_translates_as_the_library(spm_translation,
+                                                                                              tmp_path):
+    from test_litert_translator import assert_same_as_the_library, export_litert, on_device
+
+    export = export_litert(spm_translation, tmp_path / "litert")
+    meta = json.loads((export / "textseq.json").read_text())
+    for side in ("source", "target"):
+        shipped = meta[side]["sentencepiece_model"]
+        assert (export / shipped).read_bytes() == (spm_translation / shipped).read_bytes()
+    answers = on_device(export, ARBITRARY, [1, 3], tmp_path)
+    assert_same_as_the_library(spm_translation, answers, ARBITRARY)
+    assert all(plain(text) for beam in answers.values() for text, _ in beam)

@@ -659,7 +659,8 @@ def plot(run: Path, output: Path):
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--format", "format_", type=click.Choice(EXPORT_FORMATS), default="saved_model",
               show_default=True, help="saved_model: strings in, strings out, for TensorFlow Serving and "
-              "tf.saved_model.load. litert: a language model's next-word step as a .tflite file, for phones.")
+              "tf.saved_model.load. litert: a .tflite file for phones (a language model's next-word step, a "
+              "translation model's encoder and decoder step).")
 @click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none",
               show_default=True, help="litert: store the weights as float16, or as int8 (dynamic: weights only; "
               "int8: activations too, calibrated on the run's training text).")
@@ -675,12 +676,16 @@ def export_command(run: Path, out_dir: Path, format_: str, quantize: str, overwr
     next_word.tflite takes the id of the word just typed and the state the previous call
     returned, and gives the new state and the 10 most probable next words. vocab.json and
     textseq.json beside it say how to tokenize and how to call it (README: "Next words on a phone").
+    For a translation run it writes translator.tflite: an "encode" and a "step" signature, which
+    the app loop in textseq/on_device.py (numpy only) runs with beam search, and the vocabularies
+    or SentencePiece models to tokenize with.
 
     \b
     Examples:
       textseq export runs/dates exports/dates
       saved_model_cli show --dir exports/dates --all
       textseq export runs/keyboard-en exports/keyboard-en --format litert --quantize dynamic
+      textseq export runs/multi30k-de-en-spm exports/de-en-phone --format litert --quantize dynamic
     """
     start_tensorflow(run)
     from textseq.export import export

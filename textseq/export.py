@@ -50,13 +50,15 @@ MAX_GENERATED_TOKENS = 10_000  # what one `generate` call may ask for, as `texts
 def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, format: str = "saved_model",
            quantize: str = "none") -> Path:
     """Writes the run's SavedModel (or, `format="litert"`, a language model's `.tflite` next-word step,
-    see `textseq.litert`) to `out_dir` and returns its path.
+    see `textseq.litert`, or a translation run's encoder and decoder step, see
+    `textseq.litert_translator`) to `out_dir` and returns its path.
 
     The export is written beside `out_dir` and swapped in when complete (`swap_in`), so a failure
     leaves what was there before. `overwrite` replaces an earlier textseq export's own files, never
     anything else: files of the user's inside it are carried over into the new one.
     """
     from textseq.litert import write_litert
+    from textseq.litert_translator import write_litert_translator
 
     if format not in EXPORT_FORMATS:
         raise UserError(f"--format {format!r}: expected one of {', '.join(EXPORT_FORMATS)}")
@@ -68,15 +70,12 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, fo
     recover_swap(out)
     check_export_target(Path(run_dir), out, overwrite)
     loaded = load(run_dir)
-    if format == "litert" and not isinstance(loaded, LanguageModel):
-        raise UserError(f"{run_dir}: is a {loaded.recipe.task} run; --format litert exports language models (the "
-                        "next-word step a phone keyboard runs). Export this run as a SavedModel: leave out --format")
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
         if format == "litert":
-            write_litert(loaded, staging, quantize)
+            (write_litert if isinstance(loaded, LanguageModel) else write_litert_translator)(loaded, staging, quantize)
         else:
             write_saved_model(loaded, staging)
         record_files(staging, {"weights": loaded.weights})
@@ -221,7 +220,7 @@ def check_export_target(run_dir: Path, out: Path, overwrite: bool) -> None:
                             "replace an earlier export there")
         if not is_export(out):
             raise UserError(f"{out}: is not a textseq export (no saved_model.pb and assets/{METADATA}, nor a "
-                            f"next_word.tflite and {METADATA}); "
+                            f"next_word.tflite or translator.tflite and {METADATA}); "
                             "--overwrite replaces only an earlier export, and nothing was deleted. Choose another "
                             "directory")
 

@@ -299,4 +299,4 @@ def write_litert(loaded, out: Path, quantize: str) -> None:
 
 def is_litert_export(path: Path) -> bool:
     """Whether `path` holds a LiteRT export that textseq wrote."""
-    return (path / MODEL_FILE).is_file() and (path / METADATA).is_file()
+    return (path / METADATA).is_file() and ((path / MODEL_FILE).is_file() or (path / "translator.tflite").is_file())

@@ -1,0 +1,83 @@
+"""The LiteRT translator (`textseq export RUN OUT --format litert` of a translation run), run by the
+app loop `textseq/on_device.py` in a process with numpy and LiteRT's interpreter only, against the
+library's own beam search."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, run_script_without_textseq
+from textseq.cli import cli
+from textseq.inference import Translator
+
+# What an app does: on_device.py copied beside it, the export's folder, texts in, (text, score) out.
+APP = textwrap.dedent("""
+    import json, sys
+    from on_device import DeviceTranslator
+
+    export, texts, beams = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    translator = DeviceTranslator(export)
+    results = {str(beam): [translator.translate(text, beam_size=beam) for text in texts] for beam in beams}
+    assert "tensorflow" not in sys.modules and "textseq" not in sys.modules
+    print(json.dumps(results))
+""")
+TEXTS = ["3rd of March 1998", "", " \t ", "Saturday, the 31st of December 1999 " * 3, "ünïcödé 1999 中文", "<s> </s>"]
+
+
+def export_litert(run: Path, out: Path, quantize: str = "none") -> Path:
+    result = CliRunner().invoke(cli, ["export", str(run), str(out), "--format", "litert", "--quantize", quantize])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def on_device(export: Path, texts: list[str], beams: list[int], tmp_path: Path) -> dict:
+    """What the app loop answers for every text and beam size, in a process without TensorFlow."""
+    app = tmp_path / "app"
+    app.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "textseq" / "on_device.py", app / "on_device.py")
+    (app / "translate.py").write_text(APP)
+    return run_script_without_textseq(app / "translate.py", str(export), json.dumps(texts), json.dumps(beams))
+
+
+def assert_same_as_the_library(run: Path, answers: dict, texts: list[str]) -> None:
+    translator = Translator.from_run(run)
+    for beam, got in answers.items():
+        expected = [h[0] for h in translator.n_best(texts, translator.options(beam_size=int(beam)))]
+        assert [text for text, _ in got] == [h.text for h in expected], beam
+        np.testing.assert_allclose([score for _, score in got], [h.score for h in expected], rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def float_export(trained_run, tmp_path_factory) -> Path:
+    return export_litert(trained_run, tmp_path_factory.mktemp("litert") / "float")
+
+
+@pytest.mark.slow
+def test_the_float_translator_translates_as_the_library_greedy_and_beam(trained_run, float_export, tmp_path):
+    meta = json.loads((float_export / "textseq.json").read_text())
+    assert meta["signatures"] == ["encode", "step"] and meta["source"]["level"] == "char"
+    assert sorted(p.name for p in float_export.iterdir()) == ["textseq.json", "translator.tflite", "vocab.json"]
+    assert_same_as_the_library(trained_run, on_device(float_export, TEXTS, [1, 5], tmp_path), TEXTS)
+
+
+def test_a_beam_wider_than_the_exports_candidates_is_refused(float_export):
+    from textseq.on_device import DeviceTranslator
+
+    with pytest.raises(ValueError, match="beam_size 11: this export's step gives 10 candidates per hypothesis"):
+        DeviceTranslator(float_export).translate("3rd of March 1998", beam_size=11)
+
+
+@pytest.mark.slow
+def test_a_dynamic_range_translator_stays_close_to_the_float_one(trained_run, tmp_path):
+    export = export_litert(trained_run, tmp_path / "dynamic", "dynamic")
+    answers = on_device(export, TEXTS, [5], tmp_path)
+    expected = [h[0] for h in Translator.from_run(trained_run).n_best(TEXTS)]
+    # int8 weights move the scores a little; the translations of this tiny model stay.
+    np.testing.assert_allclose([score for _, score in answers["5"]], [h.score for h in expected], atol=0.5)

@@ -1,0 +1,200 @@
+"""LiteRT (TensorFlow Lite) export of a translation run: what a phone runs to translate offline.
+
+One `.tflite` file with two signatures:
+
+- `encode`: source ids `[1, source_length]` (0-padded) -> `memory_outputs`, `memory_keys` (the
+  attention's projection of them, computed once), `memory_length` and the decoder's start
+  `states` `[1, n, units]`;
+- `step`: `token_id` `[hypotheses]`, their `states` and the memory repeated per hypothesis -> new
+  `states` and each hypothesis' `top_k` next tokens (`top_ids`, `top_log_probs`).
+
+Beam search runs in the app, between `step` calls: `textseq.on_device` is its reference (numpy
+only), the same search as `textseq.decoding.beam_search`. In-graph beam search would need LiteRT's
+WHILE with TensorList ops for the growing outputs, which its builtin kernels lack (the language
+model's step avoids them for the same reason); a loop of `step` calls costs a few microseconds per
+token in the app and leaves beam size, length penalty and early stopping to it.
+
+The encoder's loops are unrolled over `data.max_source_length` steps (`unrolled_encoder`).
+Quantization is the language model's (`textseq.litert`): float16, dynamic range (int8 weights, the
+embedding tables as `Int8Rows`) or int8 weights and activations calibrated on training sources.
+Beside the model: the vocabularies (`*.vocab.json`, or the SentencePiece `*.model` files the app
+tokenizes with) and `textseq.json`.
+
+>>> export("runs/multi30k-de-en-spm", "exports/de-en-phone", format="litert", quantize="dynamic")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from textseq import __version__
+from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
+from textseq.data.sources import load_pairs
+from textseq.litert import CONVERTER_NOISE, Int8Rows, METADATA, native_lines_dropped, plain_model, unrolled_encoder
+
+MODEL_FILE = "translator.tflite"
+TOP_K = 10  # candidates per hypothesis and step: beam search keeps at most this many hypotheses
+CALIBRATION_SOURCES = 64  # training sources whose encoding and greedy steps calibrate int8 activations
+
+
+class TranslatorSignatures(tf.Module):
+    """The `encode` and `step` functions of a translation model, with fixed source length.
+
+    >>> signatures = TranslatorSignatures(model, source_length=96)  # doctest: +SKIP
+    >>> memory = signatures.encode(tf.constant([[5, 6, 7] + [0] * 93]))  # doctest: +SKIP
+    """
+
+    def __init__(self, model, source_length: int, k: int = TOP_K):
+        super().__init__(name="translator")
+        self.model, self.source_length = model, source_length
+        self.k = min(k, model.decoder.vocab_size)
+        self.state_sizes = model.decoder.state_sizes()
+        keys = model.decoder.attention.project_keys(tf.zeros([1, 1, model.encoder.units]))
+        self.shapes = {"states": ([sum(map(len, self.state_sizes)), model.decoder.units], tf.float32),
+                       "memory_outputs": ([source_length, model.encoder.units], tf.float32),
+                       "memory_keys": ([source_length, int(keys.shape[-1])], tf.float32),
+                       "memory_length": ([], tf.int32)}
+        self.encode = tf.function(self._encode, input_signature=[
+            tf.TensorSpec([1, source_length], tf.int32, name="source_ids")])
+        self.step = tf.function(self._step, input_signature=[tf.TensorSpec([None], tf.int32, name="token_id")] + [
+            tf.TensorSpec([None, *shape], dtype, name=name) for name, (shape, dtype) in self.shapes.items()])
+
+    def _encode(self, source_ids):
+        ids = self._known(source_ids, self.model.encoder.vocab_size)
+        outputs, encoder_states = unrolled_encoder(self.model.encoder, ids)
+        states = self.model.start_states(encoder_states)
+        return {"memory_outputs": outputs, "memory_keys": self.model.decoder.attention.project_keys(outputs),
+                "memory_length": tf.reduce_sum(tf.cast(tf.not_equal(ids, PAD), tf.int32), axis=1),
+                "states": tf.stack([state for layer in states for state in layer], axis=1)}
+
+    def _step(self, token_id, states, memory_outputs, memory_keys, memory_length):
+        token_id = self._known(token_id, self.model.decoder.vocab_size)
+        flat = [states[:, i] for i in range(states.shape[1])]
+        starts = np.cumsum([0, *map(len, self.state_sizes)])
+        layers = [flat[start:end] for start, end in zip(starts[:-1], starts[1:])]
+        memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
+                  "mask": tf.range(self.source_length)[None, :] < memory_length[:, None]}
+        logits, layers, _ = self.model.step(token_id, layers, memory)
+        top = tf.math.top_k(tf.nn.log_softmax(tf.cast(logits, tf.float32)), self.k)
+        return {"top_ids": top.indices, "top_log_probs": top.values,
+                "states": tf.stack([state for layer in layers for state in layer], axis=1)}
+
+    @staticmethod
+    def _known(ids, vocab_size: int):
+        """Ids outside the vocabulary read as `<unk>` (a float GATHER would wrap them, an int8 one refuse them)."""
+        return tf.where((ids >= 0) & (ids < vocab_size), ids, UNK)
+
+
+def signatures_for(loaded, quantize: str = "none") -> TranslatorSignatures:
+    """The signatures of a loaded `Translator`; int8 quantizations hold its embedding tables as `Int8Rows`."""
+    model = plain_model(loaded)
+    if quantize in ("dynamic", "int8"):
+        for layer in (model.encoder, model.decoder):
+            layer.embedding = Int8Rows(layer.embedding.embeddings.numpy())
+    return TranslatorSignatures(model, loaded.recipe.data.max_source_length, max(TOP_K, loaded.options().beam_size))
+
+
+def calibration(signatures: TranslatorSignatures, loaded, sources: int = CALIBRATION_SOURCES, seed: int = 0):
+    """What int8 calibrates on: `(signature, inputs)` of the encoding and greedy steps of seeded training sources."""
+    pairs = load_pairs(loaded.recipe.data, "train")
+    chosen = [source for source, _ in random.Random(seed).sample(pairs, min(sources, len(pairs)))]
+    for ids in loaded.source.encode(tf.constant(chosen)).to_list():
+        padded = np.zeros((1, signatures.source_length), np.int32)
+        padded[0, :min(len(ids), signatures.source_length)] = ids[:signatures.source_length]
+        yield "encode", {"source_ids": padded}
+        memory = {name: value.numpy() for name, value in signatures.encode(tf.constant(padded)).items()}
+        token = np.array([BOS], np.int32)
+        for _ in range(loaded.options().max_length):
+            inputs = {"token_id": token, **memory}
+            yield "step", inputs
+            out = signatures.step(**{name: tf.constant(value) for name, value in inputs.items()})
+            memory["states"] = out["states"].numpy()
+            token = out["top_ids"].numpy()[:, 0].astype(np.int32)
+            if token[0] == EOS:
+                break
+
+
+def convert(loaded, quantize: str, signatures: TranslatorSignatures) -> bytes:
+    """The `.tflite` bytes of the two signatures, quantized as asked.
+
+    Each function is frozen (weights as constants, as the language model's step is) and saved as a
+    signature of a SavedModel that holds nothing else: the converter takes several signatures only
+    from a SavedModel, and saving the Keras model itself would trace its layers again.
+    """
+    module = tf.Module()
+    for name in ("encode", "step"):
+        function = getattr(signatures, name)
+        concrete = function.get_concrete_function()
+        frozen = convert_variables_to_constants_v2(concrete)
+        outputs = sorted(concrete.structured_outputs)  # the frozen function's outputs: a flat list in this order
+        setattr(module, name, tf.function(named_outputs(frozen, outputs), input_signature=function.input_signature))
+    with tempfile.TemporaryDirectory() as saved:
+        tf.saved_model.save(module, saved, signatures={name: getattr(module, name).get_concrete_function()
+                                                       for name in ("encode", "step")})
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["encode", "step"])
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            converter.representative_dataset = lambda: calibration(signatures, loaded)
+        with warnings.catch_warnings(), native_lines_dropped(CONVERTER_NOISE):
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            return converter.convert()
+
+
+def named_outputs(frozen, names: list[str]):
+    """A function of `frozen`'s inputs that returns its flat outputs as a dict under `names`."""
+    def call(*inputs):
+        return dict(zip(names, frozen(*inputs)))
+    return call
+
+
+def side_files(loaded, out: Path) -> dict:
+    """Writes each side's vocabulary (or SentencePiece model) and returns how the app reads each side."""
+    sides = {}
+    for side, tokenizer in (("source", loaded.source), ("target", loaded.target)):
+        prefix = "" if loaded.recipe.vocab.shared else f"{side}."
+        info = {**tokenizer.describe(), "unknown_id": UNK, "end_id": EOS, "control_ids": list(range(len(RESERVED)))}
+        if tokenizer.model_file:
+            tokenizer.vocab.save(out / f"{prefix}{tokenizer.model_file}")
+            info["sentencepiece_model"] = f"{prefix}{tokenizer.model_file}"
+        else:
+            (out / f"{prefix}vocab.json").write_text(json.dumps(tokenizer.vocab.tokens, ensure_ascii=False) + "\n",
+                                                     encoding="utf-8")
+            info["vocabulary"] = f"{prefix}vocab.json"
+        sides[side] = info
+    return sides
+
+
+def write_litert_translator(loaded, out: Path, quantize: str) -> None:
+    """The `.tflite` translator of a `Translator`, its vocabularies and `textseq.json`, in `out`."""
+    signatures = signatures_for(loaded, quantize)
+    model = convert(loaded, quantize, signatures)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_FILE).write_bytes(model)
+    options = loaded.options()
+    info = {
+        "textseq_version": __version__, "tensorflow_version": tf.__version__, "format": "litert",
+        "task": "translate", "model": MODEL_FILE, "signatures": ["encode", "step"], "quantize": quantize,
+        "source_length": signatures.source_length, "top_k": signatures.k, "pad_id": PAD, "start_id": BOS,
+        "decoding": {"beam_size": options.beam_size, "alpha": options.alpha, "max_length": options.max_length},
+        **side_files(loaded, out),
+        "inputs": {"encode": {"source_ids": {"shape": [1, signatures.source_length], "dtype": "int32"}},
+                   "step": {"token_id": {"shape": [-1], "dtype": "int32"},
+                            **{name: {"shape": [-1, *shape], "dtype": dtype.name}
+                               for name, (shape, dtype) in signatures.shapes.items()}}},
+        "usage": "textseq/on_device.py is the app loop: tokenize the source, run encode once, then step with the "
+                 "last token of every hypothesis (start_id first) and keep the best beam_size of their top_ids by "
+                 "total log-probability over ((5 + length) / 6) ** alpha, until each has produced end_id",
+        "recipe": loaded.recipe.to_dict(),
+    }
+    (out / METADATA).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

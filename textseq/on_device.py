@@ -1,0 +1,140 @@
+"""The app loop of a LiteRT translator (`textseq export RUN OUT --format litert`): tokenize, encode,
+search, detokenize, with numpy and LiteRT's interpreter only.
+
+This file imports nothing from textseq or TensorFlow, so an app (or a phone's Python, or a port to
+Kotlin or Swift) can take it as it is: it is the reference the export's tests and
+`benchmarks/translate_on_device.py` run. The `.tflite` file has two signatures: `encode` (source ids
+`[1, source_length]` -> the attention memory and the decoder's start states) and `step` (the last
+token of every live hypothesis, their states and the memory -> their new states and their
+`top_k` most probable next tokens with log-probabilities). Beam search keeps `beam_size`
+hypotheses, ranks them by log-probability over GNMT's length penalty `((5 + length) / 6) ** alpha`,
+and stops when all have ended: what `textseq translate` does, so both give the same translation.
+A SentencePiece run tokenizes with its `.model` files and the `sentencepiece` package (the library
+Android and iOS apps link); word and character runs with their `*.vocab.json`.
+
+>>> translator = DeviceTranslator("exports/dates-litert")  # doctest: +SKIP
+>>> translator.translate("3rd of March 1998", beam_size=5)  # doctest: +SKIP
+('1998-03-03', -0.0012)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+NEG = -1e9  # a log-probability no hypothesis reaches (finite: no inf - inf)
+
+
+class DeviceTokenizer:
+    """Text to ids and back for one side, as the run's tokenizer does it in the graph."""
+
+    def __init__(self, folder: Path, side: dict):
+        self.level, self.lowercase = side["level"], side["lowercase"]
+        self.control_ids = set(side["control_ids"])
+        self.unknown_id, self.end_id = side["unknown_id"], side["end_id"]
+        if self.level == "sentencepiece":
+            import sentencepiece
+
+            self.pieces = sentencepiece.SentencePieceProcessor(model_file=str(folder / side["sentencepiece_model"]))
+        else:
+            self.tokens = json.loads((folder / side["vocabulary"]).read_text(encoding="utf-8"))
+            self.index = {token: i for i, token in enumerate(self.tokens)}
+
+    def encode(self, text: str) -> list[int]:
+        if self.level == "sentencepiece":
+            return [int(i) for i in self.pieces.encode(text)]
+        text = text.lower() if self.lowercase else text
+        tokens = list(text) if self.level == "char" else text.split()
+        ids = [self.index.get(token, self.unknown_id) for token in tokens]
+        return [self.unknown_id if i in self.control_ids else i for i in ids]  # typed "<s>" is text
+
+    def decode(self, ids: list[int]) -> str:
+        ids = ids[:ids.index(self.end_id)] if self.end_id in ids else ids
+        if self.level == "sentencepiece":  # control pieces, <unk> too, are not text
+            return self.pieces.decode([i for i in ids if i not in self.control_ids])
+        ids = [i for i in ids if i not in self.control_ids or i == self.unknown_id]
+        return ("" if self.level == "char" else " ").join(self.tokens[i] for i in ids)
+
+
+class DeviceTranslator:
+    """A LiteRT translator export, loaded: `translate(text)` gives (translation, score).
+
+    Args:
+        folder: the export (its `textseq.json` names the files).
+        num_threads: the interpreter's threads (a phone app usually gives one).
+    """
+
+    def __init__(self, folder: str | Path, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / "textseq.json").read_text(encoding="utf-8"))
+        interpreter = Interpreter(model_path=str(self.folder / self.meta["model"]), num_threads=num_threads)
+        self.encode_runner = interpreter.get_signature_runner("encode")
+        self.step_runner = interpreter.get_signature_runner("step")
+        self.source = DeviceTokenizer(self.folder, self.meta["source"])
+        self.target = DeviceTokenizer(self.folder, self.meta["target"])
+
+    def translate(self, text: str, beam_size: int | None = None, alpha: float | None = None,
+                  max_length: int | None = None) -> tuple[str, float]:
+        """The best translation of `text` and its score, decoded as the run's `decode:` section says
+        unless given here (`beam_size` 1 is greedy decoding)."""
+        decoding = self.meta["decoding"]
+        ids = self.source.encode(text)[:self.meta["source_length"]]
+        tokens, score = self.search(ids, beam_size or decoding["beam_size"],
+                                    decoding["alpha"] if alpha is None else alpha,
+                                    max_length or decoding["max_length"])
+        return self.target.decode(tokens), score
+
+    def search(self, source_ids: list[int], beam_size: int, alpha: float, max_length: int) -> tuple[list[int], float]:
+        """Beam search over the `step` signature: the best hypothesis' ids and its score."""
+        if beam_size > self.meta["top_k"]:
+            raise ValueError(f"beam_size {beam_size}: this export's step gives {self.meta['top_k']} candidates per "
+                             "hypothesis; export again with a larger --beam-size, or search with fewer")
+        memory = self.encoded(source_ids)
+        memory = {name: np.repeat(value, beam_size, axis=0) for name, value in memory.items()}
+        states = memory.pop("states")
+        pad, start, end = self.meta["pad_id"], self.meta["start_id"], self.meta["target"]["end_id"]
+        scores = np.where(np.arange(beam_size) == 0, 0.0, NEG).astype(np.float32)  # one start, not beam_size
+        finished = np.zeros(beam_size, bool)
+        lengths = np.zeros(beam_size, np.int64)
+        tokens = np.zeros((beam_size, 0), np.int64)
+        previous = np.full(beam_size, start, np.int32)
+        for i in range(max_length):
+            if finished.all():
+                break
+            out = self.step_runner(token_id=previous, states=states, **memory)
+            ids, log_probs = out["top_ids"][:, :beam_size], out["top_log_probs"][:, :beam_size]
+            # An ended hypothesis has one continuation, PAD, which costs nothing.
+            ids = np.where(finished[:, None], pad, ids)
+            log_probs = np.where(finished[:, None], np.where(np.arange(beam_size) == 0, 0.0, NEG), log_probs)
+            candidates = scores[:, None] + log_probs
+            candidate_lengths = np.where(finished, lengths, i + 1)
+            ranked = candidates / length_penalty(candidate_lengths, alpha)[:, None]
+            # The best beam_size of all; ties go to the earlier hypothesis, then the likelier token.
+            best = np.argsort(-ranked.reshape(-1), kind="stable")[:beam_size]
+            parents, ranks = best // beam_size, best % beam_size
+            next_ids, scores = ids[parents, ranks], candidates[parents, ranks].astype(np.float32)
+            was_finished = finished[parents]
+            lengths = np.where(was_finished, lengths[parents], i + 1)
+            next_ids = np.where(was_finished, pad, next_ids)
+            tokens = np.concatenate([tokens[parents], next_ids[:, None]], axis=1)
+            states = out["states"][parents]
+            finished = was_finished | (next_ids == end)
+            previous = next_ids.astype(np.int32)
+        final = scores / length_penalty(lengths, alpha)
+        best = int(np.argmax(final))
+        return [int(t) for t in tokens[best] if t != pad], float(final[best])
+
+    def encoded(self, source_ids: list[int]) -> dict[str, np.ndarray]:
+        """The `encode` signature's outputs for one source (padded to the export's source length)."""
+        padded = np.zeros((1, self.meta["source_length"]), np.int32)
+        padded[0, :len(source_ids)] = source_ids
+        return dict(self.encode_runner(source_ids=padded))
+
+
+def length_penalty(lengths: np.ndarray, alpha: float) -> np.ndarray:
+    """GNMT's length penalty (Wu et al., 2016): ((5 + length) / 6) ** alpha; 1 when alpha is 0."""
+    return np.power((5.0 + lengths.astype(np.float32)) / 6.0, alpha).astype(np.float32)
