@@ -61,6 +61,9 @@ def test_export_translates_like_the_library_in_a_process_without_textseq(exporte
                                attention.weights, atol=1e-5)
     metadata = json.loads((exported / "assets" / "textseq.json").read_text())
     assert metadata["task"] == "translate" and metadata["recipe"] == translator.recipe.to_dict()
+    # Every weight is saved once (not also as its Keras variable): the float32 weights and a checkpoint index.
+    saved = sum(f.stat().st_size for f in (exported / "variables").iterdir())
+    assert saved < translator.model.count_params() * 4 * 1.05 + 20_000, saved
 
 
 @pytest.mark.skipif(not shutil.which("saved_model_cli"), reason="saved_model_cli is not on PATH")
@@ -148,7 +151,8 @@ def test_export_overwrite_replaces_only_an_earlier_export(exported, trained_run,
     stranger = tmp_path / "p"
     (stranger / "sub").mkdir(parents=True)
     (stranger / "t.tex").write_text("x")
-    for out, message in [(stranger, "is not a textseq export (no saved_model.pb and assets/textseq.json, nor a next_word.tflite and textseq.json)"),
+    for out, message in [(stranger, "is not a textseq export (no saved_model.pb and assets/textseq.json, nor a "
+                                    "next_word.tflite or translator.tflite and textseq.json)"),
                          (trained_run, "is inside the run directory"),
                          (trained_run / "checkpoints", "is inside the run directory"),
                          (trained_run.parent, "holds the run directory")]:

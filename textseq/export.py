@@ -228,7 +228,8 @@ def check_export_target(run_dir: Path, out: Path, overwrite: bool) -> None:
 def write_saved_model(loaded: LanguageModel | Translator, out: Path) -> None:
     """The SavedModel of a loaded run, with its signatures and `assets/textseq.json`, in `out`."""
     archive = keras.export.ExportArchive()
-    archive.track(loaded.model)
+    # The model is not tracked: the endpoints' own variables are saved (ExportArchive keeps them),
+    # and tracking the model would save every weight a second time, as its Keras variable.
     for tokenizer in {id(loaded.source): loaded.source, id(loaded.target): loaded.target}.values():
         archive.track(tokenizer)
     endpoints = language_model_endpoints(loaded) if isinstance(loaded, LanguageModel) else translation_endpoints(loaded)
