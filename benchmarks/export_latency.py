@@ -39,6 +39,9 @@ def main() -> None:
     args = parser.parse_args()
 
     size = sum(f.stat().st_size for f in args.export.rglob("*") if f.is_file())
+    metadata = json.loads((args.export / "assets" / "textseq.json").read_text(encoding="utf-8"))
+    for package in metadata.get("requires", []):  # a SentencePiece export's ops (tensorflow_text)
+        __import__(package)
     started = time.perf_counter()
     model = tf.saved_model.load(str(args.export))
     load_seconds = time.perf_counter() - started
