@@ -121,7 +121,7 @@ def teacher_forced_metrics(loaded: LoadedRun, split: str, batch_size: int) -> tu
 
 def teacher_forced_totals(model, dataset: tf.data.Dataset) -> dict[str, float]:
     """Sums over every non-padding target token: loss (nats), top-1, top-3 and top-5 hits, and the count."""
-    @tf.function
+    @tf.function(reduce_retracing=True)  # batches of many lengths: one trace for all, not one each
     def sums(inputs, target_out):
         logits = tf.cast(model(inputs, training=False), tf.float32)
         real = tf.cast(tf.not_equal(target_out, PAD), tf.float32)

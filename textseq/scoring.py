@@ -20,7 +20,7 @@ from textseq.models import CarriedStates
 
 def token_log_probabilities(model):
     """`(inputs, target_out) -> log P(target_out[t] | ...)` `[rows, steps]`, 0 at padding."""
-    @tf.function
+    @tf.function(reduce_retracing=True)  # batches of many lengths: one trace for all, not one each
     def score(inputs, target_out):
         logits = tf.cast(model(inputs, training=False), tf.float32)
         picked = tf.gather(tf.nn.log_softmax(logits), target_out, batch_dims=2)
