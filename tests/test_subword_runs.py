@@ -355,3 +355,34 @@ def test_the_litert_translator_tokenizes_with_the_shipped_models_and_translates_
     answers = on_device(export, ARBITRARY, [1, 3], tmp_path)
     assert_same_as_the_library(spm_translation, answers, ARBITRARY)
     assert all(plain(text) for beam in answers.values() for text, _ in beam)
+
+
+KEYBOARD = textwrap.dedent("""
+    import json, sys
+    from on_device import DeviceNextWords
+
+    keyboard = DeviceNextWords(sys.argv[1])
+    answers = []
+    for text in json.loads(sys.argv[2]):
+        keyboard.read(text)
+        answers.append(keyboard.suggestions(5))
+    assert "tensorflow" not in sys.modules and "textseq" not in sys.modules
+    print(json.dumps(answers))
+""")
+
+
+def test_the_litert_step_of_a_subword_model_suggests_the_whole_words_the_library_suggests(spm_lm, tmp_path):
+    from conftest import ROOT
+
+    out = tmp_path / "litert"
+    assert invoke("export", spm_lm, out, "--format", "litert").exit_code == 0
+    app = tmp_path / "app"
+    app.mkdir()
+    shutil.copy(ROOT / "textseq" / "on_device.py", app / "on_device.py")
+    (app / "keyboard.py").write_text(KEYBOARD)
+    texts = ["two dogs play in the snow while a man is riding a", "A", "", "ein Mann 😀"]
+    answers = run_script_without_textseq(app / "keyboard.py", str(out), json.dumps(texts))
+    for text, got, want in zip(texts, answers, LanguageModel.from_run(spm_lm).predict(texts, 5)):
+        assert [word for word, _ in got] == [p.token for p in want], text
+        np.testing.assert_allclose([p for _, p in got], [p.probability for p in want], atol=1e-4, err_msg=text)
+        assert all(word and WORD_START not in word for word, _ in got)

@@ -2,8 +2,10 @@
 
 A keyboard reads one word at a time, so the `.tflite` file holds one position of what
 `textseq.windows.walk_windows` does: it takes the id of the token just typed (`<s>` to begin a text) and
-the state the previous call returned, and gives back the new state and the `TOP_K` most probable
-next tokens with their probabilities. The state holds the decoder's recurrent states, the
+the state the previous call returned, and gives back the new state, the `TOP_K` most probable
+next tokens with their probabilities (never `<unk>` or a control token) and every token's
+log-probability, from which `textseq.on_device.DeviceNextWords` completes a SentencePiece model's
+pieces into whole words as `LanguageModel.predict` does. The state holds the decoder's recurrent states, the
 attention memory of the current window and the last `data.context` token ids, so the encoder runs
 again only where a window begins (every `data.continuation` tokens), as in training, and a typed
 word costs one decoder step, not a re-read of the text. A new text starts from zeros.
@@ -124,8 +126,9 @@ class NextWordStep(tf.Module):
         memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
                   "mask": tf.range(context)[None, :] < memory_length[:, None]}
         logits, layers, _ = self.model.step(token_id, layers, memory)
-        top = tf.math.top_k(without_controls(tf.nn.softmax(tf.cast(logits, tf.float32))), self.k)
-        return {"top_ids": top.indices, "top_probabilities": top.values,
+        logits = tf.cast(logits, tf.float32)
+        top = tf.math.top_k(without_controls(tf.nn.softmax(logits)), self.k)
+        return {"top_ids": top.indices, "top_probabilities": top.values, "log_probs": tf.nn.log_softmax(logits),
                 "phase": (phase + 1) % self.continuation, "history": history,
                 "memory_outputs": memory_outputs, "memory_keys": memory_keys, "memory_length": memory_length,
                 "states": tf.stack([state for layer in layers for state in layer], axis=1)}
@@ -278,7 +281,8 @@ def metadata(loaded, quantize: str, step: NextWordStep) -> dict:
         "state": list(STATE),
         "usage": "state = zeros of each input but token_id; feed <s> (start_id), then each typed token's id "
                  "(end_id where a sentence ends); after every call keep the outputs named in state and read "
-                 "top_ids / top_probabilities",
+                 "top_ids / top_probabilities (log_probs: every token's). A SentencePiece model's whole next "
+                 "words: textseq/on_device.py's DeviceNextWords",
         "recipe": recipe.to_dict(),
     }
 

@@ -1,5 +1,6 @@
-"""The app loop of a LiteRT translator (`textseq export RUN OUT --format litert`): tokenize, encode,
-search, detokenize, with numpy and LiteRT's interpreter only.
+"""The app loops of textseq's LiteRT exports (`textseq export RUN OUT --format litert`), with numpy
+and LiteRT's interpreter only: a translator (tokenize, encode, search, detokenize) and a keyboard's
+next whole words (`DeviceNextWords`).
 
 This file imports nothing from textseq or TensorFlow, so an app (or a phone's Python, or a port to
 Kotlin or Swift) can take it as it is: it is the reference the export's tests and
@@ -138,3 +139,89 @@ class DeviceTranslator:
 def length_penalty(lengths: np.ndarray, alpha: float) -> np.ndarray:
     """GNMT's length penalty (Wu et al., 2016): ((5 + length) / 6) ** alpha; 1 when alpha is 0."""
     return np.power((5.0 + lengths.astype(np.float32)) / 6.0, alpha).astype(np.float32)
+
+
+WORD_START = "\u2581"  # SentencePiece's mark of a piece that begins a word
+WORD_BEAM = 8  # word hypotheses kept while completing pieces (textseq.next_words' beam)
+MAX_WORD_PIECES = 4  # pieces a suggested word may have
+
+
+class DeviceNextWords:
+    """A LiteRT next-word export (`next_word.tflite` of a language model) as a keyboard uses it:
+    `read(text)` once, then `typed(word)` per word, and `suggestions(k)` for the next whole words.
+
+    A word-level model suggests its most probable next words; a SentencePiece model's pieces are
+    completed into whole words in a small beam (a word's probability is its pieces' times that of a
+    word boundary after them, equal spellings added), as `LanguageModel.predict` does.
+
+    >>> keyboard = DeviceNextWords("exports/keyboard-en")  # doctest: +SKIP
+    >>> keyboard.read("a man is riding a")  # doctest: +SKIP
+    >>> keyboard.suggestions(3)  # doctest: +SKIP
+    [('bicycle', 0.21), ('bike', 0.12), ('horse', 0.09)]
+    """
+
+    def __init__(self, folder: str | Path, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / "textseq.json").read_text(encoding="utf-8"))
+        self.step = Interpreter(model_path=str(self.folder / self.meta["model"]),
+                                num_threads=num_threads).get_signature_runner()
+        self.tokenizer = DeviceTokenizer(self.folder, self.meta)
+        if self.tokenizer.level == "sentencepiece":
+            pieces = [self.tokenizer.pieces.id_to_piece(i) for i in range(self.tokenizer.pieces.get_piece_size())]
+            controls = np.isin(np.arange(len(pieces)), self.meta["control_ids"])
+            self.starts = np.array([p.startswith(WORD_START) for p in pieces]) & ~controls
+            self.ends_word = self.starts | (np.arange(len(pieces)) == self.meta["end_id"])
+            self.continues = ~self.starts & ~controls
+        self.state, self.out = None, None
+
+    def read(self, text: str) -> None:
+        """Starts a new text (`<s>`) and reads `text`."""
+        self.state = {name: np.zeros(spec["shape"], spec["dtype"]) for name, spec in self.meta["inputs"].items()
+                      if name != "token_id"}
+        self.state, self.out = self._fed(self.state, self.meta["start_id"])
+        self.typed(text)
+
+    def typed(self, text: str) -> None:
+        """Reads more text after what was read."""
+        for token in self.tokenizer.encode(text):
+            self.state, self.out = self._fed(self.state, token)
+
+    def suggestions(self, k: int = 3) -> list[tuple[str, float]]:
+        """The `k` most probable next words and their probabilities, most probable first."""
+        if self.tokenizer.level != "sentencepiece":
+            return [(self.tokenizer.tokens[i], float(p))
+                    for i, p in zip(self.out["top_ids"][0][:k], self.out["top_probabilities"][0][:k])]
+        return self._whole_words(k)
+
+    def _fed(self, state: dict, token: int) -> tuple[dict, dict]:
+        out = self.step(token_id=np.array([token], np.int32), **state)
+        return {name: out[name] for name in self.meta["state"]}, out
+
+    def _whole_words(self, k: int) -> list[tuple[str, float]]:
+        beam = max(k, WORD_BEAM)
+        log_probs = self.out["log_probs"][0]
+        first = np.where(self.starts, log_probs, -np.inf)
+        order = np.argsort(-first, kind="stable")[:beam]
+        scores, words = first[order], [[int(i)] for i in order]
+        states = [self.state] * beam
+        found: dict[str, float] = {}
+        for step in range(1, MAX_WORD_PIECES + 1):
+            after = [self._fed(state, word[-1]) for state, word in zip(states, words)]
+            log_probs = np.stack([out["log_probs"][0] for _, out in after])
+            boundary = np.logaddexp.reduce(np.where(self.ends_word[None, :], log_probs, -np.inf), axis=-1)
+            for word, score in zip(words, scores + boundary):
+                spelled = self.tokenizer.pieces.decode(word)
+                if spelled and np.isfinite(score):
+                    found[spelled] = found.get(spelled, 0.0) + float(np.exp(score))
+            if step == MAX_WORD_PIECES:
+                break
+            extended = (scores[:, None] + np.where(self.continues[None, :], log_probs, -np.inf)).reshape(-1)
+            best = np.argsort(-extended, kind="stable")[:beam]
+            parents, pieces = best // log_probs.shape[1], best % log_probs.shape[1]
+            scores = extended[best]
+            words = [[*words[p], int(piece)] for p, piece in zip(parents, pieces)]
+            states = [after[p][0] for p in parents]
+        ranked = sorted(found.items(), key=lambda item: -item[1])  # stable: equal totals keep first-found order
+        return ranked[:k]
