@@ -32,10 +32,11 @@ class DeviceTokenizer:
     """Text to ids and back for one side, as the run's tokenizer does it in the graph."""
 
     def __init__(self, folder: Path, side: dict):
-        self.level, self.lowercase = side["level"], side["lowercase"]
+        self.pieces_model = side["level"] == "sentencepiece"  # else characters or words
+        self.characters, self.lowercase = side["level"] == "char", side["lowercase"]
         self.control_ids = set(side["control_ids"])
         self.unknown_id, self.end_id = side["unknown_id"], side["end_id"]
-        if self.level == "sentencepiece":
+        if self.pieces_model:
             import sentencepiece
 
             self.pieces = sentencepiece.SentencePieceProcessor(model_file=str(folder / side["sentencepiece_model"]))
@@ -44,19 +45,19 @@ class DeviceTokenizer:
             self.index = {token: i for i, token in enumerate(self.tokens)}
 
     def encode(self, text: str) -> list[int]:
-        if self.level == "sentencepiece":
+        if self.pieces_model:
             return [int(i) for i in self.pieces.encode(text)]
         text = text.lower() if self.lowercase else text
-        tokens = list(text) if self.level == "char" else text.split()
+        tokens = list(text) if self.characters else text.split()
         ids = [self.index.get(token, self.unknown_id) for token in tokens]
         return [self.unknown_id if i in self.control_ids else i for i in ids]  # typed "<s>" is text
 
     def decode(self, ids: list[int]) -> str:
         ids = ids[:ids.index(self.end_id)] if self.end_id in ids else ids
-        if self.level == "sentencepiece":  # control pieces, <unk> too, are not text
+        if self.pieces_model:  # control pieces, <unk> too, are not text
             return self.pieces.decode([i for i in ids if i not in self.control_ids])
         ids = [i for i in ids if i not in self.control_ids or i == self.unknown_id]
-        return ("" if self.level == "char" else " ").join(self.tokens[i] for i in ids)
+        return ("" if self.characters else " ").join(self.tokens[i] for i in ids)
 
 
 class DeviceTranslator:
@@ -168,7 +169,7 @@ class DeviceNextWords:
         self.step = Interpreter(model_path=str(self.folder / self.meta["model"]),
                                 num_threads=num_threads).get_signature_runner()
         self.tokenizer = DeviceTokenizer(self.folder, self.meta)
-        if self.tokenizer.level == "sentencepiece":
+        if self.tokenizer.pieces_model:
             pieces = [self.tokenizer.pieces.id_to_piece(i) for i in range(self.tokenizer.pieces.get_piece_size())]
             controls = np.isin(np.arange(len(pieces)), self.meta["control_ids"])
             self.starts = np.array([p.startswith(WORD_START) for p in pieces]) & ~controls
@@ -190,7 +191,7 @@ class DeviceNextWords:
 
     def suggestions(self, k: int = 3) -> list[tuple[str, float]]:
         """The `k` most probable next words and their probabilities, most probable first."""
-        if self.tokenizer.level != "sentencepiece":
+        if not self.tokenizer.pieces_model:
             return [(self.tokenizer.tokens[i], float(p))
                     for i, p in zip(self.out["top_ids"][0][:k], self.out["top_probabilities"][0][:k])]
         return self._whole_words(k)
