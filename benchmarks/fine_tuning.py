@@ -25,11 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import cpu_model  # noqa: E402
 
 SPLITS = {"train": "train.lc.norm.tok", "validation": "val.lc.norm.tok", "test": "test_2016_flickr.lc.norm.tok"}
 
@@ -122,13 +125,6 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:22} {r['steps']:6d} {r['train_seconds']:8.1f} {r['bleu_dog_test']:14.2f} {r['bleu_all_test']:14.2f}")
     print(json.dumps({"machine": cpu_model(), "pairs": sizes, "runs": results}))
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import cpu_model  # noqa: E402
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
@@ -124,13 +127,6 @@ def main() -> None:
         print(f"{name:18} {r['bytes'] / 1e6:7.2f} {r['of_float_weights']:8.3f} {cells[0]} {cells[1]}")
     print(json.dumps({"machine": cpu_model(), "run": str(args.run), "sentences": len(sources),
                       "float32_weight_bytes": float_bytes, "results": results}))
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

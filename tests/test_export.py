@@ -35,6 +35,16 @@ LOAD_AND_TRANSLATE = textwrap.dedent("""
 """)
 
 
+def served_by_export(run, out, script_text: str, inputs: list[str]) -> dict:
+    """Exports `run` to `out` through the CLI and returns what `script_text` (run without textseq,
+    with the export's path and the JSON inputs) prints."""
+    result = CliRunner().invoke(cli, ["export", str(run), str(out)])
+    assert result.exit_code == 0, result.output
+    script = out.parent / "load.py"
+    script.write_text(script_text)
+    return run_script_without_textseq(script, str(out), json.dumps(inputs))
+
+
 @pytest.fixture(scope="module")
 def exported(trained_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "dates"
@@ -109,11 +119,7 @@ LM_INPUTS = ["a man is riding a", "", " \t ", "zzyzx qqq", "two dogs play in the
 @pytest.mark.slow
 def test_language_model_export_predicts_and_generates_like_the_library(lm_run, tmp_path):
     out = tmp_path / "lm"
-    result = CliRunner().invoke(cli, ["export", str(lm_run), str(out)])
-    assert result.exit_code == 0, result.output
-    script = tmp_path / "load.py"
-    script.write_text(LOAD_AND_PREDICT)
-    served = run_script_without_textseq(script, str(out), json.dumps(LM_INPUTS))
+    served = served_by_export(lm_run, out, LOAD_AND_PREDICT, LM_INPUTS)
     model = LanguageModel.from_run(lm_run)
     expected = model.predict(LM_INPUTS, 4)
     assert served["words"] == [[p.token for p in row] for row in expected]

@@ -136,7 +136,7 @@ ALL_OPTIONS = ["model.tie_embeddings=true", "model.input_feeding=true", "model.d
 
 @pytest.mark.slow
 def test_a_translation_run_with_every_option_trains_resumes_and_exports(tmp_path):
-    from test_export import LOAD_AND_TRANSLATE
+    from test_export import LOAD_AND_TRANSLATE, served_by_export
 
     run = tmp_path / "run"
     first = recipe_from_dict({**TINY, "vocab": {"level": "char", "shared": False}}, ALL_OPTIONS)
@@ -147,12 +147,7 @@ def test_a_translation_run_with_every_option_trains_resumes_and_exports(tmp_path
     assert translator.model.decoder.tie_embeddings and translator.model.encoder.embedding is not \
         translator.model.decoder.embedding  # two vocabularies: only the target side is tied
     texts = ["3rd of March 1998", "Saturday, the 31st of December 1999"]
-    out = tmp_path / "export"
-    result = CliRunner().invoke(cli, ["export", str(run), str(out)])
-    assert result.exit_code == 0, result.output
-    script = tmp_path / "load.py"
-    script.write_text(LOAD_AND_TRANSLATE)
-    served = run_script_without_textseq(script, str(out), json.dumps(texts))
+    served = served_by_export(run, tmp_path / "export", LOAD_AND_TRANSLATE, texts)
     assert served["text"] == translator.translate(texts)
 
 
