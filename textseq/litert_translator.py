@@ -2,9 +2,10 @@
 
 One `.tflite` file with two signatures:
 
-- `encode`: source ids `[1, source_length]` (0-padded) -> `memory_outputs`, `memory_keys` (the
+- `encode_N`, one per source length N of `source_lengths` (8, 16, 32, 64, ... up to
+  `data.max_source_length`): source ids `[1, N]` (0-padded) -> `memory_outputs`, `memory_keys` (the
   attention's projection of them, computed once), `memory_length` and the decoder's start
-  `states` `[1, n, units]`;
+  `states` `[1, n, units]`; the app takes the shortest that holds its source;
 - `step`: `token_id` `[hypotheses]`, their `states` and the memory repeated per hypothesis -> new
   `states` and each hypothesis' `top_k` next tokens (`top_ids`, `top_log_probs`).
 
@@ -14,7 +15,8 @@ WHILE with TensorList ops for the growing outputs, which its builtin kernels lac
 model's step avoids them for the same reason); a loop of `step` calls costs a few microseconds per
 token in the app and leaves beam size, length penalty and early stopping to it.
 
-The encoder's loops are unrolled over `data.max_source_length` steps (`unrolled_encoder`).
+The encoder's loops are unrolled (`unrolled_encoder`), so an encoder costs its length whatever the
+source's: hence one per length, as batches are bucketed by length in training.
 Quantization is the language model's (`textseq.litert`): float16, dynamic range (int8 weights, the
 embedding tables as `Int8Rows`) or int8 weights and activations calibrated on training sources.
 Beside the model: the vocabularies (`*.vocab.json`, or the SentencePiece `*.model` files the app
@@ -45,27 +47,40 @@ TOP_K = 10  # candidates per hypothesis and step: beam search keeps at most this
 CALIBRATION_SOURCES = 64  # training sources whose encoding and greedy steps calibrate int8 activations
 
 
-class TranslatorSignatures(tf.Module):
-    """The `encode` and `step` functions of a translation model, with fixed source length.
+def source_lengths(longest: int) -> list[int]:
+    """The encoders' lengths: powers of two from 8 below `longest`, then `longest`.
 
-    >>> signatures = TranslatorSignatures(model, source_length=96)  # doctest: +SKIP
-    >>> memory = signatures.encode(tf.constant([[5, 6, 7] + [0] * 93]))  # doctest: +SKIP
+    >>> source_lengths(96)
+    [8, 16, 32, 64, 96]
+    """
+    return [n for n in (8, 16, 32, 64, 128, 256, 512) if n < longest] + [longest]
+
+
+class TranslatorSignatures(tf.Module):
+    """The `encode_N` and `step` functions of a translation model.
+
+    >>> signatures = TranslatorSignatures(model, source_lengths=[8, 16, 96])  # doctest: +SKIP
+    >>> memory = signatures.encoders[8](tf.constant([[5, 6, 7, 0, 0, 0, 0, 0]]))  # doctest: +SKIP
     """
 
-    def __init__(self, model, source_length: int, k: int = TOP_K):
+    def __init__(self, model, source_lengths: list[int], k: int = TOP_K):
         super().__init__(name="translator")
-        self.model, self.source_length = model, source_length
+        self.model, self.source_lengths = model, source_lengths
         self.k = min(k, model.decoder.vocab_size)
         self.state_sizes = model.decoder.state_sizes()
         keys = model.decoder.attention.project_keys(tf.zeros([1, 1, model.encoder.units]))
         self.shapes = {"states": ([sum(map(len, self.state_sizes)), model.decoder.units], tf.float32),
-                       "memory_outputs": ([source_length, model.encoder.units], tf.float32),
-                       "memory_keys": ([source_length, int(keys.shape[-1])], tf.float32),
+                       "memory_outputs": ([None, model.encoder.units], tf.float32),
+                       "memory_keys": ([None, int(keys.shape[-1])], tf.float32),
                        "memory_length": ([], tf.int32)}
-        self.encode = tf.function(self._encode, input_signature=[
-            tf.TensorSpec([1, source_length], tf.int32, name="source_ids")])
+        self.encoders = {length: tf.function(self._encode, input_signature=[
+            tf.TensorSpec([1, length], tf.int32, name="source_ids")]) for length in source_lengths}
         self.step = tf.function(self._step, input_signature=[tf.TensorSpec([None], tf.int32, name="token_id")] + [
             tf.TensorSpec([None, *shape], dtype, name=name) for name, (shape, dtype) in self.shapes.items()])
+
+    def functions(self) -> dict:
+        """Each signature's name and function."""
+        return {**{f"encode_{length}": function for length, function in self.encoders.items()}, "step": self.step}
 
     def _encode(self, source_ids):
         ids = self._known(source_ids, self.model.encoder.vocab_size)
@@ -81,7 +96,7 @@ class TranslatorSignatures(tf.Module):
         starts = np.cumsum([0, *map(len, self.state_sizes)])
         layers = [flat[start:end] for start, end in zip(starts[:-1], starts[1:])]
         memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
-                  "mask": tf.range(self.source_length)[None, :] < memory_length[:, None]}
+                  "mask": tf.range(tf.shape(memory_outputs)[1])[None, :] < memory_length[:, None]}
         logits, layers, _ = self.model.step(token_id, layers, memory)
         top = tf.math.top_k(tf.nn.log_softmax(tf.cast(logits, tf.float32)), self.k)
         return {"top_ids": top.indices, "top_log_probs": top.values,
@@ -99,7 +114,8 @@ def signatures_for(loaded, quantize: str = "none") -> TranslatorSignatures:
     if quantize in ("dynamic", "int8"):
         for layer in (model.encoder, model.decoder):
             layer.embedding = Int8Rows(layer.embedding.embeddings.numpy())
-    return TranslatorSignatures(model, loaded.recipe.data.max_source_length, max(TOP_K, loaded.options().beam_size))
+    return TranslatorSignatures(model, source_lengths(loaded.recipe.data.max_source_length),
+                                max(TOP_K, loaded.options().beam_size))
 
 
 def calibration(signatures: TranslatorSignatures, loaded, sources: int = CALIBRATION_SOURCES, seed: int = 0):
@@ -107,10 +123,12 @@ def calibration(signatures: TranslatorSignatures, loaded, sources: int = CALIBRA
     pairs = load_pairs(loaded.recipe.data, "train")
     chosen = [source for source, _ in random.Random(seed).sample(pairs, min(sources, len(pairs)))]
     for ids in loaded.source.encode(tf.constant(chosen)).to_list():
-        padded = np.zeros((1, signatures.source_length), np.int32)
-        padded[0, :min(len(ids), signatures.source_length)] = ids[:signatures.source_length]
-        yield "encode", {"source_ids": padded}
-        memory = {name: value.numpy() for name, value in signatures.encode(tf.constant(padded)).items()}
+        ids = ids[:signatures.source_lengths[-1]]
+        length = next(n for n in signatures.source_lengths if n >= len(ids))
+        padded = np.zeros((1, length), np.int32)
+        padded[0, :len(ids)] = ids
+        yield f"encode_{length}", {"source_ids": padded}
+        memory = {name: value.numpy() for name, value in signatures.encoders[length](tf.constant(padded)).items()}
         token = np.array([BOS], np.int32)
         for _ in range(loaded.options().max_length):
             inputs = {"token_id": token, **memory}
@@ -129,17 +147,16 @@ def convert(loaded, quantize: str, signatures: TranslatorSignatures) -> bytes:
     signature of a SavedModel that holds nothing else: the converter takes several signatures only
     from a SavedModel, and saving the Keras model itself would trace its layers again.
     """
-    module = tf.Module()
-    for name in ("encode", "step"):
-        function = getattr(signatures, name)
+    module, functions = tf.Module(), signatures.functions()
+    for name, function in functions.items():
         concrete = function.get_concrete_function()
         frozen = convert_variables_to_constants_v2(concrete)
         outputs = sorted(concrete.structured_outputs)  # the frozen function's outputs: a flat list in this order
         setattr(module, name, tf.function(named_outputs(frozen, outputs), input_signature=function.input_signature))
     with tempfile.TemporaryDirectory() as saved:
         tf.saved_model.save(module, saved, signatures={name: getattr(module, name).get_concrete_function()
-                                                       for name in ("encode", "step")})
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["encode", "step"])
+                                                       for name in functions})
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(functions))
         if quantize != "none":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
@@ -184,15 +201,17 @@ def write_litert_translator(loaded, out: Path, quantize: str) -> None:
     options = loaded.options()
     info = {
         "textseq_version": __version__, "tensorflow_version": tf.__version__, "format": "litert",
-        "task": "translate", "model": MODEL_FILE, "signatures": ["encode", "step"], "quantize": quantize,
-        "source_length": signatures.source_length, "top_k": signatures.k, "pad_id": PAD, "start_id": BOS,
+        "task": "translate", "model": MODEL_FILE, "signatures": list(signatures.functions()), "quantize": quantize,
+        "source_lengths": signatures.source_lengths, "top_k": signatures.k, "pad_id": PAD, "start_id": BOS,
         "decoding": {"beam_size": options.beam_size, "alpha": options.alpha, "max_length": options.max_length},
         **side_files(loaded, out),
-        "inputs": {"encode": {"source_ids": {"shape": [1, signatures.source_length], "dtype": "int32"}},
+        "inputs": {**{f"encode_{n}": {"source_ids": {"shape": [1, n], "dtype": "int32"}}
+                      for n in signatures.source_lengths},
                    "step": {"token_id": {"shape": [-1], "dtype": "int32"},
                             **{name: {"shape": [-1, *shape], "dtype": dtype.name}
                                for name, (shape, dtype) in signatures.shapes.items()}}},
-        "usage": "textseq/on_device.py is the app loop: tokenize the source, run encode once, then step with the "
+        "usage": "textseq/on_device.py is the app loop: tokenize the source, run the shortest encode_N that holds "
+                 "it once, then step with the "
                  "last token of every hypothesis (start_id first) and keep the best beam_size of their top_ids by "
                  "total log-probability over ((5 + length) / 6) ** alpha, until each has produced end_id",
         "recipe": loaded.recipe.to_dict(),

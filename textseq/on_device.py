@@ -4,8 +4,9 @@ next whole words (`DeviceNextWords`).
 
 This file imports nothing from textseq or TensorFlow, so an app (or a phone's Python, or a port to
 Kotlin or Swift) can take it as it is: it is the reference the export's tests and
-`benchmarks/translate_on_device.py` run. The `.tflite` file has two signatures: `encode` (source ids
-`[1, source_length]` -> the attention memory and the decoder's start states) and `step` (the last
+`benchmarks/translate_on_device.py` run. The `.tflite` file has an `encode_N` signature per source
+length N (source ids `[1, N]` -> the attention memory and the decoder's start states; the shortest
+that holds the source is the fastest) and `step` (the last
 token of every live hypothesis, their states and the memory -> their new states and their
 `top_k` most probable next tokens with log-probabilities). Beam search keeps `beam_size`
 hypotheses, ranks them by log-probability over GNMT's length penalty `((5 + length) / 6) ** alpha`,
@@ -69,12 +70,15 @@ class DeviceTranslator:
     """
 
     def __init__(self, folder: str | Path, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / "textseq.json").read_text(encoding="utf-8"))
-        interpreter = Interpreter(model_path=str(self.folder / self.meta["model"]), num_threads=num_threads)
-        self.encode_runner = interpreter.get_signature_runner("encode")
+        options = {}
+        if self.meta["quantize"] == "int8":  # XNNPACK fails to prepare this int8 graph; LiteRT's own kernels run it
+            options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter = Interpreter(model_path=str(self.folder / self.meta["model"]), num_threads=num_threads, **options)
+        self.encoders = {n: interpreter.get_signature_runner(f"encode_{n}") for n in self.meta["source_lengths"]}
         self.step_runner = interpreter.get_signature_runner("step")
         self.source = DeviceTokenizer(self.folder, self.meta["source"])
         self.target = DeviceTokenizer(self.folder, self.meta["target"])
@@ -84,7 +88,7 @@ class DeviceTranslator:
         """The best translation of `text` and its score, decoded as the run's `decode:` section says
         unless given here (`beam_size` 1 is greedy decoding)."""
         decoding = self.meta["decoding"]
-        ids = self.source.encode(text)[:self.meta["source_length"]]
+        ids = self.source.encode(text)[:self.meta["source_lengths"][-1]]
         tokens, score = self.search(ids, beam_size or decoding["beam_size"],
                                     decoding["alpha"] if alpha is None else alpha,
                                     max_length or decoding["max_length"])
@@ -131,10 +135,11 @@ class DeviceTranslator:
         return [int(t) for t in tokens[best] if t != pad], float(final[best])
 
     def encoded(self, source_ids: list[int]) -> dict[str, np.ndarray]:
-        """The `encode` signature's outputs for one source (padded to the export's source length)."""
-        padded = np.zeros((1, self.meta["source_length"]), np.int32)
+        """The outputs of the shortest `encode_N` that holds the source (0-padded to N)."""
+        length = next(n for n in self.meta["source_lengths"] if n >= len(source_ids))
+        padded = np.zeros((1, length), np.int32)
         padded[0, :len(source_ids)] = source_ids
-        return dict(self.encode_runner(source_ids=padded))
+        return dict(self.encoders[length](source_ids=padded))
 
 
 def length_penalty(lengths: np.ndarray, alpha: float) -> np.ndarray:
