@@ -676,9 +676,9 @@ def export_command(run: Path, out_dir: Path, format_: str, quantize: str, overwr
     next_word.tflite takes the id of the word just typed and the state the previous call
     returned, and gives the new state and the 10 most probable next words. vocab.json and
     textseq.json beside it say how to tokenize and how to call it (README: "Next words on a phone").
-    For a translation run it writes translator.tflite: an "encode" and a "step" signature, which
-    the app loop in textseq/on_device.py (numpy only) runs with beam search, and the vocabularies
-    or SentencePiece models to tokenize with.
+    For a translation run it writes translator.tflite: an encoder per source length ("encode_8",
+    "encode_16", ...) and a decoder "step", which the app loop in textseq/on_device.py (numpy
+    only) runs with beam search, and the vocabularies or SentencePiece models to tokenize with.
 
     \b
     Examples:
