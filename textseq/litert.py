@@ -43,6 +43,7 @@ from textseq.models.seq2seq import Seq2Seq
 from textseq.next_words import without_controls
 
 MODEL_FILE = "next_word.tflite"
+TRANSLATOR_FILE = "translator.tflite"  # a translation run's export (textseq.litert_translator)
 VOCAB_FILE = "vocab.json"
 METADATA = "textseq.json"
 SIGNATURE = "serving_default"  # the only one: `get_signature_runner()` needs no name
@@ -89,9 +90,7 @@ class NextWordStep(tf.Module):
 
     def __call__(self, token_id, phase, history, memory_outputs, memory_keys, memory_length, states):
         context = self.context
-        # An id outside the vocabulary reads as <unk> in every quantization (a float GATHER wrapped -1
-        # round to the last word, an int8 one refused it).
-        token_id = tf.where((token_id >= 0) & (token_id < self.model.decoder.vocab_size), token_id, UNK)
+        token_id = known_ids(token_id, self.model.decoder.vocab_size)
         # `<s>` begins a text and is not part of it; every other token joins the history.
         count = tf.reduce_sum(tf.cast(tf.not_equal(history, PAD), tf.int32), axis=1)
         slots = tf.range(context)[None, :]
@@ -121,8 +120,7 @@ class NextWordStep(tf.Module):
         restart = border if not self.carry else tf.logical_and(border, tf.equal(count, 0))
         decoder_states = [tf.where(restart[:, None], new, old) for new, old in zip(encoder_states, decoder_states)]
 
-        starts = np.cumsum([0, *map(len, self.state_sizes)])
-        layers = [decoder_states[start:end] for start, end in zip(starts[:-1], starts[1:])]
+        layers = by_layer(decoder_states, self.state_sizes)
         memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
                   "mask": tf.range(context)[None, :] < memory_length[:, None]}
         logits, layers, _ = self.model.step(token_id, layers, memory)
@@ -131,7 +129,7 @@ class NextWordStep(tf.Module):
         return {"top_ids": top.indices, "top_probabilities": top.values, "log_probs": tf.nn.log_softmax(logits),
                 "phase": (phase + 1) % self.continuation, "history": history,
                 "memory_outputs": memory_outputs, "memory_keys": memory_keys, "memory_length": memory_length,
-                "states": tf.stack([state for layer in layers for state in layer], axis=1)}
+                "states": stacked_states(layers)}
 
 
 def unrolled_encoder(encoder, ids: tf.Tensor) -> tuple[tf.Tensor, list[list[tf.Tensor]]]:
@@ -170,21 +168,41 @@ def _unrolled(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
     return tf.stack(outputs, axis=1), states
 
 
-def plain_model(loaded) -> Seq2Seq:
-    """The run's model on Keras' own layers (the converter takes no XLA kernels), with its weights."""
+def known_ids(ids, vocab_size: int):
+    """Ids outside the vocabulary read as `<unk>` in every quantization (a float GATHER wraps -1 round
+    to the last word, an int8 one refuses it)."""
+    return tf.where((ids >= 0) & (ids < vocab_size), ids, UNK)
+
+
+def by_layer(flat: list, sizes: list[list[int]]) -> list[list]:
+    """A flat list of states, per layer again as `Decoder.state_sizes()` groups them."""
+    starts = np.cumsum([0, *map(len, sizes)])
+    return [flat[start:end] for start, end in zip(starts[:-1], starts[1:])]
+
+
+def stacked_states(layers: list[list[tf.Tensor]]) -> tf.Tensor:
+    """Per-layer states `[batch, units]` as the one `[batch, n, units]` tensor an export passes."""
+    return tf.stack([state for layer in layers for state in layer], axis=1)
+
+
+def plain_model(loaded, quantize: str = "none") -> Seq2Seq:
+    """The run's model on Keras' own layers (the converter takes no XLA kernels), with its weights;
+    int8 quantizations hold its embedding tables as `Int8Rows` (one for a table the encoder shares)."""
     model = new_model(loaded.recipe, loaded.source.vocab_size, loaded.target.vocab_size, speed_path=False)
     model.set_weights(loaded.model.get_weights())
+    if quantize in ("dynamic", "int8"):
+        tables = {}
+        for layer in (model.encoder, model.decoder):
+            if id(layer.embedding) not in tables:
+                tables[id(layer.embedding)] = Int8Rows(layer.embedding.embeddings.numpy())
+            layer.embedding = tables[id(layer.embedding)]
     return model
 
 
 def step_for(loaded, quantize: str = "none") -> NextWordStep:
-    """The step of a loaded language model; int8 quantizations hold its embedding tables as `Int8Rows`."""
+    """The step of a loaded language model, quantized as `plain_model` says."""
     data = loaded.recipe.data
-    model = plain_model(loaded)
-    if quantize in ("dynamic", "int8"):
-        for layer in (model.encoder, model.decoder):
-            layer.embedding = Int8Rows(layer.embedding.embeddings.numpy())
-    return NextWordStep(model, data.context, data.continuation, data.carry_state)
+    return NextWordStep(plain_model(loaded, quantize), data.context, data.continuation, data.carry_state)
 
 
 class Int8Rows:
@@ -303,4 +321,4 @@ def write_litert(loaded, out: Path, quantize: str) -> None:
 
 def is_litert_export(path: Path) -> bool:
     """Whether `path` holds a LiteRT export that textseq wrote."""
-    return (path / METADATA).is_file() and ((path / MODEL_FILE).is_file() or (path / "translator.tflite").is_file())
+    return (path / METADATA).is_file() and ((path / MODEL_FILE).is_file() or (path / TRANSLATOR_FILE).is_file())

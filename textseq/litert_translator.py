@@ -40,9 +40,9 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from textseq import __version__
 from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
 from textseq.data.sources import load_pairs
-from textseq.litert import CONVERTER_NOISE, Int8Rows, METADATA, native_lines_dropped, plain_model, unrolled_encoder
+from textseq.litert import (CONVERTER_NOISE, METADATA, TRANSLATOR_FILE as MODEL_FILE, by_layer, known_ids,
+                            native_lines_dropped, plain_model, stacked_states, unrolled_encoder)
 
-MODEL_FILE = "translator.tflite"
 TOP_K = 10  # candidates per hypothesis and step: beam search keeps at most this many hypotheses
 CALIBRATION_SOURCES = 64  # training sources whose encoding and greedy steps calibrate int8 activations
 
@@ -83,38 +83,27 @@ class TranslatorSignatures(tf.Module):
         return {**{f"encode_{length}": function for length, function in self.encoders.items()}, "step": self.step}
 
     def _encode(self, source_ids):
-        ids = self._known(source_ids, self.model.encoder.vocab_size)
+        ids = known_ids(source_ids, self.model.encoder.vocab_size)
         outputs, encoder_states = unrolled_encoder(self.model.encoder, ids)
         states = self.model.start_states(encoder_states)
         return {"memory_outputs": outputs, "memory_keys": self.model.decoder.attention.project_keys(outputs),
                 "memory_length": tf.reduce_sum(tf.cast(tf.not_equal(ids, PAD), tf.int32), axis=1),
-                "states": tf.stack([state for layer in states for state in layer], axis=1)}
+                "states": stacked_states(states)}
 
     def _step(self, token_id, states, memory_outputs, memory_keys, memory_length):
-        token_id = self._known(token_id, self.model.decoder.vocab_size)
-        flat = [states[:, i] for i in range(states.shape[1])]
-        starts = np.cumsum([0, *map(len, self.state_sizes)])
-        layers = [flat[start:end] for start, end in zip(starts[:-1], starts[1:])]
+        token_id = known_ids(token_id, self.model.decoder.vocab_size)
+        layers = by_layer([states[:, i] for i in range(states.shape[1])], self.state_sizes)
         memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
                   "mask": tf.range(tf.shape(memory_outputs)[1])[None, :] < memory_length[:, None]}
         logits, layers, _ = self.model.step(token_id, layers, memory)
         top = tf.math.top_k(tf.nn.log_softmax(tf.cast(logits, tf.float32)), self.k)
         return {"top_ids": top.indices, "top_log_probs": top.values,
-                "states": tf.stack([state for layer in layers for state in layer], axis=1)}
-
-    @staticmethod
-    def _known(ids, vocab_size: int):
-        """Ids outside the vocabulary read as `<unk>` (a float GATHER would wrap them, an int8 one refuse them)."""
-        return tf.where((ids >= 0) & (ids < vocab_size), ids, UNK)
+                "states": stacked_states(layers)}
 
 
 def signatures_for(loaded, quantize: str = "none") -> TranslatorSignatures:
-    """The signatures of a loaded `Translator`; int8 quantizations hold its embedding tables as `Int8Rows`."""
-    model = plain_model(loaded)
-    if quantize in ("dynamic", "int8"):
-        for layer in (model.encoder, model.decoder):
-            layer.embedding = Int8Rows(layer.embedding.embeddings.numpy())
-    return TranslatorSignatures(model, source_lengths(loaded.recipe.data.max_source_length),
+    """The signatures of a loaded `Translator`, quantized as `plain_model` says."""
+    return TranslatorSignatures(plain_model(loaded, quantize), source_lengths(loaded.recipe.data.max_source_length),
                                 max(TOP_K, loaded.options().beam_size))
 
 
