@@ -3,8 +3,8 @@
 A keyboard reads one word at a time, so the `.tflite` file holds one position of what
 `textseq.windows.walk_windows` does: it takes the id of the token just typed (`<s>` to begin a text) and
 the state the previous call returned, and gives back the new state, the `TOP_K` most probable
-next tokens with their probabilities (never `<unk>` or a control token) and every token's
-log-probability, from which `textseq.on_device.DeviceNextWords` completes a SentencePiece model's
+next tokens with their probabilities (never `<unk>` or a control token) and, for a SentencePiece
+model, every token's log-probability, from which `textseq.on_device.DeviceNextWords` completes a SentencePiece model's
 pieces into whole words as `LanguageModel.predict` does. The state holds the decoder's recurrent states, the
 attention memory of the current window and the last `data.context` token ids, so the encoder runs
 again only where a window begins (every `data.continuation` tokens), as in training, and a typed
@@ -68,9 +68,11 @@ class NextWordStep(tf.Module):
     >>> out = step(token_id=tf.constant([BOS]), **step.zeros(1))  # doctest: +SKIP
     """
 
-    def __init__(self, model: Seq2Seq, context: int, continuation: int, carry: bool, k: int = TOP_K):
+    def __init__(self, model: Seq2Seq, context: int, continuation: int, carry: bool, k: int = TOP_K,
+                 log_probs: bool = False):
         super().__init__(name="next_word_step")
         self.model, self.context, self.continuation, self.carry = model, context, continuation, carry
+        self.log_probs = log_probs  # every token's log-probability too: what completes pieces into words
         self.k = min(k, model.decoder.vocab_size)
         decoder = model.decoder
         self.state_sizes = decoder.state_sizes()  # all of the decoder's units
@@ -126,10 +128,13 @@ class NextWordStep(tf.Module):
         logits, layers, _ = self.model.step(token_id, layers, memory)
         logits = tf.cast(logits, tf.float32)
         top = tf.math.top_k(without_controls(tf.nn.softmax(logits)), self.k)
-        return {"top_ids": top.indices, "top_probabilities": top.values, "log_probs": tf.nn.log_softmax(logits),
-                "phase": (phase + 1) % self.continuation, "history": history,
-                "memory_outputs": memory_outputs, "memory_keys": memory_keys, "memory_length": memory_length,
-                "states": stacked_states(layers)}
+        out = {"top_ids": top.indices, "top_probabilities": top.values,
+               "phase": (phase + 1) % self.continuation, "history": history,
+               "memory_outputs": memory_outputs, "memory_keys": memory_keys, "memory_length": memory_length,
+               "states": stacked_states(layers)}
+        if self.log_probs:  # a word model's keyboard needs its top tokens only: no [vocab] output per step
+            out["log_probs"] = tf.nn.log_softmax(logits)
+        return out
 
 
 def unrolled_encoder(encoder, ids: tf.Tensor) -> tuple[tf.Tensor, list[list[tf.Tensor]]]:
@@ -202,7 +207,8 @@ def plain_model(loaded, quantize: str = "none") -> Seq2Seq:
 def step_for(loaded, quantize: str = "none") -> NextWordStep:
     """The step of a loaded language model, quantized as `plain_model` says."""
     data = loaded.recipe.data
-    return NextWordStep(plain_model(loaded, quantize), data.context, data.continuation, data.carry_state)
+    return NextWordStep(plain_model(loaded, quantize), data.context, data.continuation, data.carry_state,
+                        log_probs=loaded.target.unit == "piece")
 
 
 class Int8Rows:
@@ -299,8 +305,8 @@ def metadata(loaded, quantize: str, step: NextWordStep) -> dict:
         "state": list(STATE),
         "usage": "state = zeros of each input but token_id; feed <s> (start_id), then each typed token's id "
                  "(end_id where a sentence ends); after every call keep the outputs named in state and read "
-                 "top_ids / top_probabilities (log_probs: every token's). A SentencePiece model's whole next "
-                 "words: textseq/on_device.py's DeviceNextWords",
+                 "top_ids / top_probabilities (a SentencePiece model's log_probs: every token's, from which "
+                 "textseq/on_device.py's DeviceNextWords completes whole next words)",
         "recipe": recipe.to_dict(),
     }
 
