@@ -89,7 +89,7 @@ def trained(raw: dict, run: Path) -> Path:
 
 def run_script_without_textseq(script: Path, *args: str) -> dict:
     """Runs `script` in a fresh Python from its own (empty) directory, so the checkout's textseq/ is
-    not importable by accident, and returns the JSON object it prints."""
+    not importable by accident, and returns the JSON object it prints last."""
     import json
     import subprocess
     import sys
@@ -97,7 +97,7 @@ def run_script_without_textseq(script: Path, *args: str) -> dict:
     process = subprocess.run([sys.executable, str(script), *args], cwd=script.parent, capture_output=True, text=True,
                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}, timeout=300)
     assert process.returncode == 0, process.stderr
-    return json.loads(process.stdout)
+    return json.loads(process.stdout.splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from textseq.inference import LanguageModel, Translator, top_next_tokens
 from textseq.recipe import recipe_from_dict
 from textseq.training import train
 
-from conftest import SHARED, run_script_without_textseq, tiny_lm, trained
+from conftest import ROOT, SHARED, run_script_without_textseq, tiny_lm, trained
 from test_serve import Server
 
 pytestmark = pytest.mark.slow
@@ -355,6 +355,28 @@ def test_the_litert_translator_tokenizes_with_the_shipped_models_and_translates_
     answers = on_device(export, ARBITRARY, [1, 3], tmp_path)
     assert_same_as_the_library(spm_translation, answers, ARBITRARY)
     assert all(plain(text) for beam in answers.values() for text, _ in beam)
+
+
+def test_the_guides_phone_loop_runs_as_written_and_translates_as_the_library(spm_translation, tmp_path):
+    from test_litert_translator import export_litert
+
+    guide = (ROOT / "docs" / "translation.md").read_text(encoding="utf-8").split("## On a phone")[1]
+    code = guide.split("```python\n")[1].split("```")[0]
+    app = tmp_path / "app"
+    (app / "exports").mkdir(parents=True)
+    export_litert(spm_translation, app / "exports" / "de-en-phone")
+    # The guide's code as it is, then its translate() on more texts, greedy and beam 5.
+    (app / "guide.py").write_text(code + textwrap.dedent(f"""
+        import sys
+        assert "tensorflow" not in sys.modules and "textseq" not in sys.modules
+        texts, length = {ARBITRARY!r}, meta["decoding"]["max_length"]
+        print(json.dumps({{str(beam): [translate(text, beam, length) for text in texts] for beam in (1, 5)}}))
+    """))
+    answers = run_script_without_textseq(app / "guide.py")
+    translator = Translator.from_run(spm_translation)
+    for beam, got in answers.items():
+        expected = translator.n_best(ARBITRARY, translator.options(beam_size=int(beam), alpha=0.0))
+        assert got == [best.text for best, *_ in expected], beam
 
 
 KEYBOARD = textwrap.dedent("""
