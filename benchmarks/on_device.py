@@ -7,11 +7,13 @@ LiteRT exports (float, float16, dynamic range, int8), beside the SavedModel.
 For every `.tflite` model, LiteRT's Python interpreter (`ai-edge-litert`, one thread, batch 1) reads
 the test split as one stream, one token per call, as a keyboard reads what is typed (captions end
 with `</s>`): the latency is that of each call (median and p99 over all of them, the encoder's
-re-reads at window borders included), the accuracy whether the next token is the first (top-1)
-or among the first three (top-3) it suggests. The SavedModel row: its size, the latency of one
-`next_words` call (batch 1, `k` 3, TensorFlow on one thread) on a caption so far, and the accuracy
-of the same model in TensorFlow over the same stream, read by windows as `textseq evaluate`
-reads it (what `next_words` computes, tests/test_export.py). Prints a table, then one JSON object.
+re-reads at window borders included), the accuracy whether the next word is the first (top-1)
+or among the first three (top-3) it suggests, over the positions where a word follows (not the
+captions' ends: a keyboard suggests words, never `</s>` or another control token; an unknown
+word counts as missed). The SavedModel row: its size, the latency of one `next_words` call
+(batch 1, `k` 3, TensorFlow on one thread) on a caption so far, and the accuracy of the same model
+in TensorFlow over the same positions, read by windows as `textseq evaluate` reads them (what
+`next_words` computes, tests/test_export.py). Prints a table, then one JSON object.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def main() -> None:
         print(f"{name:<18}{row['bytes']:>12,}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}"
               f"{row['top1']:>8.4f}{row['top3']:>8.4f}")
     print(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "run": str(args.run), "parameters": parameters,
-                      "test_tokens": len(stream), "models": rows}))
+                      "test_tokens": len(stream), "test_words": int(word_positions(stream).sum()), "models": rows}))
 
 
 def litert_row(export: Path, stream: np.ndarray) -> dict:
@@ -104,16 +106,24 @@ def litert_row(export: Path, stream: np.ndarray) -> dict:
         out = step(token_id=token, **state)
         latencies.append((time.perf_counter() - started) * 1000)
         state = {name: out[name] for name in meta["state"]}
-        suggested = out["top_ids"][0]
+        suggested = [i for i in out["top_ids"][0] if i not in meta["control_ids"]]
         top1 += int(suggested[0] == expected)
         top3 += int(expected in suggested[:3])
-    return {"bytes": path.stat().st_size, **spread(latencies), "top1": round(top1 / len(stream), 4),
-            "top3": round(top3 / len(stream), 4)}
+    words = int(word_positions(stream).sum())
+    return {"bytes": path.stat().st_size, **spread(latencies), "top1": round(top1 / words, 4),
+            "top3": round(top3 / words, 4)}
+
+
+def word_positions(ids: np.ndarray) -> np.ndarray:
+    """Where the expected next token is a word (the unknown one included), not padding or `</s>`."""
+    from textseq.constants import EOS, PAD
+
+    return (ids != PAD) & (ids != EOS)
 
 
 def saved_model_row(model, stream: np.ndarray, export: Path) -> dict:
     """The SavedModel's size and `next_words` latency; the model's accuracy over the stream by windows."""
-    from textseq.constants import PAD
+    from textseq.constants import PAD, RESERVED
     from textseq.data.pipeline import language_model_examples
 
     data = model.recipe.data
@@ -126,8 +136,9 @@ def saved_model_row(model, stream: np.ndarray, export: Path) -> dict:
         rows = slice(start, start + 256)
         logits = model.model({"source": source[rows].to_tensor(PAD), "target_in": target_in[rows].to_tensor(PAD)})
         expected = target_out[rows].to_tensor(PAD).numpy()
-        best = tf.math.top_k(logits, 3).indices.numpy()
-        real = expected != PAD
+        controls = tf.range(tf.shape(logits)[-1]) < len(RESERVED)  # never suggested, as in next_words
+        best = tf.math.top_k(tf.where(controls, -np.inf, logits), 3).indices.numpy()
+        real = word_positions(expected)
         top1 += int(((best[..., 0] == expected) & real).sum())
         top3 += int(((best == expected[..., None]).any(-1) & real).sum())
 
@@ -142,8 +153,8 @@ def saved_model_row(model, stream: np.ndarray, export: Path) -> dict:
         signature(text=tf.constant([text]), k=tf.constant(3))
         latencies.append((time.perf_counter() - started) * 1000)
     size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
-    return {"bytes": size, **spread(latencies), "top1": round(top1 / len(stream), 4),
-            "top3": round(top3 / len(stream), 4)}
+    words = int(word_positions(stream).sum())
+    return {"bytes": size, **spread(latencies), "top1": round(top1 / words, 4), "top3": round(top3 / words, 4)}
 
 
 def load_captions(model) -> list[str]:
