@@ -109,6 +109,16 @@ def test_length_penalty_favours_longer_outputs():
     np.testing.assert_array_equal(np.asarray(greedy)[:, 0], [[4, 3, 0, 0, 0, 0]] * 2)
 
 
+def test_beam_ties_go_to_the_earlier_hypothesis_then_the_lower_token():
+    # ids 4, 5, 6 are words. Step 0: 4, 5, 6 equally likely; step 1: 5 and 6 tie, 4 is less likely;
+    # then EOS. A beam of 3 keeps, among equal candidates, the earlier hypothesis' and the lower
+    # token's, as one top-k over all (hypothesis, token) candidates does.
+    model = ScriptedModel([[0, 0, 0, 0, 0.3, 0.3, 0.3], [0, 0, 0, 0, 0.2, 0.4, 0.4], [0, 0, 0, 1, 0, 0, 0]])
+    tokens, scores, _ = beam_search(model, ops.ones((1, 1), "int32"), 4, beam_size=3, n_best=3)
+    np.testing.assert_array_equal(np.asarray(tokens)[0, :, :3], [[4, 5, 3], [4, 6, 3], [5, 5, 3]])
+    np.testing.assert_allclose(np.asarray(scores)[0], np.log([0.4 / 3] * 3), rtol=1e-5)  # the table, normalised
+
+
 def test_sampling_is_seeded_and_its_limits_hold(translator):
     source = translator.encode(SOURCES)
     first = sample(translator.model, source, 12, temperature=1.5, seed=7)[0]

@@ -194,9 +194,16 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
         candidates = ops.expand_dims(scores, -1) + log_probs
         candidate_lengths = ops.where(finished, lengths, i + 1)
         ranked = candidates / ops.expand_dims(length_penalty(candidate_lengths, alpha), -1)
-        _, best = ops.top_k(ops.reshape(ranked, (batch, beam_size * vocab)), beam_size)
-        parents, next_ids = best // vocab, ops.cast(best % vocab, "int32")
-        scores = ops.take_along_axis(ops.reshape(candidates, (batch, beam_size * vocab)), best, axis=1)
+        # The best beam_size of all beam_size * vocab candidates are among each hypothesis' own best
+        # beam_size: two small top-k's instead of one over the whole vocabulary times the beam. Ties
+        # go to the lower (hypothesis, token) in both, as in one top-k of the flattened candidates.
+        row_ranked, row_ids = ops.top_k(ranked, beam_size)
+        _, best = ops.top_k(ops.reshape(row_ranked, (batch, beam_size * beam_size)), beam_size)
+        parents = best // beam_size
+        next_ids = ops.cast(ops.take_along_axis(ops.reshape(row_ids, (batch, beam_size * beam_size)), best, axis=1),
+                            "int32")
+        scores = ops.take_along_axis(ops.reshape(candidates, (batch, beam_size * vocab)), parents * vocab + next_ids,
+                                     axis=1)
 
         rows = ops.reshape(parents + offsets, (-1,))
         states = keras.tree.map_structure(lambda x: ops.take(x, rows, axis=0), states)
