@@ -98,8 +98,7 @@ def sample(model, source_ids, max_length: int, temperature: float = 1.0, top_k: 
     tokens, scores, weights = (ops.reshape(x, (batch, num_samples, *ops.shape(x)[2:]))
                                for x in (tokens, scores, weights))
     order = ops.argsort(-scores, axis=-1)
-    return (ops.take_along_axis(tokens, order[:, :, None], axis=1), ops.take_along_axis(scores, order, axis=1),
-            ops.take_along_axis(weights, order[:, :, None, None], axis=1))
+    return along(tokens, order), along(scores, order), along(weights, order)
 
 
 def sampler(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):
@@ -139,7 +138,7 @@ def _search(model, source_ids, max_length: int, pick, start_ids=None, stop_at_eo
             must = forced(i)
             next_ids = ops.where(ops.not_equal(must, PAD), must, next_ids)
         next_ids = ops.where(finished, PAD, next_ids)
-        chosen = ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(next_ids, -1), axis=-1), -1)
+        chosen = ops.reshape(along(ops.expand_dims(log_probs, -1), ops.expand_dims(next_ids, -1)), (-1,))
         scores = scores + ops.where(finished, 0.0, chosen)
         at_i = ops.equal(positions, i)
         tokens = tokens + ops.expand_dims(next_ids, 1) * ops.cast(at_i, "int32")
@@ -200,22 +199,19 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
         row_ranked, row_ids = ops.top_k(ranked, beam_size)
         _, best = ops.top_k(ops.reshape(row_ranked, (batch, beam_size * beam_size)), beam_size)
         parents = best // beam_size
-        next_ids = ops.cast(ops.take_along_axis(ops.reshape(row_ids, (batch, beam_size * beam_size)), best, axis=1),
-                            "int32")
-        scores = ops.take_along_axis(ops.reshape(candidates, (batch, beam_size * vocab)), parents * vocab + next_ids,
-                                     axis=1)
+        next_ids = ops.cast(along(ops.reshape(row_ids, (batch, beam_size * beam_size)), best), "int32")
+        scores = along(ops.reshape(candidates, (batch, beam_size * vocab)), parents * vocab + next_ids)
 
         rows = ops.reshape(parents + offsets, (-1,))
         states = keras.tree.map_structure(lambda x: ops.take(x, rows, axis=0), states)
-        was_finished = ops.take_along_axis(finished, parents, axis=1)
-        lengths = ops.where(was_finished, ops.take_along_axis(lengths, parents, axis=1), i + 1)
+        was_finished = along(finished, parents)
+        lengths = ops.where(was_finished, along(lengths, parents), i + 1)
         next_ids = ops.where(was_finished, PAD, next_ids)
         at_i = ops.equal(positions, i)
-        tokens = ops.take_along_axis(tokens, parents[:, :, None], axis=1)
-        tokens = tokens + next_ids[:, :, None] * ops.cast(at_i, "int32")
+        tokens = along(tokens, parents) + next_ids[:, :, None] * ops.cast(at_i, "int32")
         step_weights = ops.take(ops.reshape(ops.cast(step_weights, "float32"), (batch * beam_size, -1)), rows, axis=0)
         step_weights = ops.where(ops.reshape(was_finished, (-1, 1)), 0.0, step_weights)
-        weights = ops.take_along_axis(weights, parents[:, :, None, None], axis=1)
+        weights = along(weights, parents)
         weights = weights + ops.reshape(step_weights, (batch, beam_size, 1, -1)) * ops.cast(at_i, "float32")[:, None]
         finished = ops.logical_or(was_finished, ops.equal(next_ids, EOS))
         return i + 1, ops.reshape(next_ids, (-1,)), states, finished, lengths, tokens, scores, weights
@@ -233,5 +229,13 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
     )
     _, _, _, _, lengths, tokens, scores, weights = ops.while_loop(unfinished, advance, start)
     ranked, order = ops.top_k(scores / length_penalty(lengths, alpha), n_best)
-    return (ops.take_along_axis(tokens, order[:, :, None], axis=1), ranked,
-            ops.take_along_axis(weights, order[:, :, None, None], axis=1))
+    return along(tokens, order), ranked, along(weights, order)
+
+
+def along(x, index):
+    """`x[b, index[b, j], ...]` for `x` `[batch, n, ...]` and `index` `[batch, k]`: one gather of rows
+    of the flattened `x` (on TensorFlow, `ops.take_along_axis` broadcasts and transposes both operands)."""
+    shape = ops.shape(x)
+    rows = ops.reshape(index + ops.arange(shape[0])[:, None] * shape[1], (-1,))
+    taken = ops.take(ops.reshape(x, (-1, *shape[2:])), rows, axis=0)
+    return ops.reshape(taken, (shape[0], ops.shape(index)[1], *shape[2:]))
