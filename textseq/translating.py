@@ -95,8 +95,9 @@ class TextTranslator:
         Texts are decoded in batches of similar length (less padding); `progress(done, total)` is
         called after each batch with the number of texts decoded so far and in all.
         """
-        lengths = self.source.encode(tf.constant(texts, tf.string)).row_lengths().numpy() if texts else []
-        order = np.argsort(lengths, kind="stable")
+        order = np.arange(len(texts))
+        if len(texts) > batch_size:  # batches of similar length; one batch needs no sorting (a server's one text)
+            order = np.argsort(self.source.encode(tf.constant(texts, tf.string)).row_lengths().numpy(), kind="stable")
         results: list[list[Hypothesis]] = [[] for _ in texts]
         for start in range(0, len(texts), batch_size):
             chunk = order[start:start + batch_size]
