@@ -43,19 +43,25 @@ def on_config(config, **kwargs):
 
 def recipe_keys_table() -> str:
     from textseq.recipe import Recipe
+    from textseq.recipe.values import allowed_values
 
-    rows = ["| key | default | what it does |", "|---|---|---|"]
+    def cell(text: str) -> str:
+        return html.escape(text, quote=False).replace("|", "\\|")
+
+    rows = ["| key | default | takes | what it does |", "|---|---|---|---|"]
     hints = typing.get_type_hints(Recipe)
     for section in dataclasses.fields(Recipe):
         config = hints[section.name]
         if not dataclasses.is_dataclass(config):
-            rows.append(f"| `{section.name}` | `{section.default}` | {section.metadata['help']} |")
+            takes = allowed_values(config, section.metadata)
+            rows.append(f"| `{section.name}` | `{section.default}` | {cell(takes)} | {cell(section.metadata['help'])} |")
             continue
+        field_hints = typing.get_type_hints(config)
         for field in dataclasses.fields(config):
             default = "null" if field.default is None else yaml.safe_dump(field.default).strip().removesuffix("...").strip()
-            text = html.escape(field.metadata["help"], quote=False).replace("|", "\\|")
+            takes = allowed_values(field_hints[field.name], field.metadata)
             key = field.metadata.get("key", field.name)
-            rows.append(f"| `{section.name}.{key}` | `{default}` | {text} |")
+            rows.append(f"| `{section.name}.{key}` | `{default}` | {cell(takes)} | {cell(field.metadata['help'])} |")
     return "\n".join(rows)
 
 

@@ -33,6 +33,12 @@ def test_the_recipe_reference_lists_every_key_with_its_default(site):
     assert len(keys) > 50 and "train.kernels" in keys
     for key in keys:
         assert f"<code>{key}</code>" in page, key
+    # Each row says what its key takes, as the recipe's checks have it.
+    rows = dict(re.findall(r"<td><code>([^<]+)</code></td>\s*<td>.*?</td>\s*<td>(.*?)</td>", page, re.S))
+    assert rows["model.cell"] == "lstm, gru" and rows["model.attention"] == "additive, general, dot"
+    assert rows["train.epochs"].startswith("an integer, at least 1")
+    assert rows["train.warmup_steps"].startswith("an integer, at least 0")
+    assert rows["data.split"] == "a number, greater than 0.0, less than 1.0; or null"
 
 
 def test_the_cli_and_api_references_come_from_the_code(site):

@@ -127,6 +127,27 @@ def check_value(value: Any, hint: Any, checks: dict, path: tuple, where: Where) 
     return value
 
 
+def allowed_values(hint: Any, checks: dict) -> str:
+    """What a recipe field takes, in words, as `check_value` checks it (the recipe reference's column).
+
+    >>> allowed_values(int | None, {"min": 1})
+    'an integer, at least 1; or null'
+    """
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    if optional:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is Files:
+        words = "a path or glob, or a list of them"
+    elif typing.get_origin(hint) is Literal:
+        words = ", ".join(str(a) for a in typing.get_args(hint))
+    else:
+        words = {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(hint, str(hint))
+        rules = {"min": "at least", "max": "at most", "above": "greater than", "below": "less than"}
+        bounds = [f"{rules[check]} {bound:,}" for check, bound in checks.items() if check in rules]
+        words = ", ".join([words, *bounds])
+    return f"{words}; or null" if optional else words
+
+
 def check_files(value: Any, path: tuple, where: Where) -> str | tuple:
     """A `Files` value: a string, a list of strings, or (data.train) a list of {files, weight}."""
     dotted = ".".join(path)

@@ -1,0 +1,102 @@
+"""The server path of a translation run: how long one sentence takes, greedy and beam 5, at batch 1.
+
+    textseq export runs/multi30k-de-en-spm exports/m30k-spm
+    python benchmarks/translate_latency.py runs/multi30k-de-en-spm --export exports/m30k-spm \\
+        --sources ~/.cache/textseq/multi30k/raw/test_2016_flickr.de.gz
+
+Three callers, each given the sentences one at a time after warm-up:
+- `translate`: `Translator.translate([text])`, what `textseq translate` runs for each input;
+- `explain`: `Translator.explain(text)`, what `textseq serve`'s `/api/translate` runs (the
+  translation and its attention weights);
+- `saved_model`: the export's `translate` signature (the recipe's `decode:` settings), loaded with
+  TensorFlow (and tensorflow-text for a SentencePiece run) alone, as a model server runs it.
+
+The sentences are the first --count lines of --sources (test2016's German by default: real lengths,
+not one sentence repeated), each timed once per caller and beam; the table gives the median and p99
+per call over them, and the median for the 13-word sentence below timed --calls times. TensorFlow
+uses its default threads (every core). Prints a table, then one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_throughput import cpu_model  # noqa: E402
+
+SENTENCE = "Ein Mann in einem blauen Hemd steht auf einer Leiter und putzt ein Fenster."  # 13 words
+
+
+def timed(call, texts: list[str], warm_up: int = 5) -> list[float]:
+    for text in texts[:warm_up]:
+        call(text)
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        call(text)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def summary(times: list[float]) -> dict:
+    ordered = sorted(times)
+    return {"median_ms": round(statistics.median(ordered), 2), "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2)}
+
+
+def read_sources(path: Path, count: int) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        return [line.rstrip("\n") for _, line in zip(range(count), lines)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a translation run directory")
+    parser.add_argument("--export", type=Path, help="its SavedModel export (textseq export RUN OUT); left out if not given")
+    parser.add_argument("--sources", type=Path, help="a text file (or .gz) of sources, one a line")
+    parser.add_argument("--count", type=int, default=200, help="how many sources to time")
+    parser.add_argument("--calls", type=int, default=50, help="calls on the 13-word sentence")
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from textseq.inference import Translator
+
+    texts = read_sources(args.sources, args.count) if args.sources else [SENTENCE]
+    translator = Translator.from_run(args.run)
+    callers = {}
+    for beam in args.beams:
+        options = translator.options(beam_size=beam)
+        callers[f"translate beam {beam}"] = lambda text, o=options: translator.translate([text], o)
+        callers[f"explain beam {beam}"] = lambda text, o=options: translator.explain(text, o)
+    if args.export:
+        meta = json.loads((args.export / "assets" / "textseq.json").read_text())
+        if "tensorflow_text" in meta.get("requires", []):
+            import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
+        signature = tf.saved_model.load(str(args.export)).signatures["translate"]  # the recipe's decoding
+        callers[f"saved_model beam {translator.recipe.decode.beam_size}"] = lambda text: signature(text=tf.constant([text]))
+
+    rows = {}
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {len(texts)} sources", file=sys.stderr)
+    print(f"{'caller':<22}{'median ms':>11}{'p99 ms':>9}{'13 words ms':>13}")
+    for name, call in callers.items():
+        row = {**summary(timed(call, texts)),
+               "sentence_median_ms": summary(timed(call, [SENTENCE] * args.calls))["median_ms"]}
+        rows[name] = row
+        print(f"{name:<22}{row['median_ms']:>11.2f}{row['p99_ms']:>9.2f}{row['sentence_median_ms']:>13.2f}")
+    print(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "run": str(args.run), "sources": len(texts),
+                      "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
