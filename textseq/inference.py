@@ -192,7 +192,9 @@ class Translator(LoadedRun):
         tokens, weights = tokens.numpy()[0, 0], weights.numpy()[0, 0]
         steps = int(np.count_nonzero(tokens))
         source_steps = int(np.count_nonzero(source_ids.numpy()[0]))
-        vocab_out, vocab_in = self.target.tokens.numpy(), self.source.tokens.numpy()
+        if "spellings" not in self._compiled:  # read once: a server explains one text per request
+            self._compiled["spellings"] = (self.source.tokens.numpy(), self.target.tokens.numpy())
+        vocab_in, vocab_out = self._compiled["spellings"]
         return hypotheses, Attention([vocab_in[i].decode("utf-8") for i in source_ids.numpy()[0, :source_steps]],
                                      [vocab_out[i].decode("utf-8") for i in tokens[:steps]],
                                      weights[:steps, :source_steps])
