@@ -89,7 +89,7 @@ def test_tying_the_keyboard_models_embeddings_cuts_it_to_about_a_third():
     recipe = yaml.safe_load((ROOT / "recipes" / "keyboard-en.yaml").read_text())["model"]
     sizes = {}
     for tied in (False, True):
-        model = build_seq2seq(ModelConfig(**recipe, tie_embeddings=tied), 5000, 5000, one_vocabulary=True)
+        model = build_seq2seq(ModelConfig(**{**recipe, "tie_embeddings": tied}), 5000, 5000, one_vocabulary=True)
         model({"source": ops.ones((1, 3), "int32"), "target_in": ops.ones((1, 2), "int32")})
         sizes[tied] = model.count_params()
     assert 1.45e6 < sizes[False] < 1.55e6 and 0.5e6 < sizes[True] < 0.6e6, sizes
