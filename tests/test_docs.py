@@ -69,3 +69,33 @@ def test_the_readme_is_a_short_guide_whose_links_resolve():
     links = re.findall(r"\]\(([^)#]+)\)", readme)
     assert links and all((ROOT / link).exists() for link in links if "://" not in link), links
     assert "../shared" not in readme
+
+
+def load_figures_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("figures", ROOT / "docs" / "figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_figure_a_page_marks_comes_from_one_file_with_its_machine_and_date():
+    tool = load_figures_tool()
+    assert tool.disagreements() == []
+    known = tool.figures()
+    used = {name for page in tool.pages() for name, _ in tool.marked(page.read_text(encoding="utf-8"))}
+    assert used == set(known), set(known) ^ used  # no figure kept that no page states
+    for name, figure in known.items():
+        assert figure["cpu"] and figure["date"] and figure["command"], name
+
+
+def test_figures_that_pages_once_contradicted_are_gone_and_only_the_development_page_is_about_development():
+    text = {page.name: page.read_text(encoding="utf-8") for page in load_figures_tool().pages()}
+    everything = "\n".join(text.values())
+    for stale in ("1.94 ms", "0.94-1.26x", "median 1.01x", "The margin we ask for"):
+        assert stale not in everything, stale
+    assert "40,000 generated pairs" in (ROOT / "data" / "dates" / "README.md").read_text(encoding="utf-8")
+    for name, page in text.items():
+        if name != "development.md":
+            assert not re.search(r"lent to development|the CI machine|this session", page), name
