@@ -33,6 +33,7 @@ TINY = {
     "recipes/multi30k-de-en-spm.yaml": MODEL + ["vocab.size=500", "decode.max_length=16"],
     "recipes/multi30k-en-lm.yaml": MODEL + ["data.context=8", "data.continuation=8"],
     "recipes/keyboard-en.yaml": MODEL + ["data.context=8", "data.continuation=8"],
+    "my-recipe.yaml": MODEL,
 }
 MIRRORED = {"recipes/multi30k-de-en.yaml", "recipes/multi30k-de-en-spm.yaml", "recipes/multi30k-en-lm.yaml",
             "recipes/keyboard-en.yaml"}
@@ -88,7 +89,7 @@ def checkout(tmp_path, monkeypatch) -> Path:
 def as_run(command: str, mirror: Path) -> list[str]:
     """The command's arguments with the test's sizes and paths."""
     args = shlex.split(command)[1:]
-    recipe = next((a for a in args if a.startswith("recipes/")), None)
+    recipe = next((a for a in args if a.endswith(".yaml")), None)
     if args[:2] == ["data", "fetch"]:
         args = [a if a != "DIR" else str(SHARED / args[2]) for a in args]
         if "--from" not in args:
@@ -137,3 +138,21 @@ def test_every_command_of_getting_started_runs_as_written(checkout, tmp_path):
     for command in page:
         run_as_written(command, tmp_path / "mirror")
     assert (checkout / "iso.txt").read_text().count("\n") == 2
+
+
+def test_the_first_run_page_trains_dates_and_a_six_line_recipe_on_your_own_data(checkout, tmp_path):
+    page = ROOT / "docs" / "first-run.md"
+    recipes = re.findall(r"```yaml\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+    own = next(recipe for recipe in recipes if "source: tsv" in recipe)
+    assert len([line for line in own.splitlines() if line.strip()]) <= 6
+    (checkout / "my-recipe.yaml").write_text(own)
+    (checkout / "my-corpus").mkdir()
+    pairs = [f"{n} Äpfel und {n + 1} Birnen\t{n} apples and {n + 1} pears\n" for n in range(70)]
+    for name, lines in (("train", pairs[:50]), ("valid", pairs[50:60]), ("test", pairs[60:])):
+        (checkout / "my-corpus" / f"{name}.tsv").write_text("".join(lines))
+    run_as_written("textseq train recipes/dates.yaml", tmp_path / "mirror")
+    shown = commands(page)
+    assert any(c.startswith("textseq check my-recipe.yaml") for c in shown)
+    for command in shown:
+        run_as_written(command, tmp_path / "mirror")
+    assert (checkout / "runs" / "my-recipe" / "model.weights.h5").exists()
