@@ -169,3 +169,19 @@ def test_a_tied_input_fed_language_model_runs_on_the_phone_as_in_the_library(tmp
     for text, want, got in zip(TEXTS, model.predict(TEXTS, 10), results["none"]["top"]):
         assert [model.vocab_tokens[i] for i in got["ids"]] == [p.token for p in want], text
         np.testing.assert_allclose(got["probabilities"], [p.probability for p in want], atol=1e-4, err_msg=text)
+
+    # With int8 weights the one table is stored once: the rows the step gathers are the output layer's weights.
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    dynamic = tmp_path / "litert-dynamic"
+    result = CliRunner().invoke(cli, ["export", str(run), str(dynamic), "--format", "litert", "--quantize", "dynamic"])
+    assert result.exit_code == 0, result.output
+    parsed = flatbuffer_utils.read_model(str(dynamic / "next_word.tflite"))
+    table_shape = [model.target.vocab_size, raw["model"]["embedding_dim"]]
+    tables = {tensor.buffer for graph in parsed.subgraphs for tensor in graph.tensors
+              if list(tensor.shape) == table_shape and parsed.buffers[tensor.buffer].data is not None}
+    assert len(tables) == 1, tables
+    results = run_script_without_textseq(script, json.dumps({"dynamic": str(dynamic)}), json.dumps(TEXTS),
+                                         json.dumps([3]))
+    for text, want, got in zip(TEXTS, model.predict(TEXTS, 10), results["dynamic"]["top"]):
+        assert got["ids"][0] in [model.vocab_tokens.index(p.token) for p in want[:3]], text

@@ -40,6 +40,7 @@ from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
 from textseq.data.sources import load_text
 from textseq.checkpoints import new_model
 from textseq.models.seq2seq import Seq2Seq
+from textseq.layers.tied import TiedLogits
 from textseq.next_words import without_controls
 
 MODEL_FILE = "next_word.tflite"
@@ -201,6 +202,8 @@ def plain_model(loaded, quantize: str = "none") -> Seq2Seq:
             if id(layer.embedding) not in tables:
                 tables[id(layer.embedding)] = Int8Rows(layer.embedding.embeddings.numpy())
             layer.embedding = tables[id(layer.embedding)]
+        if isinstance(model.decoder.logits, TiedLogits):  # one table in the file, not two
+            model.decoder.logits.embedding = tables[id(model.decoder.logits.embedding)]
     return model
 
 
@@ -230,6 +233,13 @@ class Int8Rows:
 
     def __call__(self, ids):
         return tf.cast(tf.gather(self.values, ids), tf.float32) * tf.gather(self.scale, ids)
+
+    @property
+    def embeddings(self) -> tf.Tensor:
+        """The table as these int8 rows give it back, in float32: what a tied output layer multiplies
+        by, so that the converter quantizes its weights to exactly `values` and stores the two as one
+        buffer (from the original table, it rounds a few weights the other way and keeps both)."""
+        return tf.cast(self.values, tf.float32) * self.scale
 
 
 def calibration_steps(step: NextWordStep, call, loaded, lines: int = CALIBRATION_LINES, seed: int = 0):
