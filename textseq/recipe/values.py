@@ -89,6 +89,11 @@ class Where:
         return f"{self.source}:{line}: " if line else f"{self.source}: "
 
 
+# How a value's kind and bounds read in error messages and in the recipe reference.
+TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+BOUND_WORDS = {"min": "at least", "max": "at most", "above": "greater than", "below": "less than"}
+
+
 def check_value(value: Any, hint: Any, checks: dict, path: tuple, where: Where) -> Any:
     dotted = ".".join(path)
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
@@ -103,7 +108,7 @@ def check_value(value: Any, hint: Any, checks: dict, path: tuple, where: Where) 
         if value not in allowed:
             raise UserError(f"{where(path)}{dotted} must be one of {', '.join(allowed)}; got {value!r}")
         return value
-    expected = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[hint]
+    expected = TYPE_WORDS[hint]
     ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
@@ -121,9 +126,7 @@ def check_value(value: Any, hint: Any, checks: dict, path: tuple, where: Where) 
             "below": lambda: value >= bound,
         }.get(check, lambda: False)()
         if bad:
-            rule = {"min": f"at least {bound}", "max": f"at most {bound}", "above": f"greater than {bound}",
-                    "below": f"less than {bound}"}[check]
-            raise UserError(f"{where(path)}{dotted} must be {rule}; got {value!r}")
+            raise UserError(f"{where(path)}{dotted} must be {BOUND_WORDS[check]} {bound}; got {value!r}")
     return value
 
 
@@ -141,9 +144,8 @@ def allowed_values(hint: Any, checks: dict) -> str:
     elif typing.get_origin(hint) is Literal:
         words = ", ".join(str(a) for a in typing.get_args(hint))
     else:
-        words = {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(hint, str(hint))
-        rules = {"min": "at least", "max": "at most", "above": "greater than", "below": "less than"}
-        bounds = [f"{rules[check]} {bound:,}" for check, bound in checks.items() if check in rules]
+        words = TYPE_WORDS[hint]
+        bounds = [f"{BOUND_WORDS[check]} {bound:,}" for check, bound in checks.items() if check in BOUND_WORDS]
         words = ", ".join([words, *bounds])
     return f"{words}; or null" if optional else words
 
