@@ -99,21 +99,27 @@ class Decoder(Stepping, keras.layers.Layer):
         self.logits.build((*token_ids_shape, self.units))
 
     def call(self, token_ids, initial_states, encoder_outputs, encoder_mask, training=False, return_states=False):
+        attentional, weights, final_states = self.attend(token_ids, initial_states, encoder_outputs, encoder_mask,
+                                                         training=training)
+        logits = self.logits(self.drop(attentional, training=training))
+        return (logits, weights, final_states) if return_states else (logits, weights)
+
+    def attend(self, token_ids, initial_states, encoder_outputs, encoder_mask, training=False):
+        """`call` up to the output layer: (attentional vectors `[batch, steps, units]`, attention
+        weights, final states per layer). For callers that need the logits of a few steps only:
+        `self.logits(attentional[:, -1])` scores the last one.
+        """
         mask = ops.not_equal(token_ids, PAD)
         x = self.drop(self.embedding(token_ids), training=training)
         if self.input_feeding:
-            attentional, weights, final_states = self.input_fed(x, mask, initial_states, encoder_outputs,
-                                                                encoder_mask, training)
-        else:
-            final_states = []
-            for rnn, states in zip(self.rnns, initial_states):
-                x, *layer_states = rnn(x, initial_state=states, mask=mask, training=training)
-                final_states.append(layer_states)  # at each row's last real step: padding leaves states alone
-                x = self.drop(x, training=training)
-            context, weights = self.attention(x, encoder_outputs, keys_mask=encoder_mask, training=training)
-            attentional = self._attentional(x, context)
-        logits = self.logits(self.drop(attentional, training=training))
-        return (logits, weights, final_states) if return_states else (logits, weights)
+            return self.input_fed(x, mask, initial_states, encoder_outputs, encoder_mask, training)
+        final_states = []
+        for rnn, states in zip(self.rnns, initial_states):
+            x, *layer_states = rnn(x, initial_state=states, mask=mask, training=training)
+            final_states.append(layer_states)  # at each row's last real step: padding leaves states alone
+            x = self.drop(x, training=training)
+        context, weights = self.attention(x, encoder_outputs, keys_mask=encoder_mask, training=training)
+        return self._attentional(x, context), weights, final_states
 
     def _attentional(self, x, context):
         return self.combine(ops.concatenate([x, context], axis=-1))
