@@ -19,6 +19,7 @@ from textseq.data.pipeline import encode_text, language_model_examples, window_d
 from textseq.data.tasks import TaskData
 from textseq.evaluation import evaluate
 from textseq.inference import LanguageModel
+from textseq.windows import read_texts, walk_windows
 
 from conftest import CAPTIONS, SHARED, tiny_lm
 
@@ -150,6 +151,24 @@ def test_predict_reads_the_text_as_evaluation_does_and_marks_unknown_words(lm_ru
     together = model.predict(batch, 2)
     for one, text in zip(together, batch):
         assert [p.token for p in one] == [p.token for p in model.predict([text], 2)[0]]
+
+
+@pytest.mark.parametrize("carry", [True, False])
+def test_reading_a_window_at_a_time_gives_the_logits_of_walking_each_position(lm_run, carry):
+    """`read_texts` (predict's reader) against `walk_windows` (generate's): a batch whose texts end
+    before, on and after window borders, and an empty one."""
+    model = LanguageModel.from_run(lm_run)
+    data = model.recipe.data
+    t = data.continuation
+    lengths = np.array([0, 1, t - 1, t, t + 1, 3 * t + 2], np.int32)
+    ids = np.random.default_rng(0).integers(len(RESERVED), model.target.vocab_size, (len(lengths), lengths.max()))
+    ids = np.where(np.arange(lengths.max())[None, :] < lengths[:, None], ids, 0).astype(np.int32)
+    read = read_texts(model.model, ids, lengths, data.context, t, carry).numpy()
+    walked, _ = walk_windows(model.model, ids, lengths, data.context, t, carry)
+    np.testing.assert_allclose(read, walked.numpy(), atol=1e-5)
+    alone = [read_texts(model.model, ids[i:i + 1, :max(n, 1)], lengths[i:i + 1], data.context, t, carry).numpy()[0]
+             for i, n in enumerate(lengths)]
+    np.testing.assert_allclose(read, np.stack(alone), atol=1e-5)  # a text's row does not depend on the others
 
 
 def test_generate_is_greedy_or_seeded(lm_run):

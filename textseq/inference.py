@@ -30,7 +30,7 @@ from textseq.recipe import Recipe
 from textseq.checkpoints import load_model
 from textseq.runs import Run, weights_record
 from textseq.scoring import score_pairs, score_text
-from textseq.windows import walk_windows
+from textseq.windows import read_texts, walk_windows
 from textseq.translating import Hypothesis, TextTranslator
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,8 @@ def top_next_tokens(model: Seq2Seq, data, ids: tf.RaggedTensor, k: tf.Tensor):
     """The `k` most probable next tokens (`tf.math.top_k` of the probabilities) after each text's ids,
     read window by window as training reads them (`data` is the recipe's data section); never
     `<unk>` or a control token."""
-    logits, _ = walk_windows(model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32), data.context,
-                     data.continuation, data.carry_state)
+    logits = read_texts(model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32), data.context,
+                        data.continuation, data.carry_state)
     return tf.math.top_k(without_controls(tf.nn.softmax(logits)), k)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from textseq.constants import EOS, PAD, RESERVED
-from textseq.windows import walk_windows
+from textseq.windows import read_texts
 
 WORD_BEAM = 8  # hypotheses kept per text while completing words (at least k)
 
@@ -48,8 +48,8 @@ def top_next_words(model, data, tokenizer, ids: tf.RaggedTensor, k: tf.Tensor,
     neg_inf = tf.constant(-float("inf"))
 
     def log_probs_after(rows: tf.RaggedTensor) -> tf.Tensor:
-        logits, _ = walk_windows(model, rows.to_tensor(PAD), tf.cast(rows.row_lengths(), tf.int32), data.context,
-                         data.continuation, data.carry_state)
+        logits = read_texts(model, rows.to_tensor(PAD), tf.cast(rows.row_lengths(), tf.int32), data.context,
+                            data.continuation, data.carry_state)
         return tf.nn.log_softmax(tf.cast(logits, tf.float32))
 
     first = tf.where(starts[None, :], log_probs_after(ids), neg_inf)

@@ -3,11 +3,14 @@
 Position p of a text is predicted in window p // T (T = `data.continuation`): the encoder reads the
 `data.context` tokens before the window's start, and the decoder begins at the window's start,
 from the state it ended the previous window with (`data.carry_state`) or from the encoder's
-states, and reads the tokens from there to p - 1. `walk_windows` runs exactly this, one step per position,
-for a batch of texts in lockstep from the first position (so every row crosses window borders
-together), and can go on past the end of each text, generating. `predict`, `generate`, the web API
-and the export all use it, so what they answer is what `evaluate` scores.
+states, and reads the tokens from there to p - 1. `read_texts` runs exactly this a window at a time,
+each window's tokens in one pass of the recurrent layers (as training reads them), and scores only
+the position after each text: what `predict`, the web API and the export's `next_words` ask. 
+`walk_windows` runs it one step per position, for a batch of texts in lockstep (so every row crosses
+window borders together), and goes on past the end of each text, generating. What they answer is
+what `evaluate` scores.
 
+>>> logits = read_texts(model, ids, lengths, context=64, continuation=128, carry=True)  # doctest: +SKIP
 >>> logits, produced = walk_windows(model, ids, lengths, context=64, continuation=128, carry=True, new_tokens=20)  # doctest: +SKIP
 """
 
@@ -25,6 +28,61 @@ def window_source(buffer: tf.Tensor, start: tf.Tensor, context: int) -> tf.Tenso
     real = tf.range(context) < start - first
     taken = tf.gather(buffer, tf.minimum(positions, tf.maximum(tf.shape(buffer)[1] - 1, 0)), axis=1)
     return tf.where(real[None, :], taken, PAD)
+
+
+def read_texts(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continuation: int,
+               carry: bool) -> tf.Tensor:
+    """The logits `[batch, vocab]` (float32) of the token after each text, as `walk_windows` gives them.
+
+    Reads a window per iteration: the encoder the context before it (only as many steps as the
+    longest row has, so a first window costs one padded step), the decoder every position of it up
+    to each row's end in one call, and the output layer once, at the position after the text. A
+    text's own window is the last one read; without carried states only that window is read.
+
+    Args:
+        ids: int32 `[batch, steps]`, the texts' token ids, right-padded.
+        lengths: int32 `[batch]`, each text's number of tokens.
+        carry: whether the decoder's state goes on across window borders.
+    """
+    ids = tf.cast(ids, tf.int32)
+    lengths = tf.cast(lengths, tf.int32)
+    batch = tf.shape(ids)[0]
+    own_window = lengths // continuation  # position `length` is predicted there
+    last = tf.reduce_max(tf.concat([own_window, [0]], 0))
+    first = 0 if carry else tf.reduce_min(tf.concat([own_window, [last]], 0))
+    width = (last + 1) * continuation
+    # What the decoder reads at each position p: the token before it, <s> at 0; PAD past a row's end.
+    previous = tf.concat([tf.fill([batch, 1], BOS), ids[:, :tf.maximum(width - 1, 0)]], axis=1)
+    previous = tf.pad(previous, [[0, 0], [0, width - tf.shape(previous)[1]]])
+    previous = tf.where(tf.range(width)[None, :] <= lengths[:, None], previous, PAD)
+    buffer = tf.pad(ids, [[0, 0], [0, tf.maximum(width - tf.shape(ids)[1], 0)]])
+    decoder = model.decoder
+
+    def read_window(w, states, logits):
+        start = w * continuation
+        source = window_source(buffer, start, context)[:, :tf.maximum(tf.minimum(start, context), 1)]
+        outputs, encoder_states = model.encoder(source, training=False)
+        encoder_states = model.start_states(encoder_states)
+        if carry:
+            states = tf.nest.map_structure(lambda carried, fresh: tf.where(w > first, carried, fresh),
+                                           states, encoder_states)
+        else:
+            states = encoder_states
+        steps = tf.clip_by_value(tf.reduce_max(lengths) - start + 1, 1, continuation)  # none past the longest text
+        attentional, _, states = decoder.attend(previous[:, start:start + steps], states, outputs,
+                                                tf.not_equal(source, PAD))
+        # Assumes a row is read up to its own window: a row that ended earlier keeps its logits.
+        here = tf.equal(own_window, w)
+        at_end = tf.gather(attentional, tf.clip_by_value(lengths - start, 0, steps - 1), batch_dims=1)
+        logits = tf.where(here[:, None], tf.cast(decoder.logits(at_end), tf.float32), logits)
+        return w + 1, [list(layer) for layer in states], logits
+
+    start_states = [[tf.zeros([batch, size], model.decoder.compute_dtype) for size in layer]
+                    for layer in decoder.state_sizes()]
+    _, _, logits = tf.while_loop(lambda w, *_: w <= last, read_window,
+                                 (tf.convert_to_tensor(first, tf.int32), start_states,
+                                  tf.zeros([batch, decoder.vocab_size], tf.float32)))
+    return logits
 
 
 def walk_windows(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continuation: int, carry: bool,
