@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import spread, timed  # noqa: E402
 from train_throughput import cpu_model  # noqa: E402
 
 # 13 words, the length of a typical Multi30k caption.
@@ -53,14 +53,7 @@ def main() -> None:
     def call(batch: int):
         return signature(text=tf.constant([text] * batch), **extra)
 
-    for _ in range(10):  # warm-up: the first calls build caches
-        call(1)
-    latencies = []
-    for _ in range(args.calls):
-        started = time.perf_counter()
-        call(1)
-        latencies.append((time.perf_counter() - started) * 1000)
-    latencies.sort()
+    batch1 = spread(timed(call, [1] * args.calls, warm_up=10))  # warm-up: the first calls build caches
     call(64)
     rounds, started = 20, time.perf_counter()
     for _ in range(rounds):
@@ -70,8 +63,7 @@ def main() -> None:
     result = {
         "export": str(args.export), "signature": name, "text_words": len(text.split()),
         "size_mb": round(size / 1e6, 1), "load_seconds": round(load_seconds, 2),
-        "batch1_median_ms": round(statistics.median(latencies), 2),
-        "batch1_p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
+        "batch1_median_ms": batch1["median_ms"], "batch1_p99_ms": batch1["p99_ms"],
         "batch64_texts_per_second": round(per_second, 1), "calls": args.calls,
         "cpu": cpu_model(), "cores": os.cpu_count(),
     }

@@ -23,21 +23,15 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from timing import spread, timed  # noqa: E402
 from train_throughput import cpu_model  # noqa: E402
 
 TEXT = "a man in a blue shirt is standing on a ladder cleaning a"
 
 
-def latencies_ms(call, calls: int, warm_up: int = 10) -> dict:
-    for _ in range(warm_up):
-        call()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return {"median_ms": round(statistics.median(times), 2), "p99_ms": round(times[int(0.99 * (len(times) - 1))], 2)}
+def latencies_ms(call, calls: int) -> dict:
+    """Median and p99 of `calls` calls of `call()`, after 10 that warm it up."""
+    return spread(timed(lambda _: call(), range(calls), warm_up=10))
 
 
 def tokens_per_second(generate, tokens: int, rounds: int) -> float:

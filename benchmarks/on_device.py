@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import spread  # noqa: E402
 from train_throughput import cpu_model  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "keyboard-en.yaml"
@@ -110,7 +110,7 @@ def litert_row(export: Path, stream: np.ndarray) -> dict:
         top1 += int(suggested[0] == expected)
         top3 += int(expected in suggested[:3])
     words = int(word_positions(stream).sum())
-    return {"bytes": path.stat().st_size, **spread(latencies), "top1": round(top1 / words, 4),
+    return {"bytes": path.stat().st_size, **spread(latencies, digits=4), "top1": round(top1 / words, 4),
             "top3": round(top3 / words, 4)}
 
 
@@ -154,19 +154,13 @@ def saved_model_row(model, stream: np.ndarray, export: Path) -> dict:
         latencies.append((time.perf_counter() - started) * 1000)
     size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
     words = int(word_positions(stream).sum())
-    return {"bytes": size, **spread(latencies), "top1": round(top1 / words, 4), "top3": round(top3 / words, 4)}
+    return {"bytes": size, **spread(latencies, digits=4), "top1": round(top1 / words, 4), "top3": round(top3 / words, 4)}
 
 
 def load_captions(model) -> list[str]:
     from textseq.data.sources import load_text
 
     return [line for line in load_text(model.recipe.data, "test").splitlines() if line.strip()]
-
-
-def spread(latencies: list[float]) -> dict:
-    ordered = sorted(latencies)
-    return {"calls": len(ordered), "median_ms": round(statistics.median(ordered), 4),
-            "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 4)}
 
 
 if __name__ == "__main__":

@@ -23,33 +23,16 @@ import argparse
 import gzip
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from timing import spread, timed  # noqa: E402
 from train_throughput import cpu_model  # noqa: E402
 
 SENTENCE = "Ein Mann in einem blauen Hemd steht auf einer Leiter und putzt ein Fenster."  # 13 words
-
-
-def timed(call, texts: list[str], warm_up: int = 5) -> list[float]:
-    for text in texts[:warm_up]:
-        call(text)
-    times = []
-    for text in texts:
-        started = time.perf_counter()
-        call(text)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
-
-
-def summary(times: list[float]) -> dict:
-    ordered = sorted(times)
-    return {"median_ms": round(statistics.median(ordered), 2), "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2)}
 
 
 def read_sources(path: Path, count: int) -> list[str]:
@@ -90,8 +73,8 @@ def main() -> None:
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {len(texts)} sources", file=sys.stderr)
     print(f"{'caller':<22}{'median ms':>11}{'p99 ms':>9}{'13 words ms':>13}")
     for name, call in callers.items():
-        row = {**summary(timed(call, texts)),
-               "sentence_median_ms": summary(timed(call, [SENTENCE] * args.calls))["median_ms"]}
+        row = {**spread(timed(call, texts)),
+               "sentence_median_ms": spread(timed(call, [SENTENCE] * args.calls))["median_ms"]}
         rows[name] = row
         print(f"{name:<22}{row['median_ms']:>11.2f}{row['p99_ms']:>9.2f}{row['sentence_median_ms']:>13.2f}")
     print(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "run": str(args.run), "sources": len(texts),

@@ -20,12 +20,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import spread, timed  # noqa: E402
 from train_throughput import cpu_model  # noqa: E402
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -41,25 +41,18 @@ def model_size(path: Path) -> int:
     return tflite.stat().st_size if tflite.exists() else size_of(path) - size_of(path / "assets")
 
 
-def percentiles(seconds: list[float]) -> dict:
-    import numpy as np
-
-    ms = np.array(seconds) * 1000
-    return {"median_ms": round(float(np.median(ms)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
-
-
 def measure_litert(export: Path, sources: list[str], references: list[str], bleu_tokenize: str, beam: int) -> dict:
     from textseq.metrics import corpus_scores
     from textseq.on_device import DeviceTranslator
 
     translator = DeviceTranslator(export, num_threads=1)
-    translator.translate(sources[0], beam_size=beam)  # the interpreter's first call allocates
-    seconds, outputs = [], []
-    for source in sources:
-        started = time.perf_counter()
-        outputs.append(translator.translate(source, beam_size=beam)[0])
-        seconds.append(time.perf_counter() - started)
-    return {**percentiles(seconds), "bleu": round(corpus_scores(outputs, references, bleu_tokenize)["bleu"], 2)}
+    outputs = {}
+
+    def translate(i):
+        outputs[i] = translator.translate(sources[i], beam_size=beam)[0]
+
+    times = timed(translate, range(len(sources)), warm_up=1)  # the interpreter's first call allocates
+    return {**spread(times), "bleu": round(corpus_scores(list(outputs.values()), references, bleu_tokenize)["bleu"], 2)}
 
 
 def measure_saved_model(export: Path, sources: list[str], references: list[str], bleu_tokenize: str) -> dict:
@@ -68,13 +61,13 @@ def measure_saved_model(export: Path, sources: list[str], references: list[str],
     from textseq.metrics import corpus_scores
 
     translate = tf.saved_model.load(str(export)).signatures["translate"]
-    translate(text=tf.constant(sources[:1]))  # the first call traces
-    seconds, outputs = [], []
-    for source in sources:
-        started = time.perf_counter()
-        outputs.append(translate(text=tf.constant([source]))["text"].numpy()[0].decode("utf-8"))
-        seconds.append(time.perf_counter() - started)
-    return {**percentiles(seconds), "bleu": round(corpus_scores(outputs, references, bleu_tokenize)["bleu"], 2)}
+    outputs = {}
+
+    def translate_one(i):
+        outputs[i] = translate(text=tf.constant([sources[i]]))["text"].numpy()[0].decode("utf-8")
+
+    times = timed(translate_one, range(len(sources)), warm_up=1)  # the first call traces
+    return {**spread(times), "bleu": round(corpus_scores(list(outputs.values()), references, bleu_tokenize)["bleu"], 2)}
 
 
 def main() -> None:

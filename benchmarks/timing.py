@@ -1,0 +1,35 @@
+"""Latency figures the benchmarks share: time a call over inputs, and summarize the milliseconds.
+
+>>> times = timed(lambda text: text.upper(), ["a", "b", "c"], warm_up=1)
+>>> sorted(spread(times))
+['calls', 'median_ms', 'p99_ms']
+>>> spread([1.0, 2.0, 3.0, 4.0])["p99_ms"]
+3.0
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def timed(call, inputs, warm_up: int = 5) -> list[float]:
+    """Milliseconds of `call(x)` for each `x` of `inputs`, after calling it on the first `warm_up`
+    of them (tracing, caches and the interpreter's first allocations are not what a user waits on)."""
+    inputs = list(inputs)
+    for x in inputs[:warm_up]:
+        call(x)
+    times = []
+    for x in inputs:
+        started = time.perf_counter()
+        call(x)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def spread(times: list[float], digits: int = 2) -> dict:
+    """The number of calls, the median and the 99th percentile (the value at rank 0.99 * (n - 1),
+    rounded down: one of the measured times, not an interpolation) in milliseconds."""
+    ordered = sorted(times)
+    return {"calls": len(ordered), "median_ms": round(statistics.median(ordered), digits),
+            "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], digits)}
