@@ -171,6 +171,30 @@ def test_reading_a_window_at_a_time_gives_the_logits_of_walking_each_position(lm
     np.testing.assert_allclose(read, np.stack(alone), atol=1e-5)  # a text's row does not depend on the others
 
 
+@pytest.mark.parametrize("carry", [True, False])
+def test_typing_reads_on_from_the_text_before_and_predicts_what_reading_it_all_does(lm_run, carry):
+    """predict on one text keeps where its reading ended; a text typed on from it, across window
+    borders, after a backspace and with a word the vocabulary lacks, gets the predictions of a
+    model that reads every text from its start (a batch is read whole)."""
+    typing = LanguageModel.from_run(lm_run)
+    typing.recipe = dataclasses.replace(typing.recipe, data=dataclasses.replace(typing.recipe.data, carry_state=carry))
+    whole = LanguageModel(typing.recipe, typing.model, typing.source, typing.target)
+    words = "two young guys with shaggy hair look at their hands while hanging out in the zzyzx yard".split()
+    texts = [" ".join(words[:n]) for n in range(len(words) + 1)] + ["two young guys", "two young men", ""]
+    t = typing.recipe.data.continuation
+    assert len(words) > 3 * t
+    functions, whole_reads = typing.readings.functions, []
+    read_whole = functions["read"]
+    functions["read"] = lambda *args: whole_reads.append(args) or read_whole(*args)
+    for text in texts:
+        typed = typing.predict([text], 3)[0]
+        batch = whole.predict([text, "a"], 3)[0]
+        assert [p.token for p in typed] == [p.token for p in batch], text
+        np.testing.assert_allclose([p.probability for p in typed], [p.probability for p in batch], rtol=1e-4)
+    assert len(typing.readings) == len(set(texts))  # one reading kept per text
+    assert len(whole_reads) == 1 + len(words) // t  # the empty text, then each window's first text only
+
+
 def test_generate_is_greedy_or_seeded(lm_run):
     model = LanguageModel.from_run(lm_run)
     greedy = model.generate("a man", 12)

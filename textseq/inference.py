@@ -30,6 +30,7 @@ from textseq.recipe import Recipe
 from textseq.checkpoints import load_model
 from textseq.runs import Run, weights_record
 from textseq.scoring import score_pairs, score_text
+from textseq.readings import Readings
 from textseq.windows import read_texts, walk_windows
 from textseq.translating import Hypothesis, TextTranslator
 
@@ -204,10 +205,13 @@ class LanguageModel(LoadedRun):
     """Next-word predictions and continuations of a language-model run.
 
     A text is read the way training reads its stream, window by window (see `textseq.windows`),
-    so a prediction is what `evaluate` scores at that position.
+    so a prediction is what `evaluate` scores at that position. `predict` on one text keeps where
+    its reading ended, so the next text typed on from it (a keyboard's next request) reads only
+    the words added, as long as they are in the same window.
     """
 
     task = "language_model"
+
 
     def score(self, text: str, batch_size: int | None = None) -> list[dict]:
         """How probable the model finds each line of `text`, read as a stream (`textseq.scoring.score_text`)."""
@@ -235,6 +239,10 @@ class LanguageModel(LoadedRun):
         if k < 1:
             raise UserError(f"k (the number of next tokens) must be at least 1, not {k}")
         k = min(k, self.target.vocab_size - len(RESERVED))
+        if len(texts) == 1 and self.target.unit != "piece":  # a typed text: read on from an earlier one
+            probabilities, tokens = self.readings.next_tokens(self.tokenize(texts[0])[1], k)
+            return [[Prediction(token.decode("utf-8"), float(p))
+                     for p, token in zip(probabilities[0].numpy(), tokens[0].numpy()) if token or p > 0]]
         if "predict" not in self._compiled:
             self._compiled["predict"] = tf.function(
                 lambda text, k: next_suggestions(self.model, self.recipe.data, self.target, self.source.encode(text), k),
@@ -242,6 +250,18 @@ class LanguageModel(LoadedRun):
         probabilities, tokens = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
         return [[Prediction(token.decode("utf-8"), float(p)) for p, token in zip(row_p, row_t) if token or p > 0]
                 for row_p, row_t in zip(probabilities.numpy(), tokens.numpy())]
+
+    @property
+    def readings(self) -> Readings:
+        """What `predict` keeps of the single texts it read (`textseq.readings`)."""
+        if "readings" not in self._compiled:
+            self._compiled["readings"] = Readings(self.model, self.recipe.data, self.target.tokens)
+        return self._compiled["readings"]
+
+    def forget(self) -> None:
+        """Drops the readings `predict` keeps, so that the next text is read from its start (what a
+        measurement of a first request needs; results do not change)."""
+        self.readings.forget()
 
     def append(self, text: str, continuation: str) -> str:
         """`text` followed by what `generate` wrote after it, spaced as the vocabulary spaces text.

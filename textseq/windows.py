@@ -44,6 +44,13 @@ def read_texts(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continua
         lengths: int32 `[batch]`, each text's number of tokens.
         carry: whether the decoder's state goes on across window borders.
     """
+    return read_to_the_end(model, ids, lengths, context, continuation, carry)[0]
+
+
+def read_to_the_end(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continuation: int, carry: bool):
+    """`read_texts`, with what `read_on` needs to go on reading each text in its own window:
+    `(logits, decoder states after each text, the last window's encoder outputs and source mask)`.
+    The outputs and mask are each row's own only where the rows end in one window (one text)."""
     ids = tf.cast(ids, tf.int32)
     lengths = tf.cast(lengths, tf.int32)
     batch = tf.shape(ids)[0]
@@ -58,10 +65,11 @@ def read_texts(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continua
     buffer = tf.pad(ids, [[0, 0], [0, tf.maximum(width - tf.shape(ids)[1], 0)]])
     decoder = model.decoder
 
-    def read_window(w, states, logits):
+    def read_window(w, states, logits, outputs, source_mask):
         start = w * continuation
         source = window_source(buffer, start, context)[:, :tf.maximum(tf.minimum(start, context), 1)]
         outputs, encoder_states = model.encoder(source, training=False)
+        source_mask = tf.not_equal(source, PAD)
         encoder_states = model.start_states(encoder_states)
         if carry:
             states = tf.nest.map_structure(lambda carried, fresh: tf.where(w > first, carried, fresh),
@@ -69,20 +77,29 @@ def read_texts(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continua
         else:
             states = encoder_states
         steps = tf.clip_by_value(tf.reduce_max(lengths) - start + 1, 1, continuation)  # none past the longest text
-        attentional, _, states = decoder.attend(previous[:, start:start + steps], states, outputs,
-                                                tf.not_equal(source, PAD))
+        attentional, _, states = decoder.attend(previous[:, start:start + steps], states, outputs, source_mask)
         # Assumes a row is read up to its own window: a row that ended earlier keeps its logits.
         here = tf.equal(own_window, w)
         at_end = tf.gather(attentional, tf.clip_by_value(lengths - start, 0, steps - 1), batch_dims=1)
         logits = tf.where(here[:, None], tf.cast(decoder.logits(at_end), tf.float32), logits)
-        return w + 1, [list(layer) for layer in states], logits
+        return w + 1, [list(layer) for layer in states], logits, outputs, source_mask
 
-    start_states = [[tf.zeros([batch, size], model.decoder.compute_dtype) for size in layer]
-                    for layer in decoder.state_sizes()]
-    _, _, logits = tf.while_loop(lambda w, *_: w <= last, read_window,
-                                 (tf.convert_to_tensor(first, tf.int32), start_states,
-                                  tf.zeros([batch, decoder.vocab_size], tf.float32)))
-    return logits
+    dtype = decoder.compute_dtype
+    start_states = [[tf.zeros([batch, size], dtype) for size in layer] for layer in decoder.state_sizes()]
+    loop_vars = (tf.convert_to_tensor(first, tf.int32), start_states, tf.zeros([batch, decoder.vocab_size], tf.float32),
+                 tf.zeros([batch, 1, model.encoder.units], dtype), tf.zeros([batch, 1], tf.bool))
+    shapes = tf.nest.map_structure(lambda tensor: tf.TensorShape([None] * len(tensor.shape)), loop_vars)
+    _, states, logits, outputs, source_mask = tf.while_loop(lambda w, *_: w <= last, read_window, loop_vars,
+                                                            shape_invariants=shapes)
+    return logits, states, outputs, source_mask
+
+
+def read_on(model, previous_ids: tf.Tensor, states, outputs: tf.Tensor, source_mask: tf.Tensor):
+    """Goes on reading texts that `read_to_the_end` read, in the same window: `previous_ids`
+    `[batch, n]` are the tokens before the next n positions (the last n - 1 known ones and the one
+    typed since, say). Returns the logits after the last of them and the decoder states there."""
+    attentional, _, states = model.decoder.attend(tf.cast(previous_ids, tf.int32), states, outputs, source_mask)
+    return tf.cast(model.decoder.logits(attentional[:, -1]), tf.float32), [list(layer) for layer in states]
 
 
 def walk_windows(model, ids: tf.Tensor, lengths: tf.Tensor, context: int, continuation: int, carry: bool,
