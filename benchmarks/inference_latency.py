@@ -6,7 +6,10 @@
 In-process is `textseq.inference.load(RUN)` (what `textseq predict`, `generate` and `serve` call);
 the export is the SavedModel loaded with TensorFlow alone (`next_words`, `generate`). Next-word
 latency is one text of 13 words (a typical Multi30k caption) at batch 1: median and p99 over
---calls calls after warm-up. Generation is greedy, --tokens tokens from the same text, the median
+--calls calls after warm-up, each read from its start (in-process, the model forgets what it read
+before each call). Typing is in-process `predict` on the caption as a keyboard sends it, one word
+longer each call from the empty text, so each call reads on from the one before (--calls calls
+over repeated passes). Generation is greedy, --tokens tokens from the same text, the median
 of --rounds runs. Prints a table, and as its last line one JSON object.
 """
 
@@ -64,8 +67,21 @@ def main() -> None:
     next_words, generate = exported.signatures["next_words"], exported.signatures["generate"]
     text = tf.constant([TEXT])
 
+    words = TEXT.split()
+    typed = [" ".join(words[:n]) for n in range(len(words) + 1)]
+
+    def type_on(call: int) -> None:
+        if call % len(typed) == 0:
+            lm.forget()  # a new text: its first call reads the empty text
+        lm.predict([typed[call % len(typed)]], 5)
+
+    def first_request() -> None:
+        lm.forget()
+        lm.predict([TEXT], 5)
+
     results = {
-        "in_process_next_word": latencies_ms(lambda: lm.predict([TEXT], 5), args.calls),
+        "in_process_next_word": latencies_ms(first_request, args.calls),
+        "in_process_typing": spread(timed(type_on, range(args.calls - args.calls % len(typed)), warm_up=len(typed))),
         "export_next_word": latencies_ms(lambda: next_words(text=text, k=tf.constant(5)), args.calls),
         "in_process_generate_tokens_per_s": tokens_per_second(
             lambda: lm.generate(TEXT, max_tokens=args.tokens), args.tokens, args.rounds),
@@ -80,6 +96,8 @@ def main() -> None:
         latency = results[f"{side}_next_word"]
         print(f"{side.replace('_', '-'):14s} {latency['median_ms']:14.2f} ms {latency['p99_ms']:5.2f} ms "
               f"{results[f'{side}_generate_tokens_per_s']:20.1f}")
+    typing = results["in_process_typing"]
+    print(f"{'typing':14s} {typing['median_ms']:14.2f} ms {typing['p99_ms']:5.2f} ms")
     print(json.dumps({**results, "run": str(args.run), "cpu": cpu}))
 
 
