@@ -31,6 +31,14 @@ the very same batches. Tokens/s counts real target tokens; the table also gives 
 pipeline adds over a whole epoch. Warm-up runs every batch once (textseq compiles its recurrent
 loops once per sequence length, as a real run does in its first epoch).
 
+`--precision bfloat16` adds both sides in bfloat16 beside float32: textseq under Keras'
+`mixed_bfloat16` policy (what `train.precision: auto` picks on CPUs with AMX), PyTorch under
+`torch.autocast("cpu", dtype=torch.bfloat16)`. Every side trains the same batches for the same
+number of steps from its framework's same initial weights, and reports its mean loss over the last
+timed window, so a step that is faster but learns worse shows. The header says whether the CPU has
+bfloat16 units (AMX or AVX512_BF16); without them both frameworks emulate bfloat16 and its timings
+say little.
+
 PyTorch is the `bench` extra (`pip install torch==2.13.0` installs the CPU build).
 """
 
@@ -54,6 +62,7 @@ import numpy as np  # noqa: E402
 
 # PyTorch runs right after textseq: the machines drift by 10-20% over minutes, and the ratio pairs them.
 SIDES = {"ptb-small": ["textseq", "torch", "textseq-xla", "keras", "keras-xla"], "multi30k": ["textseq", "torch"]}
+BF16_SIDES = ["textseq-bf16", "torch-bf16"]  # added by --precision bfloat16 (XLA's loops are float32 only)
 SHAPES = {
     "ptb-small": dict(vocab=10_000, embedding=200, units=200, layers=2, batch=20, steps=35, learning_rate=1.0,
                       clipnorm=5.0),
@@ -93,30 +102,43 @@ def flops_per_token(shape: dict) -> float:
     return 3 * 2 * (recurrent + features * shape["vocab"])
 
 
-def time_windows(step, batches: list, windows: int, steps: int, warm_up: int = 3, tokens=None) -> float:
-    """Median tokens/s over `windows` windows of `steps` calls of `step(*batch)`, after `warm_up` calls.
-    `tokens(batch)` counts a batch's tokens (default: the size of its last array)."""
+def time_windows(step, batches: list, windows: int, steps: int, warm_up: int = 3, tokens=None) -> dict:
+    """Median tokens/s over `windows` windows of `steps` calls of `step(*batch)` (which returns the
+    batch's loss), after `warm_up` calls, and the mean loss of the last window. `tokens(batch)`
+    counts a batch's tokens (default: the size of its last array)."""
     tokens = tokens or (lambda batch: batch[-1].size)
     for i in range(warm_up):
         step(*batches[i % len(batches)])
     rates, i = [], warm_up
     for _ in range(windows):
-        count, started = 0, time.perf_counter()
+        count, losses, started = 0, [], time.perf_counter()
         for _ in range(steps):
             batch = batches[i % len(batches)]
-            step(*batch)
+            losses.append(step(*batch))
             count += tokens(batch)
             i += 1
         rates.append(count / (time.perf_counter() - started))
-    return statistics.median(rates)
+    return {"tokens_per_s": statistics.median(rates), "loss": float(np.mean(losses))}
+
+
+def bfloat16_units() -> bool:
+    """Whether the CPU multiplies bfloat16 natively (AMX or AVX512_BF16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def ptb_batches(batches: np.ndarray) -> list:
     return [(batches[0, i], batches[1, i]) for i in range(batches.shape[1])]
 
 
-def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, jit: bool, plain_keras: bool) -> dict:
-    """textseq's LSTM layers and token loss; with `plain_keras`, Keras' own (the reference before textseq's)."""
+def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, jit: bool, plain_keras: bool,
+                   bf16: bool = False) -> dict:
+    """textseq's LSTM layers and token loss; with `plain_keras`, Keras' own (the reference before
+    textseq's); with `bf16`, under the mixed_bfloat16 policy."""
     import keras
     import tensorflow as tf
 
@@ -129,6 +151,8 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
         Dense, SGD = keras.layers.Dense, keras.optimizers.SGD  # noqa: N806
 
     keras.utils.set_random_seed(0)
+    if bf16:
+        keras.config.set_dtype_policy("mixed_bfloat16")
     inputs = keras.Input(batch_shape=(shape["batch"], shape["steps"]), dtype="int32")
     x = keras.layers.Embedding(shape["vocab"], shape["embedding"])(inputs)
     for _ in range(shape["layers"]):
@@ -142,11 +166,13 @@ def textseq_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, j
     model.compile(optimizer=SGD(shape["learning_rate"], global_clipnorm=shape["clipnorm"]),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if plain_keras else TokenLoss(),
                   jit_compile=jit)
-    rate = time_windows(lambda x, y: model.train_on_batch(x, y), ptb_batches(batches), windows, steps)
-    return {"tokens_per_s": rate, "matmul_gflops": matmul_rate(tf.matmul, tf.constant)}
+    timed = time_windows(lambda x, y: float(model.train_on_batch(x, y)), ptb_batches(batches), windows, steps)
+    return {**timed, "matmul_gflops": matmul_rate(tf.matmul, tf.constant)}
 
 
-def torch_worker(shape: dict, batches: np.ndarray, windows: int, steps: int) -> dict:
+def torch_worker(shape: dict, batches: np.ndarray, windows: int, steps: int, bf16: bool = False) -> dict:
+    import contextlib
+
     import torch
 
     torch.manual_seed(0)
@@ -169,15 +195,19 @@ def torch_worker(shape: dict, batches: np.ndarray, windows: int, steps: int) -> 
     def step(x, y):
         nonlocal state
         optimizer.zero_grad()
-        logits, state = model(torch.from_numpy(x), state)
+        with autocast():
+            logits, state = model(torch.from_numpy(x), state)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, shape["vocab"]).float(),
+                                                     torch.from_numpy(y).reshape(-1))
         state = tuple(s.detach() for s in state)  # truncated back-propagation, as PTB examples do
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, shape["vocab"]), torch.from_numpy(y).reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), shape["clipnorm"])
         optimizer.step()
+        return loss.item()
 
-    rate = time_windows(step, ptb_batches(batches), windows, steps)
-    return {"tokens_per_s": rate, "matmul_gflops": matmul_rate(lambda a, b: torch.mm(a, b), torch.from_numpy)}
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    timed = time_windows(step, ptb_batches(batches), windows, steps)
+    return {**timed, "matmul_gflops": matmul_rate(lambda a, b: torch.mm(a, b), torch.from_numpy)}
 
 
 def multi30k_recipe(data_dir: Path):
@@ -221,9 +251,11 @@ def real_target_tokens(batch) -> int:
     return int(np.count_nonzero(batch[2]))
 
 
-def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: int, steps: int) -> dict:
+def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: int, steps: int,
+                           bf16: bool = False) -> dict:
     """The recipe's model built and compiled as `textseq train` does (no accuracy metric: the PyTorch
-    loop computes none), trained by `train_on_batch` on the saved batches."""
+    loop computes none), trained by `train_on_batch` on the saved batches; with `bf16`, under the
+    mixed_bfloat16 policy."""
     import keras
 
     from textseq import kernels
@@ -233,17 +265,22 @@ def textseq_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: 
 
     recipe = multi30k_recipe(data_dir)
     keras.utils.set_random_seed(0)
+    if bf16:
+        keras.config.set_dtype_policy("mixed_bfloat16")
     model = build_seq2seq(recipe.model, sizes["source_vocab"], sizes["target_vocab"])
     kernels.install(model)  # as `textseq train` does with train.kernels: auto
     model.compile(optimizer=make_optimizer(recipe.train, 1), loss=TokenLoss(recipe.train.label_smoothing))
-    step = lambda source, target_in, target_out: model.train_on_batch(  # noqa: E731
-        {"source": source, "target_in": target_in}, target_out)
-    rate = time_windows(step, batches, windows, steps, warm_up=len(batches), tokens=real_target_tokens)
-    return {"tokens_per_s": rate}
+    step = lambda source, target_in, target_out: float(model.train_on_batch(  # noqa: E731
+        {"source": source, "target_in": target_in}, target_out))
+    return time_windows(step, batches, windows, steps, warm_up=len(batches), tokens=real_target_tokens)
 
 
-def torch_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: int, steps: int) -> dict:
-    """The same encoder-decoder in PyTorch, written as its tutorials write one."""
+def torch_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: int, steps: int,
+                         bf16: bool = False) -> dict:
+    """The same encoder-decoder in PyTorch, written as its tutorials write one; with `bf16`, under
+    CPU autocast to bfloat16."""
+    import contextlib
+
     import torch
     from torch import nn
 
@@ -287,17 +324,19 @@ def torch_seq2seq_worker(data_dir: Path, sizes: dict, batches: list, windows: in
 
     def step(source, target_in, target_out):
         optimizer.zero_grad()
-        logits = model(torch.from_numpy(source).long(), torch.from_numpy(target_in).long())
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                           torch.from_numpy(target_out).long().reshape(-1), ignore_index=0,
-                                           label_smoothing=train_config.label_smoothing)
+        with autocast():
+            logits = model(torch.from_numpy(source).long(), torch.from_numpy(target_in).long())
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                               torch.from_numpy(target_out).long().reshape(-1), ignore_index=0,
+                                               label_smoothing=train_config.label_smoothing)
         loss.backward()
         for parameter in model.parameters():  # Keras' clipnorm clips each weight's gradient on its own
             nn.utils.clip_grad_norm_([parameter], train_config.clipnorm)
         optimizer.step()
+        return loss.item()
 
-    rate = time_windows(step, batches, windows, steps, warm_up=len(batches), tokens=real_target_tokens)
-    return {"tokens_per_s": rate}
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    return time_windows(step, batches, windows, steps, warm_up=len(batches), tokens=real_target_tokens)
 
 
 def matmul_rate(matmul, to_tensor) -> float:
@@ -347,10 +386,37 @@ def alternate(args, sides: list[str], extra: list[str] = ()) -> dict:
     return results
 
 
-def paired_ratios(results: dict) -> dict:
-    """Per side, the median over rounds of its tokens/s over PyTorch's in the same round."""
-    return {side: statistics.median(t["tokens_per_s"] / p["tokens_per_s"] for t, p in zip(runs, results["torch"]))
+def paired_ratios(results: dict, reference: str = "torch") -> dict:
+    """Per side, the median over rounds of its tokens/s over the reference side's in the same round."""
+    return {side: statistics.median(t["tokens_per_s"] / p["tokens_per_s"] for t, p in zip(runs, results[reference]))
             for side, runs in results.items()}
+
+
+def sides_for(args) -> list[str]:
+    return SIDES[args.shapes] + (BF16_SIDES if args.precision == "bfloat16" else [])
+
+
+def bfloat16_summary(results: dict) -> dict:
+    """With --precision bfloat16: each framework's bfloat16 speed over its float32 speed, textseq's
+    bfloat16 over PyTorch's, and every side's loss after the same steps."""
+    if "torch-bf16" not in results:
+        return {}
+    over_torch = paired_ratios(results, "torch-bf16")
+    losses = {side: round(statistics.median(r["loss"] for r in runs), 4) for side, runs in results.items()}
+    return {"bf16_units": bfloat16_units(), "bf16_ratio": round(over_torch["textseq-bf16"], 3),
+            "textseq_bf16_over_float32": round(paired_ratios(results, "textseq")["textseq-bf16"], 3),
+            "torch_bf16_over_float32": round(paired_ratios(results, "torch")["torch-bf16"], 3), "losses": losses}
+
+
+def print_bfloat16(summary: dict) -> None:
+    if not summary:
+        return
+    units = "has" if summary["bf16_units"] else "has NO"
+    print(f"bfloat16 (this CPU {units} bfloat16 units): textseq {summary['bf16_ratio']:.2f}x PyTorch; "
+          f"over its own float32 step textseq {summary['textseq_bf16_over_float32']:.2f}x, "
+          f"PyTorch {summary['torch_bf16_over_float32']:.2f}x")
+    print("loss over the last timed window, after the same steps: " +
+          ", ".join(f"{side} {loss:.4f}" for side, loss in summary["losses"].items()))
 
 
 def main() -> None:
@@ -360,7 +426,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="alternating textseq/PyTorch runs (default 3)")
     parser.add_argument("--windows", type=int, default=5, help="timed windows per run; the median counts")
     parser.add_argument("--steps", type=int, default=10, help="training steps per window")
-    parser.add_argument("--worker", choices=sorted({s for sides in SIDES.values() for s in sides}),
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                        help="bfloat16: also both sides in bfloat16, with their losses (see above)")
+    parser.add_argument("--worker", choices=sorted({s for sides in SIDES.values() for s in sides} | set(BF16_SIDES)),
                         help=argparse.SUPPRESS)
     parser.add_argument("--batches-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--sizes", type=json.loads, help=argparse.SUPPRESS)
@@ -374,14 +442,14 @@ def main() -> None:
 def multi30k_main(args) -> None:
     shape = SHAPES["multi30k"]
     if args.worker:
-        worker = torch_seq2seq_worker if args.worker == "torch" else textseq_seq2seq_worker
+        worker = torch_seq2seq_worker if args.worker.startswith("torch") else textseq_seq2seq_worker
         print(json.dumps(worker(args.data_dir, args.sizes, load_multi30k_batches(args.batches_file),
-                                args.windows, args.steps)))
+                                args.windows, args.steps, bf16=args.worker.endswith("bf16"))))
         return
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "batches.npz"
         sizes = multi30k_batches(args.data_dir, shape["batches"], path)
-        results = alternate(args, SIDES["multi30k"], ["--batches-file", str(path), "--sizes", json.dumps(sizes)])
+        results = alternate(args, sides_for(args), ["--batches-file", str(path), "--sizes", json.dumps(sizes)])
     median = {side: statistics.median(r["tokens_per_s"] for r in runs) for side, runs in results.items()}
     ratios = paired_ratios(results)
     cpu = cpu_model()
@@ -390,14 +458,17 @@ def multi30k_main(args) -> None:
     print(f"padding over a whole epoch (padded steps / real tokens): sources {sizes['source_padding']:.1%}, "
           f"targets {sizes['target_padding']:.1%}, both {sizes['padding']:.1%}")
     print(f"{'':30s} {'target tokens/s':>15s} {'vs PyTorch':>10s}")
-    names = {"textseq": "textseq (recipe's model)", "torch": "PyTorch encoder-decoder"}
+    names = {"textseq": "textseq (recipe's model)", "torch": "PyTorch encoder-decoder",
+             "textseq-bf16": "textseq, mixed_bfloat16", "torch-bf16": "PyTorch, bfloat16 autocast"}
     for side in results:
         print(f"{names[side]:30s} {median[side]:15.0f} {ratios[side]:9.2f}x")
+    bf16 = bfloat16_summary(results)
+    print_bfloat16(bf16)
     print(json.dumps({
         "shapes": "multi30k", "textseq_tokens_per_s": round(median["textseq"]),
         "torch_tokens_per_s": round(median["torch"]), "ratio": round(ratios["textseq"], 3),
         "padding": round(sizes["padding"], 4), "source_padding": round(sizes["source_padding"], 4),
-        "target_padding": round(sizes["target_padding"], 4), "cpu": cpu,
+        "target_padding": round(sizes["target_padding"], 4), "cpu": cpu, **bf16,
     }))
 
 
@@ -405,15 +476,16 @@ def ptb_main(args) -> None:
     shape = SHAPES["ptb-small"]
     batches = corpus_batches(args.data_dir, shape, count=40)
     if args.worker:
-        if args.worker == "torch":
-            result = torch_worker(shape, batches, args.windows, args.steps)
+        bf16 = args.worker.endswith("bf16")
+        if args.worker.startswith("torch"):
+            result = torch_worker(shape, batches, args.windows, args.steps, bf16=bf16)
         else:
             result = textseq_worker(shape, batches, args.windows, args.steps, jit=args.worker.endswith("xla"),
-                                    plain_keras=args.worker.startswith("keras"))
+                                    plain_keras=args.worker.startswith("keras"), bf16=bf16)
         print(json.dumps(result))
         return
 
-    sides = SIDES["ptb-small"]
+    sides = sides_for(args)
     results = alternate(args, sides)
     flops = flops_per_token(shape)
     best_matmul = max(r["matmul_gflops"] for side in sides for r in results[side])
@@ -429,13 +501,16 @@ def ptb_main(args) -> None:
           f"best float32 matmul {best_matmul:.0f} GFLOP/s")
     print(f"{'':22s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'of matmul':>9s} {'of best':>8s} {'vs PyTorch':>10s}")
     names = {"textseq": "textseq (graph)", "textseq-xla": "textseq (XLA)", "keras": "Keras LSTM (graph)",
-             "keras-xla": "Keras LSTM (XLA)", "torch": "PyTorch nn.LSTM"}
+             "keras-xla": "Keras LSTM (XLA)", "torch": "PyTorch nn.LSTM", "textseq-bf16": "textseq bfloat16",
+             "torch-bf16": "PyTorch bfloat16"}
     for side in sides:
         achieved = median[side] * flops / 1e9
         print(f"{names[side]:22s} {median[side]:9.0f} {achieved:8.1f} {fraction[side]:9.0%} {achieved / best_matmul:8.0%} "
               f"{ratios[side]:9.2f}x")
     print("of matmul: median over runs of each run's FLOP/s over the matmul rate measured in its own process; "
           "of best: over the best matmul of the whole invocation")
+    bf16 = bfloat16_summary(results)
+    print_bfloat16(bf16)
     best = max(("textseq", "textseq-xla"), key=lambda side: ratios[side])  # the paired ratio is the comparison
     print(json.dumps({
         "shapes": args.shapes, "textseq_tokens_per_s": round(median[best]), "textseq_mode": best,
@@ -444,7 +519,7 @@ def ptb_main(args) -> None:
         "keras_ratio": round(max(ratios["keras"], ratios["keras-xla"]), 3),
         "achieved_gflops": round(median[best] * flops / 1e9, 1), "matmul_gflops": round(best_matmul, 1),
         "matmul_fraction": round(fraction[best], 3), "torch_matmul_fraction": round(fraction["torch"], 3),
-        "matmul_fraction_of_best": round(median[best] * flops / 1e9 / best_matmul, 3), "cpu": cpu,
+        "matmul_fraction_of_best": round(median[best] * flops / 1e9 / best_matmul, 3), "cpu": cpu, **bf16,
     }))
 
 
