@@ -25,7 +25,7 @@ from textseq.data.tokenizer import Tokenizer, tokenizer_for
 from textseq.decoding import DecodingOptions, sampler
 from textseq.errors import UserError
 from textseq.models import Seq2Seq
-from textseq.next_words import top_next_words, without_controls
+from textseq.next_words import top_next_words, top_suggestions
 from textseq.recipe import Recipe
 from textseq.checkpoints import load_model
 from textseq.runs import Run, weights_record
@@ -67,7 +67,7 @@ def top_next_tokens(model: Seq2Seq, data, ids: tf.RaggedTensor, k: tf.Tensor):
     `<unk>` or a control token."""
     logits = read_texts(model, ids.to_tensor(PAD), tf.cast(ids.row_lengths(), tf.int32), data.context,
                         data.continuation, data.carry_state)
-    return tf.math.top_k(without_controls(tf.nn.softmax(logits)), k)
+    return top_suggestions(logits, k)
 
 
 def prediction_record(model: "LanguageModel", text: str, k: int) -> dict:
@@ -212,7 +212,6 @@ class LanguageModel(LoadedRun):
 
     task = "language_model"
 
-
     def score(self, text: str, batch_size: int | None = None) -> list[dict]:
         """How probable the model finds each line of `text`, read as a stream (`textseq.scoring.score_text`)."""
         return score_text(self, text, batch_size)
@@ -241,13 +240,13 @@ class LanguageModel(LoadedRun):
         k = min(k, self.target.vocab_size - len(RESERVED))
         if len(texts) == 1 and self.target.unit != "piece":  # a typed text: read on from an earlier one
             probabilities, tokens = self.readings.next_tokens(self.tokenize(texts[0])[1], k)
-            return [[Prediction(token.decode("utf-8"), float(p))
-                     for p, token in zip(probabilities[0].numpy(), tokens[0].numpy()) if token or p > 0]]
-        if "predict" not in self._compiled:
-            self._compiled["predict"] = tf.function(
-                lambda text, k: next_suggestions(self.model, self.recipe.data, self.target, self.source.encode(text), k),
-                input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])
-        probabilities, tokens = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
+        else:
+            if "predict" not in self._compiled:
+                self._compiled["predict"] = tf.function(
+                    lambda text, k: next_suggestions(self.model, self.recipe.data, self.target,
+                                                     self.source.encode(text), k),
+                    input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])
+            probabilities, tokens = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
         return [[Prediction(token.decode("utf-8"), float(p)) for p, token in zip(row_p, row_t) if token or p > 0]
                 for row_p, row_t in zip(probabilities.numpy(), tokens.numpy())]
 

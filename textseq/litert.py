@@ -41,7 +41,7 @@ from textseq.data.sources import load_text
 from textseq.checkpoints import new_model
 from textseq.models.seq2seq import Seq2Seq
 from textseq.layers.tied import TiedLogits
-from textseq.next_words import without_controls
+from textseq.next_words import top_suggestions
 
 MODEL_FILE = "next_word.tflite"
 TRANSLATOR_FILE = "translator.tflite"  # a translation run's export (textseq.litert_translator)
@@ -128,7 +128,7 @@ class NextWordStep(tf.Module):
                   "mask": tf.range(context)[None, :] < memory_length[:, None]}
         logits, layers, _ = self.model.step(token_id, layers, memory)
         logits = tf.cast(logits, tf.float32)
-        top = tf.math.top_k(without_controls(tf.nn.softmax(logits)), self.k)
+        top = top_suggestions(logits, self.k)
         out = {"top_ids": top.indices, "top_probabilities": top.values,
                "phase": (phase + 1) % self.continuation, "history": history,
                "memory_outputs": memory_outputs, "memory_keys": memory_keys, "memory_length": memory_length,

@@ -28,6 +28,14 @@ def without_controls(probabilities: tf.Tensor) -> tf.Tensor:
     never suggests `<unk>` or a control token (the others keep the model's own probabilities)."""
     reserved = tf.range(tf.shape(probabilities)[-1]) < len(RESERVED)
     return tf.where(reserved[None, :], tf.constant(-1.0, probabilities.dtype), probabilities)
+
+
+def top_suggestions(logits: tf.Tensor, k) -> tf.Tensor:
+    """`tf.math.top_k` of the next-token probabilities `[batch, vocab]` from `logits`, never
+    `<unk>` or a control token: `(values, indices)`, most probable first."""
+    return tf.math.top_k(without_controls(tf.nn.softmax(logits)), k)
+
+
 MAX_WORD_PIECES = 4  # pieces a suggested word may have; longer words are rare and cost one more pass each
 
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from textseq.next_words import without_controls
+from textseq.next_words import top_suggestions
 from textseq.windows import read_on, read_to_the_end
 
 TYPING_CACHE = 64  # texts whose reading is kept: a text typed on from one of them reads only what was added
@@ -93,7 +93,7 @@ class Readings:
         k = tf.TensorSpec([], tf.int32)
 
         def rank(logits, k):
-            top = tf.math.top_k(without_controls(tf.nn.softmax(logits)), k)
+            top = top_suggestions(logits, k)
             return top.values, tf.gather(self.tokens, top.indices)
 
         def read(ids, lengths, k):

@@ -5,7 +5,7 @@ Position p of a text is predicted in window p // T (T = `data.continuation`): th
 from the state it ended the previous window with (`data.carry_state`) or from the encoder's
 states, and reads the tokens from there to p - 1. `read_texts` runs exactly this a window at a time,
 each window's tokens in one pass of the recurrent layers (as training reads them), and scores only
-the position after each text: what `predict`, the web API and the export's `next_words` ask. 
+the position after each text: what `predict`, the web API and the export's `next_words` ask.
 `walk_windows` runs it one step per position, for a batch of texts in lockstep (so every row crosses
 window borders together), and goes on past the end of each text, generating. What they answer is
 what `evaluate` scores.
