@@ -22,7 +22,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import spread, timed  # noqa: E402
-from train_throughput import cpu_model  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 # 13 words, the length of a typical Multi30k caption.
 SENTENCES = {

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import spread, timed  # noqa: E402
-from train_throughput import cpu_model  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 TEXT = "a man in a blue shirt is standing on a ladder cleaning a"
 

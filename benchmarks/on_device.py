@@ -39,7 +39,7 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import spread  # noqa: E402
-from train_throughput import cpu_model  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "keyboard-en.yaml"
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")

@@ -22,12 +22,14 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "multi30k-de-en.yaml"
@@ -45,15 +47,6 @@ summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 10
 print("SUMMARY " + json.dumps(summary))
 """
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def write_corpus(data_dir: Path, out: Path, pairs: int, min_mb: int, shards: int, seed: int) -> dict:

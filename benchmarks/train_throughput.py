@@ -48,7 +48,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import bfloat16_units, cpu_model  # noqa: E402
 
 # PyTorch runs right after textseq: the machines drift by 10-20% over minutes, and the ratio pairs them.
 SIDES = {"ptb-small": ["textseq", "torch", "textseq-xla", "keras", "keras-xla"], "multi30k": ["textseq", "torch"]}
@@ -120,15 +122,6 @@ def time_windows(step, batches: list, windows: int, steps: int, warm_up: int = 3
         rates.append(count / (time.perf_counter() - started))
     return {"tokens_per_s": statistics.median(rates), "loss": float(np.mean(losses))}
 
-
-def bfloat16_units() -> bool:
-    """Whether the CPU multiplies bfloat16 natively (AMX or AVX512_BF16)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def ptb_batches(batches: np.ndarray) -> list:
@@ -357,13 +350,6 @@ def matmul_rate(matmul, to_tensor) -> float:
         best = max(best, 2 * m * k * n / min(times) / 1e9)
     return best
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def run_worker(args, side: str, extra: list[str] = ()) -> dict:

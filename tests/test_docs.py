@@ -58,7 +58,7 @@ def test_the_cli_and_api_references_come_from_the_code(site):
     for name in ("load_recipe", "train", "evaluate", "vocab_stats", "export", "score_pairs", "weights_origin"):
         assert f"{name}(" in text, name  # a heading with the signature
     for name in ("SubwordTokenizer", "Translator", "LanguageModel", "CarriedStates"):
-        assert f'id="textseq.' in api and f">{name}<" in api.replace(" ", ""), name
+        assert 'id="textseq.' in api and f">{name}<" in api.replace(" ", ""), name
     assert "load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe" in text
     assert "<blockquote>" not in api and "language-pycon" in api  # examples are code, not nested quotes
 
