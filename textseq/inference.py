@@ -125,6 +125,14 @@ class LoadedRun:
         pieces, ids = self._compiled["tokenize"](tf.constant([text]))
         return [piece.decode("utf-8") for piece in pieces.numpy()], ids.numpy()
 
+    def token_ids(self, text: str) -> np.ndarray:
+        """The source token ids of `text` (UNK for unknown tokens): `tokenize` without the spellings,
+        for the typing path, where each keystroke waits on it."""
+        if "token_ids" not in self._compiled:
+            self._compiled["token_ids"] = tf.function(lambda texts: self.source.encode(texts).flat_values,
+                                                      input_signature=[tf.TensorSpec([1], tf.string)])
+        return self._compiled["token_ids"](tf.constant([text])).numpy()
+
 
 def load(run_dir: str | Path) -> "Translator | LanguageModel":
     """The run in `run_dir`, as a `Translator` or a `LanguageModel` according to its recipe's task."""
@@ -218,7 +226,7 @@ class LanguageModel(LoadedRun):
 
     def tokens(self, text: str) -> list[str]:
         """How the model sees `text`: its tokens, unknown ones as `<unk>`."""
-        return [self.vocab_tokens[i] for i in self.tokenize(text)[1]]
+        return [self.vocab_tokens[i] for i in self.token_ids(text)]
 
     def unknown_words(self, text: str) -> list[str]:
         """The tokens of `text` that the vocabulary lacks (read as `<unk>`), in order, once each."""
@@ -239,7 +247,7 @@ class LanguageModel(LoadedRun):
             raise UserError(f"k (the number of next tokens) must be at least 1, not {k}")
         k = min(k, self.target.vocab_size - len(RESERVED))
         if len(texts) == 1 and self.target.unit != "piece":  # a typed text: read on from an earlier one
-            probabilities, tokens = self.readings.next_tokens(self.tokenize(texts[0])[1], k)
+            probabilities, tokens = self.readings.next_tokens(self.token_ids(texts[0]), k)
         else:
             if "predict" not in self._compiled:
                 self._compiled["predict"] = tf.function(
