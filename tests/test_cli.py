@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -101,6 +102,13 @@ def test_train_then_rerun_resumes(tiny_recipe_file, tmp_path):
     result = invoke("train", tiny_recipe_file, "--out", out)
     assert result.exit_code == 0, result.output
     assert "best_val_loss" in result.stderr
+    # Where the start went: the setup and the first step add up to the time before training ran on.
+    start = re.search(r"first_step +after ([\d.]+) s \(data, vocabularies and model ([\d.]+) s; the step itself, "
+                      r"traced and compiled, ([\d.]+) s\)", result.stderr)
+    wall = float(re.search(r"wall_seconds +([\d.]+)", result.stderr).group(1))
+    assert start, result.stderr
+    after, setup, step = map(float, start.groups())
+    assert abs(after - setup - step) <= 0.11 and 0 < setup and 0 < step and after < wall
     result = invoke("train", tiny_recipe_file, "--out", out, "--set", "train.epochs=2")
     assert result.exit_code == 0, result.output
     assert "resumed_from_epoch 1" in result.stderr and "epochs_run         1" in result.stderr

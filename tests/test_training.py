@@ -51,6 +51,9 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 
     again = train(recipe_from_dict(TINY, ["train.epochs=2"]), resumed, verbose=0)
     assert again["epochs_run"] == 0 and again["epochs_done"] == 2
+    assert (again["setup_seconds"], again["first_step_seconds"]) == (None, None)  # no step ran
+    assert 0 < second["setup_seconds"] and 0 < second["first_step_seconds"]
+    assert second["setup_seconds"] + second["first_step_seconds"] < second["wall_seconds"]
     # Decoding settings change nothing trained: the run takes them and keeps its epochs.
     decoding = train(recipe_from_dict(TINY, ["train.epochs=2", "decode.beam_size=4", "decode.alpha=0.6"]), resumed,
                      verbose=0)

@@ -23,23 +23,37 @@ from textseq.recipe import DecodingOptions, Recipe
 
 
 class StepClock(keras.callbacks.Callback):
-    """When the steps of this call end: the first (how long a start takes) and the rate of the
-    second half (once the recurrent loops of most lengths are compiled)."""
+    """How long this call took to start (`setup_seconds`: data, vocabularies, model and restore, from
+    `started` to the first batch), its first step (`first_step_seconds`: tracing the training step
+    and building its kernels) and the step rate of the second half (once the batch shapes seen most
+    have run).
 
-    def __init__(self):
+    >>> clock = StepClock(started=time.monotonic())
+    >>> sorted(clock.summary())
+    ['first_step_seconds', 'setup_seconds', 'steps_per_second']
+    """
+
+    def __init__(self, started: float):
         super().__init__()
+        self.started = started  # time.monotonic() when train() was called
+        self.first_begins: float | None = None
         self.times = array.array("d")
 
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.first_begins is None:
+            self.first_begins = time.monotonic()
+
     def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.time())
+        self.times.append(time.monotonic())
 
     def summary(self) -> dict:
-        times = self.times
+        times, begins = self.times, self.first_begins
+        started = {"setup_seconds": round(begins - self.started, 1) if begins else None,
+                   "first_step_seconds": round(times[0] - begins, 1) if times and begins else None}
         if len(times) < 4:
-            return {"first_step_at": times[0] if times else None, "steps_per_second": None}
+            return {**started, "steps_per_second": None}
         middle = len(times) // 2
-        return {"first_step_at": times[0],
-                "steps_per_second": round((len(times) - 1 - middle) / (times[-1] - times[middle]), 3)}
+        return {**started, "steps_per_second": round((len(times) - 1 - middle) / (times[-1] - times[middle]), 3)}
 
 
 STOP = threading.Event()  # set by request_stop(); cleared when train() returns

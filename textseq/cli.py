@@ -150,6 +150,10 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
         "resumed_from_epoch", "epochs_done", "epochs_run", "best_epoch")
     for key in ("strategy", *progress, "best_val_loss", "parameters", "wall_seconds"):
         click.echo(f"  {key:18} {summary[key]}", err=True)
+    if summary["first_step_seconds"] is not None:  # where the start went: before the first step, and in it
+        click.echo(f"  {'first_step':18} after {summary['setup_seconds'] + summary['first_step_seconds']:.1f} s "
+                   f"(data, vocabularies and model {summary['setup_seconds']:.1f} s; the step itself, traced and "
+                   f"compiled, {summary['first_step_seconds']:.1f} s)", err=True)
     if summary.get("averaged"):
         click.echo(f"  {'averaged':18} {summary['averaged']} (train.average_last)", err=True)
     if summary["chief"]:

@@ -73,7 +73,7 @@ def train_prepared(recipe: Recipe, run: Run, resumed: bool, strategy: tf.distrib
     train_data, validation_data, steps_per_epoch = input_pipelines(recipe, data, strategy, epoch)
     policy = resolve_precision(recipe.train.precision, strategy)
     model = build_model(recipe, data, strategy, policy, steps_per_epoch)
-    guard, clock, plan = StopOnNonFiniteLoss(), StepClock(), StepPlan.of(recipe.train)
+    guard, clock, plan = StopOnNonFiniteLoss(), StepClock(started), StepPlan.of(recipe.train)
     # A stream's position is part of the checkpoint: the iterator is made here and kept.
     iterator = iter(train_data) if plan else None
     keep = max(recipe.train.keep_checkpoints, recipe.train.average_last)
