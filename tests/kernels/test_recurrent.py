@@ -1,6 +1,7 @@
 """The hoisted LSTM/GRU kernels compute what Keras' own loop computes: outputs, final states and
-every gradient, with masks, initial states and both directions, with the loops under XLA (training on
-fixed shapes) and as graph loops (inference, or batches of varying shapes)."""
+every gradient, with masks, initial states and both directions, with the loops under XLA (training:
+on the batch's own length where the graph fixes it, else padded to a bucket of lengths) and as
+graph loops (inference)."""
 
 import keras
 import numpy as np
@@ -29,21 +30,30 @@ def _pair(layer_class, go_backwards):
     return ours, reference
 
 
-def _run(layer, inputs, initial_state, mask, training):
-    with tf.GradientTape() as tape:
-        tape.watch([inputs, *initial_state])
-        outputs, *states = layer(inputs, initial_state=initial_state, mask=mask, training=training)
-        # Weighted sums, so that each output and state gets its own upstream gradient.
-        total = tf.reduce_sum(outputs * tf.cos(tf.range(6, dtype="float32")))
-        total += sum(tf.reduce_sum(s * (i + 2.0)) for i, s in enumerate(states))
-    gradients = tape.gradient(total, [inputs, *initial_state, *layer.trainable_variables])
-    return [outputs, *states], gradients
+def _run(layer, inputs, initial_state, mask, training, any_length=False):
+    """Outputs, states and every gradient; `any_length`: in a graph that leaves the length open (as
+    training batches of every length do), so that compiled loops run on padded arrays."""
+
+    def run(inputs, initial_state, mask):
+        with tf.GradientTape() as tape:
+            tape.watch([inputs, *initial_state])
+            outputs, *states = layer(inputs, initial_state=initial_state, mask=mask, training=training)
+            # Weighted sums, so that each output and state gets its own upstream gradient.
+            total = tf.reduce_sum(outputs * tf.cos(tf.range(6, dtype="float32")))
+            total += sum(tf.reduce_sum(s * (i + 2.0)) for i, s in enumerate(states))
+        return [outputs, *states], tape.gradient(total, [inputs, *initial_state, *layer.trainable_variables])
+
+    if any_length:
+        run = tf.function(run, input_signature=[tf.TensorSpec([3, None, 4]), [tf.TensorSpec([3, 6])] * len(initial_state),
+                                                tf.TensorSpec([3, None], tf.bool)])
+    return run(inputs, initial_state, mask)
 
 
 @pytest.mark.parametrize("layer_class", [LSTM, GRU])
 @pytest.mark.parametrize("go_backwards", [False, True])
-@pytest.mark.parametrize("training", [True, False], ids=["xla-loops", "graph-loops"])
-def test_hoisted_kernels_match_keras_outputs_states_and_gradients(layer_class, go_backwards, training):
+@pytest.mark.parametrize("training,any_length", [(True, False), (True, True), (False, False)],
+                         ids=["xla-loops", "xla-loops-padded", "graph-loops"])
+def test_hoisted_kernels_match_keras_outputs_states_and_gradients(layer_class, go_backwards, training, any_length):
     rng = np.random.default_rng(0)
     inputs = tf.constant(rng.normal(size=(3, 5, 4)), "float32")
     mask = tf.constant([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]) > 0  # right-padded rows
@@ -51,7 +61,8 @@ def test_hoisted_kernels_match_keras_outputs_states_and_gradients(layer_class, g
     initial_state = [tf.constant(rng.normal(size=(3, 6)), "float32") for _ in range(states)]
     ours, reference = _pair(layer_class, go_backwards)
 
-    values, gradients = _run(ours, inputs, initial_state, mask, training)
+    values, gradients = _run(ours, inputs, initial_state, mask, training, any_length)
+    assert values[0].shape == (3, 5, 6)  # the padded steps are cut off again
     expected_values, expected_gradients = _run(reference, inputs, initial_state, mask, training)
 
     for value, expected in zip(values, expected_values):
@@ -142,7 +153,7 @@ def test_xla_loops_only_where_they_pay_off():
     assert not _uses_xla(hoisted(LSTM, 8, return_sequences=True), fixed, training=False)  # inference: exports stay plain
     # bfloat16: oneDNN's graph ops use the CPU's bf16 units, XLA converts to float32.
     assert not _uses_xla(hoisted(LSTM, 8, return_sequences=True, dtype="mixed_bfloat16"), fixed, training=True)
-    # Batches of every length would compile once per length.
-    assert not _uses_xla(hoisted(GRU, 8, return_sequences=True), tf.TensorSpec((2, None, 3)), training=True)
+    # Batches of every length compile once per 16 lengths (their arrays are padded to a bucket).
+    assert _uses_xla(hoisted(GRU, 8, return_sequences=True), tf.TensorSpec((2, None, 3)), training=True)
     assert _uses_xla(hoisted(GRU, 8, return_sequences=True), fixed, training=True)
     assert not _uses_xla(LSTM(8, return_sequences=True), fixed, training=True)  # not installed: Keras' own loop

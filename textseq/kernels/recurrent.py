@@ -16,9 +16,10 @@ the output is zero.
 
 With `compiled=True` the two loops (and the backward pass's elementwise factors) run as XLA
 functions: TensorFlow's executor spends several microseconds on each small op of every step, XLA
-fuses a step's elementwise work into one kernel. XLA compiles once per sequence length and batch
-size, so `install` asks for it only when training on fixed shapes; the matrix
-multiplies outside the loops stay on oneDNN, and inference graphs (exports) need no XLA.
+fuses a step's elementwise work into one kernel. XLA compiles once per shape, so batches of every
+length run their loops over arrays padded to a multiple of 16 steps (`Steps`; the padded steps are
+not run). `install` asks for it when training in float32; the matrix multiplies outside the loops
+stay on oneDNN, and inference graphs (exports) need no XLA.
 
 >>> import numpy as np
 >>> x = tf.constant(np.ones((2, 3, 4), "float32")); h = tf.zeros((2, 5))
@@ -36,7 +37,7 @@ import types
 import keras
 import tensorflow as tf
 
-from textseq.kernels.xla import fixed_shape, xla_function
+from textseq.kernels.xla import xla_function
 
 
 def _time_major(x):
@@ -74,10 +75,10 @@ def _reversed(x_tm, go_backwards):
     return tf.reverse(x_tm, [0]) if go_backwards else x_tm
 
 
-def _lstm_forward(projected, h0, c0, mask_tm, recurrent_kernel):
-    """The forward recurrence: the last states; gates, cell states and the hidden state each step
-    starts from `[T, B, ...]`; the outputs `[B, T, H]` (zero on masked steps)."""
-    steps = tf.shape(projected)[0]
+def _lstm_forward(projected, h0, c0, mask_tm, recurrent_kernel, steps):
+    """The forward recurrence over the first `steps` of `projected`: the last states; gates, cell
+    states and the hidden state each step starts from `[T, B, ...]`; the outputs `[B, T, H]` (zero on
+    masked steps). Steps from `steps` on (a compiled loop's padding) stay zero."""
 
     def step(t, h, c, gates_ta, cells_ta, hidden_ta):
         gates = tf.sigmoid(projected[t] + tf.matmul(h, recurrent_kernel))
@@ -88,7 +89,7 @@ def _lstm_forward(projected, h0, c0, mask_tm, recurrent_kernel):
         c_new, h_new = tf.where(m, c_new, c), tf.where(m, h_new, h)
         return t + 1, h_new, c_new, gates_ta.write(t, gates), cells_ta.write(t, c_new), hidden_ta.write(t, h_new)
 
-    arrays = [tf.TensorArray(projected.dtype, size=steps) for _ in range(3)]
+    arrays = [tf.TensorArray(projected.dtype, size=tf.shape(projected)[0]) for _ in range(3)]
     _, h_last, c_last, gates, cells, hidden = tf.while_loop(lambda t, *_: t < steps, step, [0, h0, c0, *arrays])
     return (h_last, c_last, gates.stack(), cells.stack(), *_previous_and_outputs(h0, hidden.stack(), mask_tm))
 
@@ -99,10 +100,10 @@ def _previous_and_outputs(h0, hidden, mask_tm):
     return tf.concat([h0[None], hidden[:-1]], 0), outputs
 
 
-def _lstm_backward(d_outputs, d_h_last, d_c_last, gates, cells, c0, mask_tm, recurrent_kernel):
-    """The backward recurrence from the outputs' gradient `[B, T, H]`: the pre-activation gradients
-    `dz` `[T, B, 4H]` and those of `(h0, c0)`."""
-    steps, dtype = tf.shape(gates)[0], gates.dtype
+def _lstm_backward(d_outputs, d_h_last, d_c_last, gates, cells, c0, mask_tm, recurrent_kernel, steps):
+    """The backward recurrence from the outputs' gradient `[B, T, H]` over the first `steps`: the
+    pre-activation gradients `dz` `[T, B, 4H]` and those of `(h0, c0)`."""
+    dtype = gates.dtype
     # Everything the loop multiplies by that does not depend on the carried gradients, over all
     # steps at once. Masked steps get zeros here, so that their gradients pass straight through.
     m = tf.cast(mask_tm, dtype)
@@ -126,14 +127,13 @@ def _lstm_backward(d_outputs, d_h_last, d_c_last, gates, cells, c0, mask_tm, rec
         return t - 1, dh_previous, dc_new * forget[t], dz_ta.write(t, dz)
 
     _, d_h0, d_c0, dz = tf.while_loop(lambda t, *_: t >= 0, step,
-                                      [steps - 1, d_h_last, d_c_last, tf.TensorArray(dtype, size=steps)])
+                                      [steps - 1, d_h_last, d_c_last, tf.TensorArray(dtype, size=tf.shape(gates)[0])])
     return d_h0, d_c0, dz.stack()
 
 
-def _gru_forward(projected, h0, mask_tm, recurrent_kernel, recurrent_bias):
-    """The forward recurrence: the last state; `[z, r, candidate, h U_h + b_h]` and the state each step
-    starts from `[T, B, ...]`; the outputs `[B, T, H]` (zero on masked steps)."""
-    steps = tf.shape(projected)[0]
+def _gru_forward(projected, h0, mask_tm, recurrent_kernel, recurrent_bias, steps):
+    """The forward recurrence over the first `steps`: the last state; `[z, r, candidate, h U_h + b_h]`
+    and the state each step starts from `[T, B, ...]`; the outputs `[B, T, H]` (zero on masked steps)."""
 
     def step(t, h, gates_ta, hidden_ta):
         xz, xr, xh = tf.split(projected[t], 3, axis=1)
@@ -143,15 +143,15 @@ def _gru_forward(projected, h0, mask_tm, recurrent_kernel, recurrent_bias):
         h_new = tf.where(mask_tm[t], z * h + (1 - z) * candidate, h)
         return t + 1, h_new, gates_ta.write(t, tf.concat([z, r, candidate, rh], 1)), hidden_ta.write(t, h_new)
 
-    arrays = [tf.TensorArray(projected.dtype, size=steps) for _ in range(2)]
+    arrays = [tf.TensorArray(projected.dtype, size=tf.shape(projected)[0]) for _ in range(2)]
     _, h_last, gates, hidden = tf.while_loop(lambda t, *_: t < steps, step, [0, h0, *arrays])
     return (h_last, gates.stack(), *_previous_and_outputs(h0, hidden.stack(), mask_tm))
 
 
-def _gru_backward(d_outputs, d_h_last, gates, previous_hidden, mask_tm, recurrent_transposed):
-    """The backward recurrence from the outputs' gradient `[B, T, H]`: the gradients of the input
-    projection and of `h U + b_h` `[T, B, 3H]` (zero on masked steps), and that of `h0`."""
-    steps = tf.shape(gates)[0]
+def _gru_backward(d_outputs, d_h_last, gates, previous_hidden, mask_tm, recurrent_transposed, steps):
+    """The backward recurrence from the outputs' gradient `[B, T, H]` over the first `steps`: the
+    gradients of the input projection and of `h U + b_h` `[T, B, 3H]` (zero on masked steps), and
+    that of `h0`."""
     d_outputs_tm = tf.transpose(d_outputs, [1, 0, 2])
 
     def step(t, dh, dx_ta, dr_ta):
@@ -165,7 +165,7 @@ def _gru_backward(d_outputs, d_h_last, gates, previous_hidden, mask_tm, recurren
         dh_previous = tf.matmul(d_recurrent, recurrent_transposed) + tf.where(m, dh * z, dh)
         return t - 1, dh_previous, dx_ta.write(t, tf.concat([dz, dr, d_candidate], 1)), dr_ta.write(t, d_recurrent)
 
-    arrays = [tf.TensorArray(d_h_last.dtype, size=steps) for _ in range(2)]
+    arrays = [tf.TensorArray(d_h_last.dtype, size=tf.shape(gates)[0]) for _ in range(2)]
     _, d_h0, d_input, d_recurrent = tf.while_loop(lambda t, *_: t >= 0, step, [steps - 1, d_h_last, *arrays])
     return d_h0, d_input.stack(), d_recurrent.stack()
 
@@ -176,14 +176,44 @@ GRAPH_LOOPS = Loops(_lstm_forward, _lstm_backward, _gru_forward, _gru_backward)
 COMPILED_LOOPS = Loops(*map(xla_function, GRAPH_LOOPS))
 
 
+BUCKET = 16  # compiled loops over lengths known only when they run: one XLA compile per 16 lengths
+
+
+class Steps:
+    """How many steps the loops run, and the length of the arrays they run over: the same for graph
+    loops and for compiled loops of a length fixed in the graph; for compiled loops over batches of
+    every length, the arrays are padded to the next multiple of `BUCKET`, so that XLA compiles
+    once per bucket instead of once per length, and the padded steps are never run."""
+
+    def __init__(self, inputs, compiled: bool):
+        self.count = tf.shape(inputs)[1]
+        self.padded = compiled and inputs.shape[1] is None
+        self.length = (self.count + BUCKET - 1) // BUCKET * BUCKET if self.padded else self.count
+
+    def pad(self, x, axis=0):
+        """`x` with zeros (or False) after its steps along `axis`, up to the loops' length."""
+        if not self.padded:
+            return x
+        paddings = [[0, 0]] * x.shape.rank
+        paddings[axis] = [0, self.length - tf.shape(x)[axis]]
+        return tf.pad(x, paddings)
+
+    def cut(self, x, axis=0):
+        """`x` without the padded steps along `axis`."""
+        if not self.padded:
+            return x
+        return x[:self.count] if axis == 0 else x[:, :self.count]
+
+
 def _prepare(inputs, mask, go_backwards, compiled, *weights):
     """What both kernels start from: their loops, the time-major boolean mask `[T, B, 1]` in the
-    order the steps run (all true without a mask), and the weights in the inputs' dtype."""
-    loops = COMPILED_LOOPS if compiled else GRAPH_LOOPS
+    order the steps run (all true without a mask) and padded as `Steps` says, the weights in the
+    inputs' dtype, and the `Steps`."""
+    loops, steps = COMPILED_LOOPS if compiled else GRAPH_LOOPS, Steps(inputs, compiled)
     if mask is None:
         mask = tf.ones(tf.shape(inputs)[:2], dtype="bool")
-    mask_tm = _reversed(tf.transpose(mask)[:, :, None], go_backwards)
-    return loops, mask_tm, [tf.cast(w, inputs.dtype) for w in weights]
+    mask_tm = steps.pad(_reversed(tf.transpose(mask)[:, :, None], go_backwards))
+    return loops, mask_tm, [tf.cast(w, inputs.dtype) for w in weights], steps
 
 
 def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backwards=False, compiled=False):
@@ -194,7 +224,7 @@ def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backw
     `mask` is boolean `[B, T]` or None; `compiled` runs the loops under XLA.
     """
     dtype = inputs.dtype
-    loops, mask_tm, (kernel, recurrent_kernel, bias) = _prepare(
+    loops, mask_tm, (kernel, recurrent_kernel, bias), steps = _prepare(
         inputs, mask, go_backwards, compiled, kernel, recurrent_kernel, bias)
     units = tf.shape(recurrent_kernel)[0]
     # tanh(x) = 2 sigmoid(2x) - 1: one sigmoid over all four gates, the cell input's pre-scaled by 2.
@@ -208,15 +238,18 @@ def lstm_sequence(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, go_backw
         scaled_recurrent = recurrent_kernel * gate_scale
 
         h_last, c_last, gates, cells, previous_hidden, outputs = loops.lstm_forward(
-            projected, h0, c0, mask_tm, scaled_recurrent)
+            steps.pad(projected), h0, c0, mask_tm, scaled_recurrent, steps.count)
+        outputs = steps.cut(outputs, axis=1)
 
         def grad(d_outputs, d_h_last, d_c_last):
             d_outputs, d_h_last, d_c_last = _zeros_for_none((d_outputs, d_h_last, d_c_last),
                                                             (outputs, h_last, c_last))
-            d_h0, d_c0, dz = loops.lstm_backward(d_outputs, tf.cast(d_h_last, dtype), tf.cast(d_c_last, dtype),
-                                                 gates, cells, c0, mask_tm, recurrent_kernel)
+            d_h0, d_c0, dz = loops.lstm_backward(steps.pad(d_outputs, axis=1), tf.cast(d_h_last, dtype),
+                                                 tf.cast(d_c_last, dtype), gates, cells, c0, mask_tm,
+                                                 recurrent_kernel, steps.count)
             # the input and the recurrent projections share one pre-activation gradient, dz
-            d_x_tm, d_kernel, d_recurrent, dz, _ = _weight_gradients(x_tm, previous_hidden, dz, dz, kernel)
+            dz = steps.cut(dz)
+            d_x_tm, d_kernel, d_recurrent, dz, _ = _weight_gradients(x_tm, steps.cut(previous_hidden), dz, dz, kernel)
             d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
             return d_inputs, d_h0, d_c0, d_kernel, d_recurrent, tf.reduce_sum(dz, 0)
 
@@ -230,7 +263,7 @@ def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=
     from `h0`. Returns `(outputs [B, T, H], h_last)`; the other arguments as in `lstm_sequence`.
     """
     dtype = inputs.dtype
-    loops, mask_tm, (kernel, recurrent_kernel, bias) = _prepare(
+    loops, mask_tm, (kernel, recurrent_kernel, bias), steps = _prepare(
         inputs, mask, go_backwards, compiled, kernel, recurrent_kernel, bias)
 
     @tf.custom_gradient
@@ -238,14 +271,17 @@ def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=
         x_tm = _reversed(_time_major(inputs), go_backwards)
         projected = _project(x_tm, kernel, bias[0])
 
-        h_last, gates, previous_hidden, outputs = loops.gru_forward(projected, h0, mask_tm, recurrent_kernel, bias[1])
+        h_last, gates, previous_hidden, outputs = loops.gru_forward(
+            steps.pad(projected), h0, mask_tm, recurrent_kernel, bias[1], steps.count)
+        outputs = steps.cut(outputs, axis=1)
 
         def grad(d_outputs, d_h_last):
             d_outputs, d_h_last = _zeros_for_none((d_outputs, d_h_last), (outputs, h_last))
             d_h0, d_input_part, d_recurrent_part = loops.gru_backward(
-                d_outputs, tf.cast(d_h_last, dtype), gates, previous_hidden, mask_tm, tf.transpose(recurrent_kernel))
+                steps.pad(d_outputs, axis=1), tf.cast(d_h_last, dtype), gates, previous_hidden, mask_tm,
+                tf.transpose(recurrent_kernel), steps.count)
             d_x_tm, d_kernel, d_recurrent, d_input_part, d_recurrent_part = _weight_gradients(
-                x_tm, previous_hidden, d_input_part, d_recurrent_part, kernel)
+                x_tm, steps.cut(previous_hidden), steps.cut(d_input_part), steps.cut(d_recurrent_part), kernel)
             d_inputs = tf.transpose(_reversed(d_x_tm, go_backwards), [1, 0, 2])
             d_bias = tf.stack([tf.reduce_sum(d_input_part, 0), tf.reduce_sum(d_recurrent_part, 0)])
             return d_inputs, d_h0, d_kernel, d_recurrent, d_bias
@@ -290,12 +326,13 @@ def _hoisted_loop_applies(layer: keras.layers.RNN, training: bool) -> bool:
 
 
 def _xla_loops_pay_off(sequences) -> bool:
-    """XLA loops where batch and length are fixed (`fixed_shape`). Float32 only: XLA on CPUs
-    multiplies bfloat16 by converting it, where oneDNN's graph ops use the CPU's bf16 (AMX) units,
-    2.5x float32's rate. Training only (the caller's condition): inference graphs, and so exports,
-    stay free of XLA.
+    """XLA loops for float32 training: XLA fuses a step's elementwise work, which TensorFlow's
+    executor runs as a dozen small ops. Batches of every length compile once per `BUCKET` of
+    lengths (`Steps`). Not for bfloat16: XLA on CPUs multiplies bfloat16 by converting it, where
+    oneDNN's graph ops use the CPU's bf16 (AMX) units, 2.5x float32's rate. Training only (the
+    caller's condition): inference graphs, and so exports, stay free of XLA.
     """
-    return fixed_shape(sequences) and sequences.dtype == "float32"
+    return sequences.dtype == "float32"
 
 
 def _run_lstm(layer, sequences, initial_state, mask, compiled):
