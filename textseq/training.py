@@ -181,7 +181,7 @@ def build_model(recipe: Recipe, data: TaskData, strategy: tf.distribute.Strategy
             model = CarriedStates(model, recipe.train.batch_size // strategy.num_replicas_in_sync)
         speed_path = kernels.enabled(recipe.train)
         if speed_path:
-            kernels.install(model)
+            kernels.install(model, recipe.train.steps or recipe.train.epochs * steps_per_epoch)
         loss = (kernels.token_loss if speed_path else token_loss)(recipe.train.label_smoothing)
         model.compile(optimizer=make_optimizer(recipe.train, steps_per_epoch), loss=loss, metrics=[TokenAccuracy()])
         first_batch = next(iter(examples_dataset(tuple(part[-1:] for part in data.validation), 1,

@@ -1,6 +1,7 @@
 """A model with the speed path installed computes what the pure Keras model computes: logits, final
 states, the loss and every gradient, in a training step of one shape (the XLA loops and fused scores)
-and of varying shapes (the graph loops); and the core never imports TensorFlow."""
+and of varying shapes (XLA loops over padded arrays in a long run, the graph loops in a short one);
+and the core never imports TensorFlow."""
 
 import ast
 from pathlib import Path
@@ -21,11 +22,11 @@ TARGET_IN = np.array([[2, 5, 6, 0], [2, 7, 0, 0], [2, 8, 8, 9]], "int32")
 TARGET_OUT = np.array([[5, 6, 3, 0], [7, 3, 0, 0], [8, 8, 9, 3]], "int32")
 
 
-def model_pair(cell: str):
+def model_pair(cell: str, planned_steps: int | None = None):
     """The same model twice, with the same weights: pure Keras, and with the kernels installed."""
     config = ModelConfig(cell=cell, units=8, embedding_dim=6, attention_units=5, layers=2)
     pure, fast = (build_seq2seq(config, 11, 12) for _ in range(2))
-    kernels.install(fast)
+    kernels.install(fast, planned_steps)
     inputs = {"source": SOURCE, "target_in": TARGET_IN}
     pure(inputs), fast(inputs)
     fast.set_weights(pure.get_weights())
@@ -48,9 +49,10 @@ def step(model, loss, fixed_shapes: bool):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("fixed_shapes", [True, False], ids=["xla", "graph"])
-def test_the_speed_path_equals_the_keras_path(cell, fixed_shapes):
-    pure, fast = model_pair(cell)
+@pytest.mark.parametrize("fixed_shapes,planned_steps", [(True, None), (False, None), (False, 10)],
+                         ids=["xla", "xla-padded", "graph"])
+def test_the_speed_path_equals_the_keras_path(cell, fixed_shapes, planned_steps):
+    pure, fast = model_pair(cell, planned_steps)
     expected = step(pure, token_loss(0.1), fixed_shapes)
     got = step(fast, kernels.token_loss(0.1), fixed_shapes)
     np.testing.assert_allclose(got[0], expected[0], rtol=1e-4, atol=1e-5, err_msg="logits")

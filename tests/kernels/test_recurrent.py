@@ -153,7 +153,12 @@ def test_xla_loops_only_where_they_pay_off():
     assert not _uses_xla(hoisted(LSTM, 8, return_sequences=True), fixed, training=False)  # inference: exports stay plain
     # bfloat16: oneDNN's graph ops use the CPU's bf16 units, XLA converts to float32.
     assert not _uses_xla(hoisted(LSTM, 8, return_sequences=True, dtype="mixed_bfloat16"), fixed, training=True)
-    # Batches of every length compile once per 16 lengths (their arrays are padded to a bucket).
+    # Batches of every length compile once per 16 lengths (their arrays are padded to a bucket)...
     assert _uses_xla(hoisted(GRU, 8, return_sequences=True), tf.TensorSpec((2, None, 3)), training=True)
     assert _uses_xla(hoisted(GRU, 8, return_sequences=True), fixed, training=True)
+    # ...which a short run does not pay back (kernels.install with the run's planned steps).
+    short = LSTM(8, return_sequences=True, zero_output_for_mask=True)
+    install(short, any_length=False)
+    assert not _uses_xla(short, tf.TensorSpec((2, None, 3)), training=True)
+    assert _uses_xla(short, fixed, training=True)
     assert not _uses_xla(LSTM(8, return_sequences=True), fixed, training=True)  # not installed: Keras' own loop

@@ -37,7 +37,7 @@ import types
 import keras
 import tensorflow as tf
 
-from textseq.kernels.xla import xla_function
+from textseq.kernels.xla import fixed_shape, xla_function
 
 
 def _time_major(x):
@@ -291,10 +291,11 @@ def gru_sequence(inputs, h0, mask, kernel, recurrent_kernel, bias, go_backwards=
     return run(inputs, h0, kernel, recurrent_kernel, bias)
 
 
-def install(layer: keras.layers.RNN) -> None:
+def install(layer: keras.layers.RNN, any_length: bool = True) -> None:
     """Runs `layer` (a Keras LSTM or GRU) on the hoisted loops wherever Keras would otherwise step
     through time in graph ops: TensorFlow without a GPU, the default activations, a bias,
     `reset_after=True` for GRU, and no dropout while training. Elsewhere Keras' own loop runs.
+    `any_length=False` keeps XLA loops to batches whose shape the graph fixes (`_xla_loops_pay_off`).
 
     >>> layer = keras.layers.LSTM(4, return_sequences=True, zero_output_for_mask=True)
     >>> install(layer)
@@ -308,7 +309,7 @@ def install(layer: keras.layers.RNN) -> None:
         if not _hoisted_loop_applies(self, training):
             return keras_loop(sequences, initial_state, mask, training=training)
         outputs, *states = run(self, sequences, initial_state, mask,
-                               compiled=training is True and _xla_loops_pay_off(sequences))
+                               compiled=training is True and _xla_loops_pay_off(sequences, any_length))
         return outputs[:, -1], outputs, states
 
     layer.inner_loop = types.MethodType(inner_loop, layer)
@@ -325,14 +326,15 @@ def _hoisted_loop_applies(layer: keras.layers.RNN, training: bool) -> bool:
             and not tf.config.list_logical_devices("GPU"))
 
 
-def _xla_loops_pay_off(sequences) -> bool:
+def _xla_loops_pay_off(sequences, any_length: bool) -> bool:
     """XLA loops for float32 training: XLA fuses a step's elementwise work, which TensorFlow's
     executor runs as a dozen small ops. Batches of every length compile once per `BUCKET` of
-    lengths (`Steps`). Not for bfloat16: XLA on CPUs multiplies bfloat16 by converting it, where
-    oneDNN's graph ops use the CPU's bf16 (AMX) units, 2.5x float32's rate. Training only (the
-    caller's condition): inference graphs, and so exports, stay free of XLA.
+    lengths (`Steps`), which a long run pays back and a short one does not (`any_length`: see
+    `textseq.kernels.install`); fixed shapes compile once. Not for bfloat16: XLA on CPUs multiplies
+    bfloat16 by converting it, where oneDNN's graph ops use the CPU's bf16 (AMX) units, 2.5x float32's
+    rate. Training only (the caller's condition): inference graphs, and so exports, stay free of XLA.
     """
-    return sequences.dtype == "float32"
+    return sequences.dtype == "float32" and (any_length or fixed_shape(sequences))
 
 
 def _run_lstm(layer, sequences, initial_state, mask, compiled):
