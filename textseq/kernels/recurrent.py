@@ -186,7 +186,8 @@ class Steps:
     once per bucket instead of once per length, and the padded steps are never run."""
 
     def __init__(self, inputs, compiled: bool):
-        self.count = tf.shape(inputs)[1]
+        # A length the graph fixes stays a Python number: a constant of the compiled loops, as before.
+        self.count = inputs.shape[1] if inputs.shape[1] is not None else tf.shape(inputs)[1]
         self.padded = compiled and inputs.shape[1] is None
         self.length = (self.count + BUCKET - 1) // BUCKET * BUCKET if self.padded else self.count
 
