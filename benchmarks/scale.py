@@ -50,7 +50,6 @@ print("SUMMARY " + json.dumps(summary))
 """
 
 
-
 def write_corpus(data_dir: Path, out: Path, pairs: int, min_mb: int, shards: int, seed: int) -> dict:
     """The large corpus in `shards` gzip shards under `out` (kept: a manifest says what it holds)."""
     manifest = out / "manifest.json"

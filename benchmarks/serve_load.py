@@ -21,10 +21,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
-
-import numpy as np
 
 TEXTS = {
     "predict": ["a man in a blue shirt is standing on a ladder cleaning a", "two dogs", "a woman is", "",
@@ -32,7 +32,6 @@ TEXTS = {
     "translate": ["ein mann in einem blauen hemd steht auf einer leiter vor einem haus", "zwei hunde spielen im schnee .",
                   "eine frau liest ein buch ."],
 }
-
 
 
 def main() -> None:

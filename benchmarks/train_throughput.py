@@ -123,7 +123,6 @@ def time_windows(step, batches: list, windows: int, steps: int, warm_up: int = 3
     return {"tokens_per_s": statistics.median(rates), "loss": float(np.mean(losses))}
 
 
-
 def ptb_batches(batches: np.ndarray) -> list:
     return [(batches[0, i], batches[1, i]) for i in range(batches.shape[1])]
 
@@ -349,7 +348,6 @@ def matmul_rate(matmul, to_tensor) -> float:
             times.append(time.perf_counter() - started)
         best = max(best, 2 * m * k * n / min(times) / 1e9)
     return best
-
 
 
 def run_worker(args, side: str, extra: list[str] = ()) -> dict:
