@@ -51,6 +51,24 @@ def test_graph_and_eager_decoding_agree(translator):
     np.testing.assert_array_equal(np.asarray(eager), graph.numpy())
 
 
+def test_one_texts_beam_search_on_xla_finds_what_the_graph_finds_in_a_batch(translator):
+    # One text (a server's request) is searched as one XLA computation over ids padded to a multiple
+    # of 16 steps; in a batch, by TensorFlow's graph. Padding is masked, so both find the same.
+    options = DecodingOptions(max_length=12, beam_size=3, n_best=2)
+    for text, prefix in [("Saturday, 1 May 1976", None), ("05/06/07", None), ("3rd of March 1998", "19")]:
+        alone_ids = translator.encode([text])
+        batch_ids = translator.encode([text, "the 9th of october, 2015 and more"])  # a longer row pads this one
+        forced = [translator.texts.prefix([prefix] * n, options) for n in (1, 2)] if prefix else [None, None]
+        alone = translator.search(alone_ids, options, forced[0])
+        batch = translator.search(batch_ids, options, forced[1])
+        np.testing.assert_array_equal(alone[0].numpy()[0], batch[0].numpy()[0])
+        np.testing.assert_allclose(alone[1].numpy()[0], batch[1].numpy()[0], atol=1e-5)
+        steps = alone_ids.shape[1]
+        assert alone[2].shape[-1] == steps  # the weights cover the text's own steps, not the padding
+        np.testing.assert_allclose(alone[2].numpy()[0], batch[2].numpy()[0, ..., :steps], atol=1e-5)
+        assert (batch[2].numpy()[0, ..., steps:] == 0).all()
+
+
 def test_beam_of_one_is_exactly_greedy(translator):
     source = translator.encode(SOURCES)
     greedy = greedy_search(translator.model, source, max_length=12)

@@ -24,6 +24,14 @@ class Hypothesis(NamedTuple):
     score: float  # sum of token log-probabilities, over the length penalty for beam search with alpha > 0
 
 
+BUCKET = 16  # a one-text beam search compiles once per 16 source (and prefix) lengths
+
+
+def to_bucket(ids: tf.Tensor) -> tf.Tensor:
+    """Pads `[batch, steps]` ids with PAD to the next multiple of `BUCKET` steps."""
+    return tf.pad(ids, [[0, 0], [0, -ids.shape[1] % BUCKET]], constant_values=PAD)
+
+
 def at_least_one_step(ids: tf.Tensor) -> tf.Tensor:
     """Pads `[batch, steps]` ids with PAD to one step when there are none (an empty text)."""
     return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
@@ -65,13 +73,25 @@ class TextTranslator:
         return source_ids(self.source, tf.constant(texts, tf.string), self.max_source_length)
 
     def search(self, source_ids: tf.Tensor, options: DecodingOptions, prefix: tf.Tensor | None = None):
-        """`decode` compiled once per options (and with or without a prefix): (tokens, scores, weights)."""
-        key = (options, prefix is not None)
+        """`decode` compiled once per options (and with or without a prefix): (tokens, scores, weights).
+
+        A beam search of one text (a server's request) runs as one XLA computation: TensorFlow's
+        graph runs each of the beam's many small ops per step on its own, which took 40% of its
+        time. XLA compiles per shape, so the text's ids (and its prefix) are padded to a multiple of
+        `BUCKET` steps (padding is masked); batches keep the graph, whose shapes vary too much.
+        """
+        one_beam = options.method == "beam" and source_ids.shape[0] == 1
+        key = (options, prefix is not None, one_beam)
         if key not in self._compiled:
             ids = tf.TensorSpec([None, None], tf.int32)
             self._compiled[key] = tf.function(lambda *given: decode(self.model, given[0], options, *given[1:]),
-                                              input_signature=[ids, ids] if prefix is not None else [ids])
-        return self._compiled[key](source_ids, *([prefix] if prefix is not None else []))
+                                              input_signature=[ids, ids] if prefix is not None else [ids],
+                                              jit_compile=one_beam)
+        given = [source_ids, *([prefix] if prefix is not None else [])]
+        if not one_beam:
+            return self._compiled[key](*given)
+        tokens, scores, weights = self._compiled[key](*(to_bucket(ids) for ids in given))
+        return tokens, scores, weights[..., :source_ids.shape[1]]
 
     def prefix(self, prefixes: list[str], options: DecodingOptions) -> tf.Tensor:
         """The ids each output must start with."""
