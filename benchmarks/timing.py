@@ -3,6 +3,8 @@
 >>> times = timed(lambda text: text.upper(), ["a", "b", "c"], warm_up=1)
 >>> sorted(spread(times))
 ['calls', 'median_ms', 'p99_ms']
+>>> sorted(timed_together({"upper": str.upper, "lower": str.lower}, ["a", "b"], warm_up=1))
+['lower', 'upper']
 >>> spread([1.0, 2.0, 3.0, 4.0])["p99_ms"]
 3.0
 """
@@ -24,6 +26,23 @@ def timed(call, inputs, warm_up: int = 5) -> list[float]:
         started = time.perf_counter()
         call(x)
         times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def timed_together(calls: dict, inputs, warm_up: int = 5) -> dict[str, list[float]]:
+    """`timed` for several calls at once: each input goes to every call in turn, the order rotating
+    from one input to the next, so that a slow phase of a shared machine falls on all of them alike
+    (timed one after the other, their ratios swing with the machine)."""
+    inputs, names = list(inputs), list(calls)
+    for x in inputs[:warm_up]:
+        for name in names:
+            calls[name](x)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i, x in enumerate(inputs):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            started = time.perf_counter()
+            calls[name](x)
+            times[name].append((time.perf_counter() - started) * 1000)
     return times
 
 

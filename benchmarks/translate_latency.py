@@ -4,16 +4,20 @@
     python benchmarks/translate_latency.py runs/multi30k-de-en-spm --export exports/m30k-spm \\
         --sources ~/.cache/textseq/multi30k/raw/test_2016_flickr.de.gz
 
-Three callers, each given the sentences one at a time after warm-up:
-- `translate`: `Translator.translate([text])`, what `textseq translate` runs for each input;
+Callers, each given the sentences one at a time after warm-up:
+- `translate`: `Translator.translate([text])`, what `textseq translate` runs for one sentence;
 - `explain`: `Translator.explain(text)`, what `textseq serve`'s `/api/translate` runs (the
   translation and its attention weights);
 - `saved_model`: the export's `translate` signature (the recipe's `decode:` settings), loaded with
-  TensorFlow (and tensorflow-text for a SentencePiece run) alone, as a model server runs it.
+  TensorFlow (and tensorflow-text for a SentencePiece run) alone, as a model server runs it;
+- `graph search` beside `search`: the search alone (ids in, tokens out) as the library runs it (one
+  XLA computation for a beam search of one text) and as a plain TensorFlow graph of the same
+  `decode`: the reference its speed-up is measured against.
 
 The sentences are the first --count lines of --sources (test2016's German by default: real lengths,
 not one sentence repeated), each timed once per caller and beam; the table gives the median and p99
-per call over them, and the median for the 13-word sentence below timed --calls times. TensorFlow
+per call over them, and the median for the 13-word sentence below timed --calls times. Every sentence goes to every caller in turn (the order
+rotating), so the ratios hold on a machine whose speed swings. TensorFlow
 uses its default threads (every core). Prints a table, then one JSON object as the last line.
 """
 
@@ -23,13 +27,14 @@ import argparse
 import gzip
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import spread, timed  # noqa: E402
+from timing import spread, timed_together  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 SENTENCE = "Ein Mann in einem blauen Hemd steht auf einer Leiter und putzt ein Fenster."  # 13 words
@@ -53,6 +58,7 @@ def main() -> None:
 
     import tensorflow as tf
 
+    from textseq.decoding import decode
     from textseq.inference import Translator
 
     texts = read_sources(args.sources, args.count) if args.sources else [SENTENCE]
@@ -60,8 +66,12 @@ def main() -> None:
     callers = {}
     for beam in args.beams:
         options = translator.options(beam_size=beam)
+        graph = tf.function(lambda ids, o=options: decode(translator.model, ids, o),
+                            input_signature=[tf.TensorSpec([None, None], tf.int32)])
         callers[f"translate beam {beam}"] = lambda text, o=options: translator.translate([text], o)
         callers[f"explain beam {beam}"] = lambda text, o=options: translator.explain(text, o)
+        callers[f"search beam {beam}"] = lambda text, o=options: translator.search(translator.encode([text]), o)[0].numpy()
+        callers[f"graph search beam {beam}"] = lambda text, g=graph: g(translator.encode([text]))[0].numpy()
     if args.export:
         meta = json.loads((args.export / "assets" / "textseq.json").read_text())
         if "tensorflow_text" in meta.get("requires", []):
@@ -69,16 +79,21 @@ def main() -> None:
         signature = tf.saved_model.load(str(args.export)).signatures["translate"]  # the recipe's decoding
         callers[f"saved_model beam {translator.recipe.decode.beam_size}"] = lambda text: signature(text=tf.constant([text]))
 
-    rows = {}
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {len(texts)} sources", file=sys.stderr)
-    print(f"{'caller':<22}{'median ms':>11}{'p99 ms':>9}{'13 words ms':>13}")
-    for name, call in callers.items():
-        row = {**spread(timed(call, texts)),
-               "sentence_median_ms": spread(timed(call, [SENTENCE] * args.calls))["median_ms"]}
-        rows[name] = row
-        print(f"{name:<22}{row['median_ms']:>11.2f}{row['p99_ms']:>9.2f}{row['sentence_median_ms']:>13.2f}")
+    # Warm-up on every source once: a one-text beam search compiles once per 16 source lengths.
+    over_sources = timed_together(callers, texts, warm_up=len(texts))
+    on_sentence = timed_together(callers, [SENTENCE] * args.calls)
+    rows = {name: {**spread(over_sources[name]), "sentence_median_ms": spread(on_sentence[name])["median_ms"]}
+            for name in callers}
+    print(f"{'caller':<24}{'median ms':>11}{'p99 ms':>9}{'13 words ms':>13}")
+    for name, row in rows.items():
+        print(f"{name:<24}{row['median_ms']:>11.2f}{row['p99_ms']:>9.2f}{row['sentence_median_ms']:>13.2f}")
+    speedups = {f"beam {beam}": round(statistics.median(
+        g / s for g, s in zip(over_sources[f"graph search beam {beam}"], over_sources[f"search beam {beam}"])), 2)
+        for beam in args.beams}
+    print(f"search against the graph search, median of per-sentence ratios: {speedups}")
     print(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "run": str(args.run), "sources": len(texts),
-                      "rows": rows}))
+                      "rows": rows, "search_speedup": speedups}))
 
 
 if __name__ == "__main__":
