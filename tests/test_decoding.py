@@ -51,9 +51,11 @@ def test_graph_and_eager_decoding_agree(translator):
     np.testing.assert_array_equal(np.asarray(eager), graph.numpy())
 
 
-def test_one_texts_beam_search_on_xla_finds_what_the_graph_finds_in_a_batch(translator):
-    # One text (a server's request) is searched as one XLA computation over ids padded to a multiple
-    # of 16 steps; in a batch, by TensorFlow's graph. Padding is masked, so both find the same.
+def test_one_texts_beam_search_on_xla_finds_what_the_graph_finds_in_a_batch(trained_run):
+    # A server's one text is searched as one XLA computation over ids padded to a multiple of 16
+    # steps; in a batch, by TensorFlow's graph. Padding is masked, so both find the same.
+    translator = Translator.from_run(trained_run)
+    translator.texts.xla_for_one_text = True
     options = DecodingOptions(max_length=12, beam_size=3, n_best=2)
     for text, prefix in [("Saturday, 1 May 1976", None), ("05/06/07", None), ("3rd of March 1998", "19")]:
         alone_ids = translator.encode([text])

@@ -61,11 +61,18 @@ def with_prefix(decoded: tf.Tensor, prefixes: tf.Tensor, forced: tf.Tensor, toke
 
 
 class TextTranslator:
-    """A model with its source and target tokenizers: texts in, hypotheses out."""
+    """A model with its source and target tokenizers: texts in, hypotheses out.
 
-    def __init__(self, model: Seq2Seq, source: TextTokenizer, target: TextTokenizer, max_source_length: int):
+    `xla_for_one_text`: a beam search of one text runs as one XLA computation (see `search`): 1.7x
+    faster per text, for a compile of a few seconds per 16 source lengths, so for a process that
+    translates one text at a time many times: `textseq serve` turns it on.
+    """
+
+    def __init__(self, model: Seq2Seq, source: TextTokenizer, target: TextTokenizer, max_source_length: int,
+                 xla_for_one_text: bool = False):
         self.model, self.source, self.target = model, source, target
         self.max_source_length = max_source_length
+        self.xla_for_one_text = xla_for_one_text
         self._compiled: dict = {}
 
     def encode(self, texts: list[str]) -> tf.Tensor:
@@ -75,12 +82,13 @@ class TextTranslator:
     def search(self, source_ids: tf.Tensor, options: DecodingOptions, prefix: tf.Tensor | None = None):
         """`decode` compiled once per options (and with or without a prefix): (tokens, scores, weights).
 
-        A beam search of one text (a server's request) runs as one XLA computation: TensorFlow's
-        graph runs each of the beam's many small ops per step on its own, which took 40% of its
-        time. XLA compiles per shape, so the text's ids (and its prefix) are padded to a multiple of
-        `BUCKET` steps (padding is masked); batches keep the graph, whose shapes vary too much.
+        With `xla_for_one_text`, a beam search of one text (a server's request) runs as one XLA
+        computation: TensorFlow's graph runs each of the beam's many small ops per step on its own,
+        which took 40% of its time. XLA compiles per shape, so the text's ids (and its prefix) are
+        padded to a multiple of `BUCKET` steps (padding is masked); batches keep the graph, whose
+        shapes vary too much.
         """
-        one_beam = options.method == "beam" and source_ids.shape[0] == 1
+        one_beam = self.xla_for_one_text and options.method == "beam" and source_ids.shape[0] == 1
         key = (options, prefix is not None, one_beam)
         if key not in self._compiled:
             ids = tf.TensorSpec([None, None], tf.int32)

@@ -50,6 +50,8 @@ class Api:
 
     def __init__(self, loaded: LanguageModel | Translator, name: str):
         self.loaded, self.name = loaded, name
+        if isinstance(loaded, Translator):  # one text per request, for as long as it runs: worth XLA's compiles
+            loaded.texts.xla_for_one_text = True
 
     def info(self) -> dict:
         loaded = self.loaded
