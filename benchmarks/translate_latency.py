@@ -5,20 +5,21 @@
         --sources ~/.cache/textseq/multi30k/raw/test_2016_flickr.de.gz
 
 Callers, each given the sentences one at a time after warm-up:
-- `translate`: `Translator.translate([text])`, what `textseq translate` runs for one sentence;
+- `translate`: `Translator.translate([text])` on one sentence;
 - `explain`: `Translator.explain(text)`, what `textseq serve`'s `/api/translate` runs (the
-  translation and its attention weights);
+  translation and its attention weights); both on a translator set as the server sets it
+  (`xla_for_one_text` on);
 - `saved_model`: the export's `translate` signature (the recipe's `decode:` settings), loaded with
   TensorFlow (and tensorflow-text for a SentencePiece run) alone, as a model server runs it;
-- `graph search` beside `search`: the search alone (ids in, tokens out) as the library runs it (one
-  XLA computation for a beam search of one text) and as a plain TensorFlow graph of the same
-  `decode`: the reference its speed-up is measured against.
+- `graph search` beside `search`: the search alone (ids in, tokens out) as the server runs it (one
+  XLA computation for a beam search) and as a plain TensorFlow graph of the same `decode`, what
+  `textseq translate` runs: the reference the speed-up is measured against.
 
 The sentences are the first --count lines of --sources (test2016's German by default: real lengths,
 not one sentence repeated), each timed once per caller and beam; the table gives the median and p99
-per call over them, and the median for the 13-word sentence below timed --calls times. Every sentence goes to every caller in turn (the order
-rotating), so the ratios hold on a machine whose speed swings. TensorFlow
-uses its default threads (every core). Prints a table, then one JSON object as the last line.
+per call over them, and the median for the 13-word sentence below timed --calls times. Every
+sentence goes to every caller in turn (the order rotating), so the ratios hold on a machine whose
+speed swings. TensorFlow uses its default threads (every core). Prints a table, then one JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
 
     texts = read_sources(args.sources, args.count) if args.sources else [SENTENCE]
     translator = Translator.from_run(args.run)
+    translator.texts.xla_for_one_text = True  # as textseq serve holds it
     callers = {}
     for beam in args.beams:
         options = translator.options(beam_size=beam)
