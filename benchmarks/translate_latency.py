@@ -19,7 +19,8 @@ The sentences are the first --count lines of --sources (test2016's German by def
 not one sentence repeated), each timed once per caller and beam; the table gives the median and p99
 per call over them, and the median for the 13-word sentence below timed --calls times. Every
 sentence goes to every caller in turn (the order rotating), so the ratios hold on a machine whose
-speed swings. TensorFlow uses its default threads (every core). Prints a table, then one JSON object as the last line.
+speed swings. TensorFlow uses its default threads (every core). Prints a table, then one JSON
+object as the last line.
 """
 
 from __future__ import annotations
