@@ -3,9 +3,10 @@
     python benchmarks/serve_load.py runs/multi30k-en-lm                      # /api/predict
     python benchmarks/serve_load.py runs/multi30k-de-en --clients 4          # /api/translate
 
-Starts `textseq serve RUN --port 0`, sends --requests requests from --clients threads (each with its
-own connection per request, as browsers' fetches are), and reports the p50/p99 latency, the
-throughput and the error count. Prints a table, and as its last line one JSON object.
+Starts `textseq serve RUN --port 0`, sends each text once (their times are reported apart: the
+server's first requests trace and compile), then --requests requests from --clients threads (each
+with its own connection per request, as browsers' fetches are), and reports the p50/p99 latency,
+the throughput and the error count. Prints a table, and as its last line one JSON object.
 """
 
 from __future__ import annotations
@@ -50,22 +51,30 @@ def main() -> None:
     texts = TEXTS[endpoint]
     latencies, errors, lock = [], [], threading.Lock()
 
+    def send(text: str) -> tuple[float, str | None]:
+        """One request: its seconds, and the error if it failed."""
+        request = urllib.request.Request(url + "api/" + endpoint, data=json.dumps({"text": text}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                response.read()
+                error = None if response.status == 200 else f"status {response.status}"
+        except urllib.error.URLError as failure:
+            error = str(failure)
+        return time.perf_counter() - started, error
+
     def client(index: int, count: int) -> None:
         for i in range(count):
-            body = json.dumps({"text": texts[(index + i) % len(texts)]}).encode()
-            request = urllib.request.Request(url + "api/" + endpoint, data=body,
-                                             headers={"Content-Type": "application/json"})
-            started = time.perf_counter()
-            try:
-                with urllib.request.urlopen(request, timeout=120) as response:
-                    response.read()
-                    ok = response.status == 200
-            except urllib.error.URLError as error:
-                ok, error_text = False, str(error)
+            seconds, error = send(texts[(index + i) % len(texts)])
             with lock:
-                latencies.append(time.perf_counter() - started)
-                if not ok:
-                    errors.append(error_text)
+                latencies.append(seconds)
+                if error:
+                    errors.append(error)
+
+    # Each text once, alone, before the clients: the server's first requests trace (and, for a
+    # translation, compile) its searches, which a server does once, not per request.
+    first_seconds = [send(text)[0] for text in texts]
 
     counts = [args.requests // args.clients + (i < args.requests % args.clients) for i in range(args.clients)]
     threads = [threading.Thread(target=client, args=(i, n)) for i, n in enumerate(counts)]
@@ -81,7 +90,8 @@ def main() -> None:
     p50, p99 = (float(x) for x in np.percentile(latencies, [50, 99]) * 1000)
     result = {"endpoint": f"/api/{endpoint}", "run": args.run.name, "clients": args.clients,
               "requests": len(latencies), "errors": len(errors), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
-              "requests_per_s": round(len(latencies) / wall, 1), "cpu": cpu_model()}
+              "requests_per_s": round(len(latencies) / wall, 1), "first_requests_ms": [round(x * 1000) for x in first_seconds],
+              "cpu": cpu_model()}
     print("| endpoint | run | clients | requests | errors | p50 | p99 | requests/s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     print(f"| {result['endpoint']} | {result['run']} | {args.clients} | {result['requests']} | {result['errors']} | "
