@@ -18,21 +18,14 @@ import time
 def timed(call, inputs, warm_up: int = 5) -> list[float]:
     """Milliseconds of `call(x)` for each `x` of `inputs`, after calling it on the first `warm_up`
     of them (tracing, caches and the interpreter's first allocations are not what a user waits on)."""
-    inputs = list(inputs)
-    for x in inputs[:warm_up]:
-        call(x)
-    times = []
-    for x in inputs:
-        started = time.perf_counter()
-        call(x)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
+    return timed_together({"call": call}, inputs, warm_up)["call"]
 
 
 def timed_together(calls: dict, inputs, warm_up: int = 5) -> dict[str, list[float]]:
-    """`timed` for several calls at once: each input goes to every call in turn, the order rotating
-    from one input to the next, so that a slow phase of a shared machine falls on all of them alike
-    (timed one after the other, their ratios swing with the machine)."""
+    """`timed` for several calls over the same inputs (`timed` is the case of one): each input goes
+    to every call in turn, the order rotating from one input to the next, so that a slow phase of a
+    shared machine falls on all of them alike (timed one after the other, their ratios swing with
+    the machine)."""
     inputs, names = list(inputs), list(calls)
     for x in inputs[:warm_up]:
         for name in names:
