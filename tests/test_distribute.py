@@ -55,6 +55,7 @@ def test_mixed_bfloat16_trains_to_a_finite_loss_with_float32_logits(tmp_path):
         model = build_seq2seq(ModelConfig(units=8, embedding_dim=4, attention_units=4), 10, 10)
     logits = model({"source": np.array([[4, 5]]), "target_in": np.array([[2, 6]])})
     assert logits.dtype == "float32" and model.decoder.combine.compute_dtype == "bfloat16"
+    assert model.decoder.logits.compute_dtype == "bfloat16"  # the output product uses the bf16 units
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
 
 

@@ -13,6 +13,7 @@ from keras import ops
 
 from conftest import ROOT, TINY, run_script_without_textseq, tiny_lm, trained
 from textseq.cli import cli
+from textseq.distribute import precision
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator
 from textseq.layers import LuongAttention
@@ -83,6 +84,19 @@ def test_tied_logits_score_tokens_with_the_one_embedding_matrix():
     # Its logit is the bias alone now: the output layer reads the same matrix.
     np.testing.assert_allclose(after[..., 11], ops.broadcast_to(model.decoder.logits.bias[11], after.shape[:2]))
     assert not np.allclose(before[..., 11], after[..., 11])
+
+
+@pytest.mark.parametrize("options", ["tied", "tied, projected"])
+def test_tied_logits_multiply_in_bfloat16_under_mixed_bfloat16_and_return_float32(options):
+    exact = small(**OPTIONS[options])
+    with precision("mixed_bfloat16"):
+        mixed = small(**OPTIONS[options])
+    inputs = {"source": SOURCE, "target_in": TARGET}
+    expected = exact(inputs)
+    mixed.set_weights(exact.get_weights())
+    logits = mixed(inputs)
+    assert logits.dtype == "float32" and mixed.decoder.logits.compute_dtype == "bfloat16"
+    assert 0 < float(ops.max(ops.abs(logits - expected))) < 0.1  # bfloat16 products, not float32 ones
 
 
 def test_tying_the_keyboard_models_embeddings_cuts_it_to_about_a_third():

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from textseq.layers import Dense
+from textseq.layers import Dense, Logits
 
 
 def test_dense_matches_keras_dense_on_3d_inputs_with_gradients():
@@ -57,3 +57,27 @@ def test_dense_under_mixed_bfloat16_matches_keras_dense_and_keeps_float32_weight
     np.testing.assert_allclose(tf.cast(y, "float32").numpy(), tf.cast(expected, "float32").numpy(), rtol=2e-2, atol=2e-2)
     for gradient, expected_gradient in zip(gradients, expected_gradients):
         np.testing.assert_allclose(gradient.numpy(), expected_gradient.numpy(), rtol=2e-2, atol=2e-2)
+
+
+def test_logits_multiply_in_bfloat16_under_mixed_bfloat16_and_return_float32():
+    ours = Logits(5, dtype="mixed_bfloat16")
+    reference = keras.layers.Dense(5, dtype="mixed_bfloat16")
+    full = Logits(5)  # float32: exactly textseq's Dense
+    inputs = tf.constant(np.random.default_rng(3).normal(size=(3, 4, 6)), "float32")
+    for layer in (ours, reference, full):
+        layer.build(inputs.shape)
+    reference.set_weights(ours.get_weights())
+    full.set_weights(ours.get_weights())
+    with tf.GradientTape() as tape:
+        y = ours(inputs)
+        total = tf.reduce_sum(y * tf.range(5, dtype="float32"))
+    gradients = tape.gradient(total, ours.trainable_variables)
+    assert y.dtype == tf.float32 and [g.dtype for g in gradients] == [tf.float32, tf.float32]
+    # the bfloat16 product, cast: what Keras' mixed Dense gives, not the float32 product
+    np.testing.assert_array_equal(y.numpy(), tf.cast(reference(inputs), "float32").numpy())
+    exact = full(inputs).numpy()
+    assert 0 < np.abs(y.numpy() - exact).max() < 5e-2
+    dense = Dense(5)
+    dense.build(inputs.shape)
+    dense.set_weights(ours.get_weights())
+    np.testing.assert_array_equal(exact, dense(inputs).numpy())

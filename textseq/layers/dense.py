@@ -27,3 +27,20 @@ class Dense(keras.layers.Dense):
             return super().call(inputs, training=training)
         outputs = super().call(ops.reshape(inputs, (-1, inputs.shape[-1])), training=training)
         return ops.reshape(outputs, (*ops.shape(inputs)[:-1], self.units))
+
+
+@keras.saving.register_keras_serializable(package="textseq")
+class Logits(Dense):
+    """The output layer over a vocabulary: `Dense` whose product runs in the layer's compute dtype and
+    whose logits are float32, so that the softmax and the loss are float32 under mixed precision too.
+
+    Under mixed_bfloat16 the product, the largest of a decoder step, uses the bfloat16 units of the
+    CPU (AVX512_BF16, AMX) or TPU, as PyTorch's autocast and Keras' mixed-precision guide do it.
+
+    >>> layer = Logits(3, dtype="mixed_bfloat16")
+    >>> keras.backend.standardize_dtype(layer(ops.ones((2, 4, 5))).dtype), layer.compute_dtype
+    ('float32', 'bfloat16')
+    """
+
+    def call(self, inputs, training=None):
+        return ops.cast(super().call(inputs, training=training), "float32")

@@ -10,8 +10,8 @@ class TiedLogits(keras.layers.Layer):
     """Logits `x P E^T + b` from the target embedding matrix `E` (Press & Wolf, 2017; Inan et al., 2017).
 
     The output layer and the embedding share one `[vocab, embedding_dim]` matrix; where the inputs
-    are not of the embedding's size, a learned projection `P` (no bias) maps them to it. Logits are
-    float32, as the untied output layer's are.
+    are not of the embedding's size, a learned projection `P` (no bias) maps them to it. The products
+    run in the layer's compute dtype and the logits are float32, as the untied `Logits` do.
 
     Args:
         embedding: the `keras.layers.Embedding` whose matrix scores the tokens (its owner builds it).
@@ -26,7 +26,7 @@ class TiedLogits(keras.layers.Layer):
     """
 
     def __init__(self, embedding: keras.layers.Embedding, **kwargs):
-        super().__init__(dtype="float32", **kwargs)
+        super().__init__(**kwargs)
         self.embedding = embedding  # shared: its weights are saved once, where its owner holds it
         self.units = embedding.input_dim
 
@@ -41,7 +41,7 @@ class TiedLogits(keras.layers.Layer):
         if self.projection is not None:
             x = ops.matmul(x, self.projection)
         table = ops.cast(self.embedding.embeddings, x.dtype)
-        logits = ops.matmul(x, ops.transpose(table)) + self.bias
+        logits = ops.cast(ops.matmul(x, ops.transpose(table)) + self.bias, "float32")
         return ops.reshape(logits, (*ops.shape(inputs)[:-1], self.units))
 
     def compute_output_shape(self, input_shape):

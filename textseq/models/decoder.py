@@ -13,7 +13,7 @@ from keras import ops
 
 from textseq.constants import PAD
 from textseq.layers.attention import BahdanauAttention
-from textseq.layers.dense import Dense
+from textseq.layers.dense import Dense, Logits
 from textseq.layers.luong import LuongAttention
 from textseq.layers.tied import TiedLogits
 from textseq.models.recurrent import check_dropout, check_positive, recurrent_layer
@@ -81,9 +81,9 @@ class Decoder(Stepping, keras.layers.Layer):
                      for i in range(num_layers)]
         self.attention = attention
         self.combine = Dense(units, activation="tanh", name="combine")
-        # Logits stay float32 under mixed precision, so the softmax and the loss do too.
+        # Logits are float32 under mixed precision (the product is not), so the softmax and the loss are too.
         self.logits = (TiedLogits(self.embedding, name="logits") if tie_embeddings
-                       else Dense(vocab_size, dtype="float32", name="logits"))
+                       else Logits(vocab_size, name="logits"))
         self.drop = keras.layers.Dropout(dropout)
 
     def build(self, token_ids_shape, initial_states_shape, encoder_outputs_shape, encoder_mask_shape):
