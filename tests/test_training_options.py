@@ -60,6 +60,25 @@ def test_accumulating_two_batches_makes_the_update_of_one_twice_as_large():
     assert any(not np.allclose(a, b) for a, b in zip(large, weights_after_one_update(32, accumulate=1)))
 
 
+@pytest.mark.parametrize("kernels", ["auto", "keras"])
+def test_the_average_warms_up_so_a_short_run_averages_its_recent_weights(kernels):
+    # SGD at rate 1 against a gradient of -1: the weight after update n is n.
+    config = TrainConfig(optimizer="sgd", learning_rate=1.0, clipnorm=None, ema=0.999, kernels=kernels)
+    optimizer = make_optimizer(config, steps_per_epoch=1)
+    weight = keras.Variable(0.0)
+    optimizer.build([weight])
+    step = tf.function(lambda: optimizer.apply_gradients([(tf.constant(-1.0), weight)]))
+    expected = 0.0
+    for n in range(300):
+        step()
+        decay = 0.0 if n == 0 else min(0.999, (1 + n) / (10 + n))  # TensorFlow's num_updates warm-up
+        expected = decay * expected + (1 - decay) * (n + 1)
+    average = float(optimizer._model_variables_moving_average[0].numpy())
+    assert average == pytest.approx(expected, rel=1e-5)
+    # Roughly the last tenth of the run; Keras' plain decay would still hold 74% of the initial 0.
+    assert 260 < average < 300
+
+
 def test_ema_validates_and_keeps_the_average_and_resumes_from_the_trained_weights(tmp_path):
     run = tmp_path / "run"
     train(recipe_from_dict(TINY, ["train.ema=0.5"]), run, verbose=0)

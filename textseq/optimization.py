@@ -8,6 +8,7 @@ warmup_steps, accumulate, ema, clipnorm).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import keras
@@ -77,13 +78,49 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def optimizer_class(config: TrainConfig) -> type[keras.optimizers.Optimizer]:
-    """The recipe's optimizer: Keras' own, or with the speed path's exact sparse clipping."""
+    """The recipe's optimizer: Keras' own, or with the speed path's exact sparse clipping; with
+    train.ema, its average warms up (`WarmedUpAverage`)."""
     if kernels.enabled(config):
         from textseq.kernels.optimizers import OPTIMIZERS
 
-        return OPTIMIZERS[config.optimizer]
-    return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
-            "rmsprop": keras.optimizers.RMSprop}[config.optimizer]
+        base = OPTIMIZERS[config.optimizer]
+    else:
+        base = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+                "rmsprop": keras.optimizers.RMSprop}[config.optimizer]
+    return averaging(base) if config.ema else base
+
+
+class WarmedUpAverage:
+    """Mixin for a Keras optimizer with `use_ema`: after `n` updates the average moves with the decay
+    `min(ema_momentum, (1 + n) / (10 + n))`, as TensorFlow's `ExponentialMovingAverage` with
+    `num_updates` does. Keras' own average starts from the initial weights with the full decay, so
+    after 1,000 updates at 0.999 a third of it is still the untrained model; warmed up, it averages
+    roughly the last tenth of the updates until that is longer than `1 / (1 - ema)`.
+
+    >>> [round(float(warmed_up_decay(0.999, n)), 3) for n in (1, 90, 10_000)]
+    [0.182, 0.91, 0.999]
+    """
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        if not self.use_ema:
+            return
+        decay = warmed_up_decay(self.ema_momentum, ops.cast(self.iterations, "float32"))
+        decay = ops.where(ops.equal(self.iterations, 0), 0.0, decay)  # the first update: the weights themselves
+        for variable, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                rate = ops.cast(1.0 - decay, variable.dtype)
+                average.assign(ops.add(average, ops.multiply(rate, ops.subtract(variable, average))))
+
+
+def warmed_up_decay(ema: float, updates):
+    """The average's decay after `updates` updates (see `WarmedUpAverage`)."""
+    return ops.minimum(ema, (1.0 + updates) / (10.0 + updates))
+
+
+@functools.cache
+def averaging(base: type[keras.optimizers.Optimizer]) -> type[keras.optimizers.Optimizer]:
+    """`base` with `WarmedUpAverage`, one class per optimizer."""
+    return type(base.__name__, (WarmedUpAverage, base), {"__doc__": base.__doc__})
 
 
 @contextlib.contextmanager

@@ -239,9 +239,9 @@ class TrainConfig:
         1, "batches whose gradients are averaged into one update: an effective batch of batch_size x accumulate "
            "(train.steps counts batches)", min=1, max=MAX_COUNT)
     ema: Optional[float] = option(
-        None, "keep an exponential moving average of the weights with this decay, e.g. 0.999: validation, "
-              "train.select_by and the best weights (model.weights.h5) use the average; checkpoints keep both. "
-              "null: none", min=0.0, below=1.0)
+        None, "keep an exponential moving average of the weights with this decay, e.g. 0.999, warmed up as "
+              "min(ema, (1 + n) / (10 + n)) after n steps: validation, train.select_by and the best weights "
+              "(model.weights.h5) use the average; checkpoints keep both. null: none", min=0.0, below=1.0)
     label_smoothing: float = option(0.0, "share of each target's probability spread over the whole vocabulary in the training loss", min=0.0, below=1.0)
     seed: int = option(0, "seed of weights initialisation, dropout and shuffling", min=0, max=MAX_SEED)
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = option(
