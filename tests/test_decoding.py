@@ -113,6 +113,42 @@ class ScriptedModel:
         return logits, [[steps + 1]], ops.ones((ops.shape(token_ids)[0], 1))
 
 
+class CountedSteps(ScriptedModel):
+    steps = 0
+
+    def step(self, token_ids, states, memory):
+        self.steps += 1
+        return super().step(token_ids, states, memory)
+
+
+def test_the_search_stops_once_later_steps_cannot_change_its_n_best():
+    # "</s>" first (0.6), or "a" (0.4) and then "a" for ever: nothing open can beat -0.51 once it ended.
+    model = CountedSteps([[0, 0, 0, 0.6, 0.4], [0, 0, 0, 1e-6, 1.0]])
+    tokens, scores, _ = beam_search(model, ops.ones((1, 1), "int32"), 50, beam_size=2)
+    assert np.asarray(tokens)[0, 0, 0] == EOS and model.steps == 1
+    # Two best wanted: the open "a a ..." can still end, so the search goes on to max_length.
+    model.steps = 0
+    tokens, scores, _ = beam_search(model, ops.ones((1, 1), "int32"), 50, beam_size=2, n_best=2)
+    assert model.steps == 50
+    # A length penalty may still lift a longer hypothesis over the ended one: no early end either.
+    model.steps = 0
+    beam_search(model, ops.ones((1, 1), "int32"), 50, beam_size=2, alpha=1.0)
+    assert model.steps == 50
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+@pytest.mark.parametrize("prefix", [None, "1"])
+def test_stopping_early_finds_the_best_that_searching_until_every_hypothesis_ends_finds(translator, alpha, prefix):
+    # With n_best = beam_size the search can only stop when every hypothesis has ended.
+    source = translator.encode(SOURCES)
+    forced = None if prefix is None else translator.texts.prefix([prefix] * len(SOURCES), DecodingOptions())
+    early = beam_search(translator.model, source, 12, beam_size=4, alpha=alpha, prefix=forced)
+    full = beam_search(translator.model, source, 12, beam_size=4, alpha=alpha, n_best=4, prefix=forced)
+    np.testing.assert_array_equal(np.asarray(early[0])[:, 0], np.asarray(full[0])[:, 0])
+    np.testing.assert_array_equal(np.asarray(early[1])[:, 0], np.asarray(full[1])[:, 0])
+    np.testing.assert_array_equal(np.asarray(early[2])[:, 0], np.asarray(full[2])[:, 0])
+
+
 def test_length_penalty_favours_longer_outputs():
     # ids: 0 PAD, 1 UNK, 2 BOS, 3 EOS, 4 "a". First step: EOS 0.4, "a" 0.6; then EOS 0.5, "a" 0.5.
     # log p: "</s>" -0.92, "a </s>" -1.20, "a a </s>" -1.90. Divided by ((5 + length) / 6) ** 2:

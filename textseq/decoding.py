@@ -166,7 +166,8 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
 
     Hypotheses are ranked by log-probability divided by `length_penalty(length, alpha)`. A hypothesis
     that produced EOS stays in the beam, unchanged, until better ones push it out; the search stops
-    when every hypothesis of every source has ended, or after `max_length` tokens. With
+    when the `n_best` of every source can no longer change (its best hypotheses have ended, ranked
+    above anything the open ones could still reach), or after `max_length` tokens. With
     `beam_size=1` it returns exactly what `greedy_search` does.
     """
     memory, states = model.encode(source_ids)
@@ -177,7 +178,16 @@ def beam_search(model, source_ids, max_length: int, beam_size: int, alpha: float
     forced = forced_tokens(prefix)
 
     def unfinished(i, previous, states, finished, lengths, tokens, scores, weights):
-        return ops.logical_and(i < max_length, ops.logical_not(ops.all(finished)))
+        return ops.logical_and(i < max_length, ops.logical_not(settled(finished, lengths, scores)))
+
+    def settled(finished, lengths, scores):
+        """Whether no later step can change the `n_best` of any source: each source's `n_best` best
+        ended hypotheses rank above the best that any open one could still reach (its log-probability
+        only falls, and its length penalty grows at most to `max_length`'s)."""
+        ended = ops.where(finished, scores / length_penalty(lengths, alpha), NEG)
+        nth_ended = ops.top_k(ended, n_best)[0][:, -1]
+        best_open = ops.max(ops.where(finished, NEG, scores / length_penalty(max_length, alpha)), axis=1)
+        return ops.all(ops.logical_or(ops.all(finished, axis=1), nth_ended > best_open))
 
     def advance(i, previous, states, finished, lengths, tokens, scores, weights):
         logits, states, step_weights = model.step(previous, states, memory)

@@ -109,7 +109,11 @@ class DeviceTranslator:
         tokens = np.zeros((beam_size, 0), np.int64)
         previous = np.full(beam_size, start, np.int32)
         for i in range(max_length):
-            if finished.all():
+            # Done when no open hypothesis can still rank above the best ended one (its log-probability
+            # only falls; its length penalty grows at most to max_length's), as the library's search.
+            ended = np.where(finished, scores / length_penalty(lengths, alpha), -np.inf)
+            reachable = np.where(finished, -np.inf, scores / length_penalty(np.array(max_length), alpha))
+            if ended.max() > reachable.max():
                 break
             out = self.step_runner(token_id=previous, states=states, **memory)
             ids, log_probs = out["top_ids"][:, :beam_size], out["top_log_probs"][:, :beam_size]
