@@ -109,6 +109,23 @@ def test_tying_the_keyboard_models_embeddings_cuts_it_to_about_a_third():
     assert 1.45e6 < sizes[False] < 1.55e6 and 0.5e6 < sizes[True] < 0.6e6, sizes
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_normal_embeddings_start_with_vectors_of_about_unit_length(tied):
+    spreads = {}
+    for init in ("uniform", "normal"):
+        keras.utils.set_random_seed(0)
+        model = build_seq2seq(ModelConfig(embedding_dim=64, units=32, attention_units=8, embedding_init=init,
+                                          tie_embeddings=tied), 3000, 3000, one_vocabulary=True)
+        model({"source": ops.ones((1, 3), "int32"), "target_in": ops.ones((1, 2), "int32")})
+        tables = [model.encoder.embedding.embeddings, model.decoder.embedding.embeddings]
+        assert (tables[0] is tables[1]) == tied  # one vocabulary, tied: the encoder reads the decoder's table
+        spreads[init] = [float(np.std(table.numpy())) for table in tables]
+        restored = type(model.decoder).from_config(model.decoder.get_config())
+        assert restored.embedding_init == model.encoder.embedding_init == init
+    assert all(abs(std * 64 ** 0.5 - 1) < 0.02 for std in spreads["normal"]), spreads
+    assert all(abs(std - 0.1 / 12 ** 0.5) < 0.001 for std in spreads["uniform"]), spreads  # Keras' U(-0.05, 0.05)
+
+
 def test_a_zero_bridge_starts_the_decoder_from_zeros_and_a_dense_one_resizes_the_states():
     _, states = small(bridge="zero").encode(SOURCE)
     assert all(float(ops.max(ops.abs(s))) == 0.0 for s in keras.tree.flatten(states))
@@ -145,7 +162,7 @@ def test_a_recipe_whose_options_do_not_fit_together_is_refused_naming_the_key(ov
 
 
 ALL_OPTIONS = ["model.tie_embeddings=true", "model.input_feeding=true", "model.decoder_units=24", "model.bridge=dense",
-               "model.attention=general"]
+               "model.attention=general", "model.embedding_init=normal"]
 
 
 @pytest.mark.slow

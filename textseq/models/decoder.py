@@ -16,6 +16,7 @@ from textseq.layers.attention import BahdanauAttention
 from textseq.layers.dense import Dense, Logits
 from textseq.layers.luong import LuongAttention
 from textseq.layers.tied import TiedLogits
+from textseq.models.embedding import token_embedding
 from textseq.models.recurrent import check_dropout, check_positive, recurrent_layer
 from textseq.models.stepping import Stepping
 
@@ -59,7 +60,7 @@ class Decoder(Stepping, keras.layers.Layer):
 
     def __init__(self, vocab_size: int, embedding_dim: int, units: int, attention, cell: str = "lstm",
                  num_layers: int = 1, dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 tie_embeddings: bool = False, input_feeding: bool = False, **kwargs):
+                 tie_embeddings: bool = False, input_feeding: bool = False, embedding_init: str = "uniform", **kwargs):
         super().__init__(**kwargs)
         check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, units=units, num_layers=num_layers)
         check_dropout(dropout=dropout, recurrent_dropout=recurrent_dropout)
@@ -73,10 +74,10 @@ class Decoder(Stepping, keras.layers.Layer):
                              f"Received: recurrent_dropout={recurrent_dropout}")
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.cell, self.num_layers, self.dropout, self.recurrent_dropout = cell, num_layers, dropout, recurrent_dropout
-        self.tie_embeddings, self.input_feeding = tie_embeddings, input_feeding
+        self.tie_embeddings, self.input_feeding, self.embedding_init = tie_embeddings, input_feeding, embedding_init
 
         # Masks come from the ids (id 0 is padding) and are passed explicitly to every layer.
-        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.embedding = token_embedding(vocab_size, embedding_dim, embedding_init)
         self.rnns = [recurrent_layer(cell, units, name=f"{cell}_{i}", recurrent_dropout=recurrent_dropout)
                      for i in range(num_layers)]
         self.attention = attention
@@ -131,4 +132,5 @@ class Decoder(Stepping, keras.layers.Layer):
             "attention": keras.saving.serialize_keras_object(self.attention), "cell": self.cell,
             "num_layers": self.num_layers, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
             "tie_embeddings": self.tie_embeddings, "input_feeding": self.input_feeding,
+            "embedding_init": self.embedding_init,
         }

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from textseq.constants import PAD
+from textseq.models.embedding import token_embedding
 from textseq.models.recurrent import check_dropout, check_positive, recurrent_layer
 
 
@@ -43,7 +44,8 @@ class Encoder(keras.layers.Layer):
 
     def __init__(self, vocab_size: int, embedding_dim: int, units: int, cell: str = "lstm",
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, embedding: keras.layers.Embedding | None = None, **kwargs):
+                 recurrent_dropout: float = 0.0, embedding: keras.layers.Embedding | None = None,
+                 embedding_init: str = "uniform", **kwargs):
         super().__init__(**kwargs)
         check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, units=units, num_layers=num_layers)
         check_dropout(dropout=dropout, recurrent_dropout=recurrent_dropout)
@@ -51,14 +53,14 @@ class Encoder(keras.layers.Layer):
             raise ValueError(f"units must be even when bidirectional. Received: units={units}")
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.cell, self.num_layers, self.bidirectional, self.dropout = cell, num_layers, bidirectional, dropout
-        self.recurrent_dropout = recurrent_dropout
+        self.recurrent_dropout, self.embedding_init = recurrent_dropout, embedding_init
         layer = functools.partial(recurrent_layer, cell, recurrent_dropout=recurrent_dropout)
 
         # Masks come from the ids (id 0 is padding) and are passed explicitly to every layer.
         if embedding is not None and (embedding.input_dim, embedding.output_dim) != (vocab_size, embedding_dim):
             raise ValueError(f"a shared embedding must be {vocab_size} x {embedding_dim}. "
                              f"Received: {embedding.input_dim} x {embedding.output_dim}")
-        self.embedding = embedding or keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.embedding = embedding or token_embedding(vocab_size, embedding_dim, embedding_init)
         if bidirectional:
             self.rnns = [
                 keras.layers.Bidirectional(
@@ -98,5 +100,5 @@ class Encoder(keras.layers.Layer):
             **super().get_config(),
             "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim, "units": self.units,
             "cell": self.cell, "num_layers": self.num_layers, "bidirectional": self.bidirectional,
-            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout, "embedding_init": self.embedding_init,
         }

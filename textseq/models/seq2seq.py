@@ -129,12 +129,14 @@ def build_seq2seq(config: ModelConfig, source_vocab_size: int, target_vocab_size
     def decoder():
         return Decoder(target_vocab_size, config.embedding_dim, units, attention=attention, cell=config.cell,
                        num_layers=config.layers, dropout=config.dropout, recurrent_dropout=config.recurrent_dropout,
-                       tie_embeddings=config.tie_embeddings, input_feeding=config.input_feeding, name="decoder")
+                       tie_embeddings=config.tie_embeddings, input_feeding=config.input_feeding,
+                       embedding_init=config.embedding_init, name="decoder")
 
     def encoder(embedding=None):
         return Encoder(source_vocab_size, config.embedding_dim, config.units, cell=config.cell,
                        num_layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
-                       recurrent_dropout=config.recurrent_dropout, embedding=embedding, name="encoder")
+                       recurrent_dropout=config.recurrent_dropout, embedding=embedding,
+                       embedding_init=config.embedding_init, name="encoder")
 
     share = config.tie_embeddings and one_vocabulary
     if share:  # the decoder owns the one embedding

@@ -162,6 +162,10 @@ class ModelConfig:
         False, "score output tokens with the target embedding matrix instead of a matrix of their own (a "
                "projection where embedding_dim differs from the decoder's units); with vocab.shared, the encoder "
                "reads the same embedding too (three-way tying)")
+    embedding_init: Literal["uniform", "normal"] = option(
+        "uniform", "how token embeddings start: uniform (Keras' default, within +-0.05) or normal (standard "
+                   "deviation 1/sqrt(embedding_dim): vectors of about unit length, which the model learns from "
+                   "sooner)")
 
     def check(self) -> None:
         if self.bidirectional and self.units % 2:
