@@ -25,7 +25,7 @@ from textseq.errors import UserError
 from textseq.recipe import Recipe, VocabConfig
 from textseq.runs import Run
 
-SHAPE_FREE = {"dropout", "recurrent_dropout"}  # model keys that no weight's shape depends on
+SHAPE_FREE = {"dropout", "recurrent_dropout", "embedding_init"}  # model keys that no weight's shape depends on
 TOKENIZATION = ("level", "lowercase", "shared")  # vocab keys that decide how text becomes ids
 
 
