@@ -39,6 +39,7 @@ UNTIED = ["model.tie_embeddings=false"]  # every row but one: the recipes before
 TRANSLATION_ROWS = {
     "untied": UNTIED,
     "tie_embeddings": ["model.tie_embeddings=true"],
+    "tie_embeddings, embedding_init: normal": ["model.tie_embeddings=true", "model.embedding_init=normal"],
     "decoder_units x1.5, dense bridge": [*UNTIED, "model.decoder_units={decoder_units}", "model.bridge=dense"],
     "input_feeding": [*UNTIED, "model.input_feeding=true"],
     "attention: general": [*UNTIED, "model.attention=general"],
@@ -49,6 +50,7 @@ TRANSLATION_ROWS = {
 KEYBOARD_ROWS = {
     "untied": UNTIED,
     "tie_embeddings": ["model.tie_embeddings=true"],
+    "tie_embeddings, embedding_init: normal": ["model.tie_embeddings=true", "model.embedding_init=normal"],
     "input_feeding": [*UNTIED, "model.input_feeding=true"],
     "attention: general": [*UNTIED, "model.attention=general"],
     "ema 0.999": [*UNTIED, "train.ema=0.999"],
