@@ -281,9 +281,8 @@ def test_what_a_kill_at_any_write_of_an_epoch_commit_leaves_resumes_to_the_unint
     assert_same_run(out, uninterrupted)
 
 
-def test_a_missing_state_json_resumes_from_the_newest_checkpoint_not_from_scratch(tmp_path, uninterrupted, caplog):
-    out = tmp_path / "run"
-    train(recipe_from_dict(TINY, ["train.epochs=2"]), out, verbose=0)
+def test_a_missing_state_json_resumes_from_the_newest_checkpoint_not_from_scratch(run_copy, uninterrupted, caplog):
+    out = run_copy  # TINY, 2 epochs
     (out / "checkpoints" / "state.json").unlink()
     best = (out / "model.weights.h5").read_bytes()
     result = invoke("train", out / "recipe.yaml", "--out", out, "--set", "train.epochs=3")
@@ -294,9 +293,8 @@ def test_a_missing_state_json_resumes_from_the_newest_checkpoint_not_from_scratc
     assert best != (out / "model.weights.h5").read_bytes()  # epoch 3 was better, as in the uninterrupted run
 
 
-def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, uninterrupted):
-    out = tmp_path / "run"
-    train(recipe_from_dict(TINY, ["train.epochs=2"]), out, verbose=0)
+def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(run_copy, uninterrupted):
+    out = run_copy  # TINY, 2 epochs
     (out / "checkpoints" / "epoch-0002.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100)
     summary = train(recipe_from_dict(TINY, ["train.epochs=3"]), out, verbose=0)
     assert (summary["resumed_from_epoch"], summary["epochs_done"]) == (1, 3)
@@ -304,9 +302,8 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, uninte
 
 
 @pytest.mark.parametrize("damage", ["delete checkpoints", "damage every checkpoint"])
-def test_a_run_without_an_intact_checkpoint_is_refused_and_keeps_its_best_weights(tmp_path, damage):
-    out = tmp_path / "run"
-    train(recipe_from_dict(TINY, ["train.epochs=2"]), out, verbose=0)
+def test_a_run_without_an_intact_checkpoint_is_refused_and_keeps_its_best_weights(run_copy, damage):
+    out = run_copy  # TINY, 2 epochs
     if damage == "delete checkpoints":
         shutil.rmtree(out / "checkpoints")
     else:

@@ -30,9 +30,8 @@ def test_run_directory_layout(trained_run):
 
 
 @pytest.mark.slow
-def test_resume_continues_exactly_where_it_stopped(tmp_path):
-    straight = tmp_path / "straight"
-    train(recipe_from_dict(TINY, ["train.epochs=2"]), straight, verbose=0)
+def test_resume_continues_exactly_where_it_stopped(tmp_path, trained_run):
+    straight = trained_run  # TINY, 2 epochs, uninterrupted
 
     resumed = tmp_path / "resumed"
     first = train(recipe_from_dict(TINY, ["train.epochs=1"]), resumed, verbose=0)
