@@ -29,7 +29,6 @@ import os
 import shutil
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
 from textseq import __version__
@@ -227,15 +226,22 @@ def check_export_target(run_dir: Path, out: Path, overwrite: bool) -> None:
 
 def write_saved_model(loaded: LanguageModel | Translator, out: Path) -> None:
     """The SavedModel of a loaded run, with its signatures and `assets/textseq.json`, in `out`."""
-    archive = keras.export.ExportArchive()
-    # The model is not tracked: the endpoints' own variables are saved (ExportArchive keeps them),
-    # and tracking the model would save every weight a second time, as its Keras variable.
-    for tokenizer in {id(loaded.source): loaded.source, id(loaded.target): loaded.target}.values():
-        archive.track(tokenizer)
     endpoints = language_model_endpoints(loaded) if isinstance(loaded, LanguageModel) else translation_endpoints(loaded)
+    root = tf.Module()
+    # The tokenizers bring their tables and SentencePiece models; the weights are the model's
+    # variables themselves (tracking the Keras model would save each weight a second time).
+    root.tokenizers = list({id(loaded.source): loaded.source, id(loaded.target): loaded.target}.values())
+    root.weights = [weight.value for weight in loaded.model.weights]
+    functions = {}
     for name, (fn, signature) in endpoints.items():
-        archive.add_endpoint(name, fn, input_signature=signature)
-    archive.write_out(str(out), verbose=False)
+        if fn not in functions:
+            functions[fn] = tf.function(fn, input_signature=signature, autograph=False)
+        setattr(root, name, functions[fn])
+    # Each endpoint is traced once, by the save itself (a function traced before it would be traced
+    # again under the save's variable policy). Serving needs no gradients: the speed path's custom
+    # gradients are left out of the graph.
+    tf.saved_model.save(root, str(out), signatures={name: getattr(root, name) for name in endpoints},
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     recipe = loaded.recipe
     metadata = {"textseq_version": __version__, "tensorflow_version": tf.__version__, "task": recipe.task,
                 "source_vocabulary_size": loaded.source.vocab_size, "target_vocabulary_size": loaded.target.vocab_size,
