@@ -61,9 +61,9 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, trained_run):
 
 def test_a_different_recipe_refuses_unless_overwrite(trained_run, tmp_path):
     run = tmp_path / "run"
-    train(recipe_from_dict(TINY), run, verbose=0)
+    shutil.copytree(trained_run, run)
     with pytest.raises(UserError, match=r"different recipe \(model.cell differ\).*--overwrite"):
-        train(recipe_from_dict(TINY, ["model.cell=gru"]), run, verbose=0)
+        train(recipe_from_dict(TINY, ["train.epochs=2", "model.cell=gru"]), run, verbose=0)
     summary = train(recipe_from_dict(TINY, ["model.cell=gru"]), run, overwrite=True, verbose=0)
     assert summary["resumed_from_epoch"] == 0 and Run(run).recipe().model.cell == "gru"
 
