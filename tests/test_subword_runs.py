@@ -343,11 +343,19 @@ def test_a_run_with_subword_regularization_trains_and_translates(tmp_path):
     assert plain(text)
 
 
-def test_the_litert_translator_tokenizes_with_the_shipped_models_and_translates_as_the_library(spm_translation,
-                                                                                              tmp_path):
-    from test_litert_translator import assert_same_as_the_library, export_litert, on_device
+@pytest.fixture(scope="module")
+def spm_litert(spm_translation, tmp_path_factory) -> Path:
+    """The float LiteRT translator of `spm_translation` (`textseq export RUN OUT --format litert`)."""
+    from test_litert_translator import export_litert
 
-    export = export_litert(spm_translation, tmp_path / "litert")
+    return export_litert(spm_translation, tmp_path_factory.mktemp("spm-litert") / "litert")
+
+
+def test_the_litert_translator_tokenizes_with_the_shipped_models_and_translates_as_the_library(spm_translation,
+                                                                                              spm_litert, tmp_path):
+    from test_litert_translator import assert_same_as_the_library, on_device
+
+    export = spm_litert
     meta = json.loads((export / "textseq.json").read_text())
     for side in ("source", "target"):
         shipped = meta[side]["sentencepiece_model"]
@@ -357,14 +365,11 @@ def test_the_litert_translator_tokenizes_with_the_shipped_models_and_translates_
     assert all(plain(text) for beam in answers.values() for text, _ in beam)
 
 
-def test_the_guides_phone_loop_runs_as_written_and_translates_as_the_library(spm_translation, tmp_path):
-    from test_litert_translator import export_litert
-
+def test_the_guides_phone_loop_runs_as_written_and_translates_as_the_library(spm_translation, spm_litert, tmp_path):
     guide = (ROOT / "docs" / "translation.md").read_text(encoding="utf-8").split("## On a phone")[1]
     code = guide.split("```python\n")[1].split("```")[0]
     app = tmp_path / "app"
-    (app / "exports").mkdir(parents=True)
-    export_litert(spm_translation, app / "exports" / "de-en-phone")
+    shutil.copytree(spm_litert, app / "exports" / "de-en-phone")  # where the guide exports to
     # The guide's code as it is, then its translate() on more texts, greedy and beam 5.
     (app / "guide.py").write_text(code + textwrap.dedent(f"""
         import sys
