@@ -1,4 +1,3 @@
-import csv
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from textseq.recipe import TrainConfig, recipe_from_dict
 from textseq.training import train
 
 from conftest import ROOT, TINY
+from test_steps import metrics
 
 
 def test_auto_picks_the_default_strategy_here(monkeypatch):
@@ -72,8 +72,7 @@ def train_mirrored(run, out) -> dict[str, float]:
 
 
 def last_metrics(run) -> dict[str, float]:
-    with open(run / "metrics.csv") as f:
-        return {key: float(value) for key, value in list(csv.DictReader(f))[-1].items()}
+    return {key: float(value) for key, value in metrics(run)[-1].items()}
 
 
 @pytest.mark.slow
