@@ -138,7 +138,7 @@ def test_two_workers_stream_their_own_shards_and_resume_exactly_after_one_is_kil
     assert 10 <= committed < 20
     errors = finish(start_workers(recipe, outs, []))
     assert all(f"step {committed} of 20" in err for err in errors)
-    # The run nobody killed, to the rounding of the all-reduce (measured: 1 of 12,960 embedding
-    # values off by 2e-6); a lost or repeated batch would move every weight.
+    # The run nobody killed, to the rounding of the all-reduce (measured when the test ran 40 steps:
+    # 1 of 12,960 embedding values off by 2e-6); a lost or repeated batch would move every weight.
     assert_same_weights(straight[0] / "checkpoints" / "step-00000020.weights.h5",
                         outs[0] / "checkpoints" / "step-00000020.weights.h5", rtol=1e-4, atol=1e-5)
