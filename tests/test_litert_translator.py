@@ -83,3 +83,18 @@ def test_an_int8_translator_stays_close_to_the_float_one(trained_run, tmp_path, 
     expected = [h[0] for h in Translator.from_run(trained_run).n_best(TEXTS)]
     # int8 weights (and activations) move the scores a little.
     np.testing.assert_allclose([score for _, score in answers["5"]], [h.score for h in expected], atol=0.5)
+
+
+def test_the_float_translator_gives_the_librarys_n_best_and_attention(trained_run, float_export):
+    from textseq.on_device import DeviceTranslator
+
+    translator, device = Translator.from_run(trained_run), DeviceTranslator(float_export)
+    options = translator.options(beam_size=4, n_best=3)
+    for text in [t for t in TEXTS if t.strip()]:
+        expected, attention = translator.explain(text, options)
+        found = device.hypotheses(device.source_ids(text), 4, options.alpha, options.max_length, n_best=3)
+        assert [device.target.decode(h.ids) for h in found] == [h.text for h in expected], text
+        np.testing.assert_allclose([h.score for h in found], [h.score for h in expected], rtol=1e-4, atol=1e-4)
+        assert len(found[0].ids) == len(attention.output_tokens)
+        np.testing.assert_allclose(found[0].attention, attention.weights, atol=1e-5)
+

@@ -7,7 +7,8 @@ One `.tflite` file with two signatures:
   attention's projection of them, computed once), `memory_length` and the decoder's start
   `states` `[1, n, units]`; the app takes the shortest that holds its source;
 - `step`: `token_id` `[hypotheses]`, their `states` and the memory repeated per hypothesis -> new
-  `states` and each hypothesis' `top_k` next tokens (`top_ids`, `top_log_probs`).
+  `states`, each hypothesis' `top_k` next tokens (`top_ids`, `top_log_probs`) and its `attention`
+  weights over the source.
 
 Beam search runs in the app, between `step` calls: `textseq.on_device` is its reference (numpy
 only), the same search as `textseq.decoding.beam_search`. In-graph beam search would need LiteRT's
@@ -95,10 +96,10 @@ class TranslatorSignatures(tf.Module):
         layers = by_layer([states[:, i] for i in range(states.shape[1])], self.state_sizes)
         memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
                   "mask": tf.range(tf.shape(memory_outputs)[1])[None, :] < memory_length[:, None]}
-        logits, layers, _ = self.model.step(token_id, layers, memory)
+        logits, layers, weights = self.model.step(token_id, layers, memory)
         top = tf.math.top_k(tf.nn.log_softmax(tf.cast(logits, tf.float32)), self.k)
         return {"top_ids": top.indices, "top_log_probs": top.values,
-                "states": stacked_states(layers)}
+                "states": stacked_states(layers), "attention": tf.cast(weights, tf.float32)}
 
 
 def signatures_for(loaded, quantize: str = "none") -> TranslatorSignatures:

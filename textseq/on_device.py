@@ -7,10 +7,11 @@ Kotlin or Swift) can take it as it is: it is the reference the export's tests an
 `benchmarks/translate_on_device.py` run. The `.tflite` file has an `encode_N` signature per source
 length N (source ids `[1, N]` -> the attention memory and the decoder's start states; the shortest
 that holds the source is the fastest) and `step` (the last
-token of every live hypothesis, their states and the memory -> their new states and their
-`top_k` most probable next tokens with log-probabilities). Beam search keeps `beam_size`
-hypotheses, ranks them by log-probability over GNMT's length penalty `((5 + length) / 6) ** alpha`,
-and stops when all have ended: what `textseq translate` does, so both give the same translation.
+token of every live hypothesis, their states and the memory -> their new states, their `top_k`
+most probable next tokens with log-probabilities, and their attention weights). Beam search keeps
+`beam_size` hypotheses, ranks them by log-probability over GNMT's length penalty
+`((5 + length) / 6) ** alpha`, and stops when no open hypothesis can overtake the ended ones: what
+`textseq translate` does, so both give the same translations.
 A SentencePiece run tokenizes with its `.model` files and the `sentencepiece` package (the library
 Android and iOS apps link); word and character runs with their `*.vocab.json`.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -61,6 +63,14 @@ class DeviceTokenizer:
         return ("" if self.characters else " ").join(self.tokens[i] for i in ids)
 
 
+class DeviceHypothesis(NamedTuple):
+    """One translation found by `DeviceTranslator.hypotheses`."""
+
+    ids: list[int]  # target ids, ending with end_id when the model ended it
+    score: float  # total log-probability over the length penalty
+    attention: np.ndarray | None  # [len(ids), source tokens], each row sums to 1; None from exports without it
+
+
 class DeviceTranslator:
     """A LiteRT translator export, loaded: `translate(text)` gives (translation, score).
 
@@ -80,6 +90,7 @@ class DeviceTranslator:
         interpreter = Interpreter(model_path=str(self.folder / self.meta["model"]), num_threads=num_threads, **options)
         self.encoders = {n: interpreter.get_signature_runner(f"encode_{n}") for n in self.meta["source_lengths"]}
         self.step_runner = interpreter.get_signature_runner("step")
+        self.gives_attention = "attention" in self.step_runner.get_output_details()  # older exports give none
         self.source = DeviceTokenizer(self.folder, self.meta["source"])
         self.target = DeviceTokenizer(self.folder, self.meta["target"])
 
@@ -88,17 +99,29 @@ class DeviceTranslator:
         """The best translation of `text` and its score, decoded as the run's `decode:` section says
         unless given here (`beam_size` 1 is greedy decoding)."""
         decoding = self.meta["decoding"]
-        ids = self.source.encode(text)[:self.meta["source_lengths"][-1]]
-        tokens, score = self.search(ids, beam_size or decoding["beam_size"],
+        tokens, score = self.search(self.source_ids(text), beam_size or decoding["beam_size"],
                                     decoding["alpha"] if alpha is None else alpha,
                                     max_length or decoding["max_length"])
         return self.target.decode(tokens), score
 
+    def source_ids(self, text: str) -> list[int]:
+        """The ids of `text`, cut to the longest source the export encodes."""
+        return self.source.encode(text)[:self.meta["source_lengths"][-1]]
+
     def search(self, source_ids: list[int], beam_size: int, alpha: float, max_length: int) -> tuple[list[int], float]:
         """Beam search over the `step` signature: the best hypothesis' ids and its score."""
+        best = self.hypotheses(source_ids, beam_size, alpha, max_length)[0]
+        return best.ids, best.score
+
+    def hypotheses(self, source_ids: list[int], beam_size: int, alpha: float, max_length: int,
+                   n_best: int = 1) -> list[DeviceHypothesis]:
+        """Beam search over the `step` signature: the `n_best` best hypotheses, best first, with the
+        attention weights of each of their tokens when the export's step gives them."""
         if beam_size > self.meta["top_k"]:
             raise ValueError(f"beam_size {beam_size}: this export's step gives {self.meta['top_k']} candidates per "
-                             "hypothesis; export again with a larger --beam-size, or search with fewer")
+                             f"hypothesis; search with at most {self.meta['top_k']}")
+        if not 1 <= n_best <= beam_size:
+            raise ValueError(f"n_best {n_best}: ask for 1 to beam_size ({beam_size}) hypotheses")
         memory = self.encoded(source_ids)
         memory = {name: np.repeat(value, beam_size, axis=0) for name, value in memory.items()}
         states = memory.pop("states")
@@ -107,13 +130,15 @@ class DeviceTranslator:
         finished = np.zeros(beam_size, bool)
         lengths = np.zeros(beam_size, np.int64)
         tokens = np.zeros((beam_size, 0), np.int64)
+        weights = np.zeros((beam_size, 0, len(source_ids)), np.float32)
         previous = np.full(beam_size, start, np.int32)
         for i in range(max_length):
-            # Done when no open hypothesis can still rank above the best ended one (its log-probability
-            # only falls; its length penalty grows at most to max_length's), as the library's search.
-            ended = np.where(finished, scores / length_penalty(lengths, alpha), -np.inf)
+            # Done when no open hypothesis can still rank above the n_best-th ended one (its
+            # log-probability only falls; its length penalty grows at most to max_length's), as the
+            # library's search.
+            ended = np.sort(np.where(finished, scores / length_penalty(lengths, alpha), -np.inf))[-n_best]
             reachable = np.where(finished, -np.inf, scores / length_penalty(np.array(max_length), alpha))
-            if ended.max() > reachable.max():
+            if ended > reachable.max():
                 break
             out = self.step_runner(token_id=previous, states=states, **memory)
             ids, log_probs = out["top_ids"][:, :beam_size], out["top_log_probs"][:, :beam_size]
@@ -131,12 +156,15 @@ class DeviceTranslator:
             lengths = np.where(was_finished, lengths[parents], i + 1)
             next_ids = np.where(was_finished, pad, next_ids)
             tokens = np.concatenate([tokens[parents], next_ids[:, None]], axis=1)
+            if self.gives_attention:
+                weights = np.concatenate([weights[parents], out["attention"][parents, None, :len(source_ids)]], axis=1)
             states = out["states"][parents]
             finished = was_finished | (next_ids == end)
             previous = next_ids.astype(np.int32)
         final = scores / length_penalty(lengths, alpha)
-        best = int(np.argmax(final))
-        return [int(t) for t in tokens[best] if t != pad], float(final[best])
+        order = np.argsort(-final, kind="stable")[:n_best]
+        return [DeviceHypothesis([int(t) for t in tokens[k, :lengths[k]]], float(final[k]),
+                                 weights[k, :lengths[k]] if self.gives_attention else None) for k in order]
 
     def encoded(self, source_ids: list[int]) -> dict[str, np.ndarray]:
         """The outputs of the shortest `encode_N` that holds the source (0-padded to N)."""
