@@ -98,3 +98,36 @@ def test_the_float_translator_gives_the_librarys_n_best_and_attention(trained_ru
         assert len(found[0].ids) == len(attention.output_tokens)
         np.testing.assert_allclose(found[0].attention, attention.weights, atol=1e-5)
 
+
+def test_serve_answers_from_a_litert_export_as_from_its_run(trained_run, float_export, tmp_path):
+    from test_serve import Server
+
+    server = Server(float_export)
+    try:
+        translator = Translator.from_run(trained_run)
+        status, answer = server.post("api/translate", {"text": "3rd of March 1998", "beam_size": 4, "n_best": 2})
+        assert status == 200
+        expected, attention = translator.explain("3rd of March 1998", translator.options(beam_size=4, n_best=2))
+        assert [h["text"] for h in answer["hypotheses"]] == [h.text for h in expected]
+        assert answer["attention"]["source_tokens"] == attention.source_tokens
+        assert answer["attention"]["output_tokens"] == attention.output_tokens
+        np.testing.assert_allclose(answer["attention"]["weights"], attention.weights, atol=1e-5)
+        assert server.request("api/info")[1]["decoding"] == translator.options().describe()
+        needs_the_run = "serve the run directory the export was made from"
+        for request in ({"text": "3rd of March", "prefix": "19"}, {"text": "3rd of March", "temperature": 0.5}):
+            status, answer = server.post("api/translate", request)
+            assert status == 400 and answer["error"].endswith(needs_the_run), answer
+        status, answer = server.post("api/score", {"text": "3rd of March 1998", "target": "1998-03-03"})
+        assert status == 400 and answer["error"].endswith(needs_the_run), answer
+        assert server.post("api/translate", {"text": "a", "beam_size": 11})[1]["error"] == (
+            "decode.beam_size: 11 is more than the 10 candidates this export's step gives per hypothesis; "
+            "ask for at most 10")
+    finally:
+        server.stop()
+    saved_model = tmp_path / "saved"
+    saved_model.mkdir()
+    (saved_model / "textseq.json").write_text(json.dumps({"format": "saved_model", "task": "translate"}))
+    result = CliRunner().invoke(cli, ["serve", str(saved_model), "--port", "0"])
+    assert result.exit_code == 2
+    assert "is a saved_model export of a translate run; textseq serve takes a run directory or a translation " \
+           "run's LiteRT export" in result.output

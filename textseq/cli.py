@@ -598,14 +598,20 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
     POST /api/predict, /api/generate, /api/translate or /api/score with a JSON object (the same fields as
     the CLI's --json; the request must say Content-Type: application/json), and GET /api/info.
 
+    RUN may also be a translation run's LiteRT export (textseq export RUN OUT --format litert):
+    with int8 weights (--quantize dynamic) it answers a sentence about twice as fast as the run,
+    with beam search only (no scoring, prefixes or sampling).
+
     \b
     Examples:
       textseq serve runs/multi30k-en-lm             # then open http://127.0.0.1:8000/
       curl -s localhost:8000/api/predict -H 'Content-Type: application/json' \\
            -d '{"text": "a man is riding a", "suggestions": 3}'
       textseq serve runs/dates --port 8080
+      textseq export runs/multi30k-de-en-spm exports/de-en-int8 --format litert --quantize dynamic
+      textseq serve exports/de-en-int8
     """
-    start_tensorflow(run)
+    start_tensorflow(None if (run / "textseq.json").is_file() else run)  # an export: textseq.serve checks it
     from textseq.serve import serve as serve_run
 
     serve_run(run, host, port, say=lambda message: click.echo(message, err=True), allowed_hosts=allowed_hosts,

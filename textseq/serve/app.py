@@ -1,4 +1,5 @@
-"""The web app over one loaded run: three static files and a JSON API (Starlette).
+"""The web app over one loaded run (or a LiteRT translator export): three static files and a JSON
+API (Starlette).
 
 Routes: `/` (the page), `/app.js`, `/style.css`, and under `/api/`: `info` (GET), `predict`,
 `generate` (language-model runs), `translate` (translation runs), all POST with a JSON object.
@@ -34,6 +35,7 @@ from starlette.routing import Route
 from textseq import __version__
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, load, prediction_record, translation_record
+from textseq.serve.exported import ExportedTranslator, litert_translator
 from textseq.serve.requests import (GENERATE, MAX_BODY_BYTES, MAX_TEXT_CHARACTERS, MAX_TEXT_TOKENS, PREDICT,
                                     SCORE, TRANSLATE, ApiError, parse_body)
 
@@ -48,7 +50,7 @@ PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
 class Api:
     """The API's work, one method per endpoint: a checked request dict in, a JSON-ready dict out."""
 
-    def __init__(self, loaded: LanguageModel | Translator, name: str):
+    def __init__(self, loaded: LanguageModel | Translator | ExportedTranslator, name: str):
         self.loaded, self.name = loaded, name
         if isinstance(loaded, Translator):  # one text per request, for as long as it runs: worth XLA's compiles
             loaded.texts.xla_for_one_text = True
@@ -58,26 +60,26 @@ class Api:
         about = {"task": loaded.task, "run": self.name, "textseq": __version__, "level": loaded.target.describe()["level"],
                  "source_vocab_size": loaded.source.vocab_size, "target_vocab_size": loaded.target.vocab_size,
                  "limits": {"characters": MAX_TEXT_CHARACTERS, "tokens": MAX_TEXT_TOKENS, "body_bytes": MAX_BODY_BYTES}}
-        if isinstance(loaded, Translator):
+        if loaded.task == "translate":
             about["decoding"] = loaded.options().describe()
         else:
             about.update(context=loaded.recipe.data.context, continuation=loaded.recipe.data.continuation)
         return about
 
     def predict(self, request: dict) -> dict:
-        model = self._task(LanguageModel, "predict")
+        model = self._task("language_model", "predict")
         self._check_tokens(request["text"])
         return prediction_record(model, request["text"], request["suggestions"])
 
     def generate(self, request: dict) -> dict:
-        model = self._task(LanguageModel, "generate")
+        model = self._task("language_model", "generate")
         self._check_tokens(request["text"])
         continuation = model.generate(request["text"], request["max_tokens"], request["temperature"],
                                       request["top_k"], request["top_p"], request["seed"])
         return {"text": request["text"], "continuation": continuation}
 
     def translate(self, request: dict) -> dict:
-        translator = self._task(Translator, "translate")
+        translator = self._task("translate", "translate")
         if not request["text"].strip():
             raise ApiError('field "text": empty; give the text to translate')
         self._check_tokens(request["text"])
@@ -90,7 +92,7 @@ class Api:
     def score(self, request: dict) -> dict:
         """Translation: how probable `target` is given `text`; a language model: each line of `text`."""
         self._check_tokens(request["text"])
-        if isinstance(self.loaded, Translator):
+        if self.loaded.task == "translate":
             return self.loaded.score([(request["text"], request["target"])])[0]
         if request["target"]:
             raise ApiError('field "target": a language model scores the lines of "text"; leave "target" out')
@@ -98,15 +100,15 @@ class Api:
 
     def warm_up(self) -> None:
         """Traces the graphs the page needs first, so its first request answers at once."""
-        if isinstance(self.loaded, LanguageModel):
+        if self.loaded.task == "language_model":
             self.predict(parse_body(b"{}", PREDICT))
         else:
             self.translate(parse_body(b'{"text": "a"}', TRANSLATE))
 
-    def _task(self, kind, endpoint: str):
-        if not isinstance(self.loaded, kind):
-            other = "/api/translate" if isinstance(self.loaded, Translator) else "/api/predict and /api/generate"
-            raise ApiError(f"/api/{endpoint} needs a {kind.task} run; {self.name} is a {self.loaded.task} run "
+    def _task(self, task: str, endpoint: str):
+        if self.loaded.task != task:
+            other = "/api/translate" if self.loaded.task == "translate" else "/api/predict and /api/generate"
+            raise ApiError(f"/api/{endpoint} needs a {task} run; {self.name} is a {self.loaded.task} run "
                            f"(it answers {other})", 404)
         return self.loaded
 
@@ -116,10 +118,15 @@ class Api:
             raise ApiError(f'field "text": {tokens} tokens; at most {MAX_TEXT_TOKENS} are accepted', 413)
 
 
+def load_served(path: Path) -> LanguageModel | Translator | ExportedTranslator:
+    """The run in `path`, or the LiteRT translator export there (see `textseq.serve.exported`)."""
+    return ExportedTranslator(path) if litert_translator(path) else load(path)
+
+
 def create_app(run_dir: str | Path, allowed_hosts: Iterable[str] | None = None) -> Starlette:
     """The app for the run in `run_dir`, loaded and warmed up; with `allowed_hosts`, it answers only
     requests whose Host header names one of them (any port)."""
-    api = Api(load(run_dir), Path(run_dir).resolve().name)
+    api = Api(load_served(Path(run_dir)), Path(run_dir).resolve().name)
     api.warm_up()
 
     def endpoint(method, fields):

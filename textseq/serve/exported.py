@@ -1,0 +1,114 @@
+"""A LiteRT translator export served as a run is (`textseq serve EXPORT`): the `.tflite` model of
+`textseq export RUN OUT --format litert` through the app loop of `textseq.on_device`.
+
+Why a server would run the phone's model: at one text per request, each decoder step reads every
+weight of the step (the LSTM, the attention, the output table) from memory for five hypotheses, so
+memory bandwidth sets the time. int8 weights (`--quantize dynamic`) are a quarter of float32's
+bytes; LiteRT's kernels multiply them as they are, where TensorFlow's (and XLA's) would convert
+them to float32 first. The answers are the API's own: beam search, length penalty, n-best lists
+and attention weights (from exports that give them); scoring, forced prefixes and sampling need
+the run and are refused with that advice.
+
+>>> translator = ExportedTranslator("exports/de-en-int8")  # doctest: +SKIP
+>>> translator.explain("Ein Hund rennt .", translator.options(beam_size=5))[0][0].text  # doctest: +SKIP
+'A dog is running .'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from textseq.errors import UserError
+from textseq.inference import Attention
+from textseq.on_device import DeviceTokenizer, DeviceTranslator
+from textseq.recipe import DecodingOptions
+from textseq.translating import Hypothesis
+
+THREADS = 2  # the interpreter's: 8% faster than one for a multi30k-de-en-spm sentence (benchmarks/README.md)
+NEEDS_THE_RUN = "serve the run directory the export was made from"
+
+
+def litert_translator(path: Path) -> bool:
+    """Whether `path` holds a LiteRT translator export; another export is refused, naming what it is."""
+    meta = path / "textseq.json"
+    if not meta.is_file():
+        return False
+    about = json.loads(meta.read_text(encoding="utf-8"))
+    if about.get("format") == "litert" and about.get("task") == "translate":
+        return True
+    raise UserError(f"{path} is a {about.get('format')} export of a {about.get('task')} run; textseq serve takes a "
+                    "run directory or a translation run's LiteRT export (textseq export RUN OUT --format litert)")
+
+
+class ExportedSide:
+    """One side's tokenizer as the API describes it: level, vocabulary size, token spellings."""
+
+    def __init__(self, tokenizer: DeviceTokenizer, side: dict):
+        self.tokenizer, self.side = tokenizer, side
+        if tokenizer.pieces_model:
+            self.spellings = [tokenizer.pieces.id_to_piece(i) for i in range(tokenizer.pieces.get_piece_size())]
+        else:
+            self.spellings = tokenizer.tokens
+        self.vocab_size = len(self.spellings)
+
+    def describe(self) -> dict:
+        return {"level": self.side["level"], "lowercase": self.side["lowercase"]}
+
+
+class ExportedTranslator:
+    """What `textseq.serve`'s API calls on a `Translator`, answered by a LiteRT translator export."""
+
+    task = "translate"
+
+    def __init__(self, folder: str | Path):
+        self.device = DeviceTranslator(folder, num_threads=THREADS)
+        self.source = ExportedSide(self.device.source, self.device.meta["source"])
+        self.target = ExportedSide(self.device.target, self.device.meta["target"])
+        self.lock = threading.Lock()  # one interpreter: requests take their turns
+
+    def options(self, **overrides) -> DecodingOptions:
+        """The export's decoding settings (the run's `decode:`), with the given ones (None: keep) replaced."""
+        sampling = [key for key in ("temperature", "top_k", "top_p", "seed") if overrides.get(key) is not None]
+        if sampling:
+            raise UserError(f"decode.{sampling[0]}: a LiteRT export decodes by beam search only; to sample, "
+                            f"{NEEDS_THE_RUN}")
+        settings = {**dataclasses.asdict(DecodingOptions()), **self.device.meta["decoding"],
+                    **{key: value for key, value in overrides.items() if value is not None}}
+        options = DecodingOptions(**settings)
+        top_k = self.device.meta["top_k"]
+        if options.beam_size > top_k:
+            raise UserError(f"decode.beam_size: {options.beam_size} is more than the {top_k} candidates this export's "
+                            f"step gives per hypothesis; ask for at most {top_k}")
+        return options
+
+    def tokenize(self, text: str) -> tuple[list[str], list[int]]:
+        """The source tokens of `text` and their ids."""
+        ids = self.device.source.encode(text)
+        return [self.source.spellings[i] for i in ids], ids
+
+    def explain(self, text: str, options: DecodingOptions | None = None,
+                prefix: str | None = None) -> tuple[list[Hypothesis], Attention]:
+        """The `options.n_best` hypotheses of `text` and the attention of the best one (empty when the
+        export's step gives none)."""
+        if prefix is not None:
+            raise UserError(f"prefix: a LiteRT export's step gives only its top candidates, not the probability of "
+                            f"a forced token; for prefixes, {NEEDS_THE_RUN}")
+        options = options or self.options()
+        ids = self.device.source_ids(text)
+        with self.lock:
+            found = self.device.hypotheses(ids, options.beam_size, options.alpha, options.max_length, options.n_best)
+        hypotheses = [Hypothesis(self.device.target.decode(h.ids), h.score) for h in found]
+        best = found[0]
+        if best.attention is None:
+            return hypotheses, Attention([], [], np.zeros((0, 0), np.float32))
+        return hypotheses, Attention([self.source.spellings[i] for i in ids],
+                                     [self.target.spellings[i] for i in best.ids], best.attention)
+
+    def score(self, pairs) -> list[dict]:
+        raise UserError(f"scoring needs every token's probability, and a LiteRT export's step gives only its top "
+                        f"candidates; to score, {NEEDS_THE_RUN}")
