@@ -11,6 +11,8 @@ Callers, each given the sentences one at a time after warm-up:
   (`xla_for_one_text` on);
 - `saved_model`: the export's `translate` signature (the recipe's `decode:` settings), loaded with
   TensorFlow (and tensorflow-text for a SentencePiece run) alone, as a model server runs it;
+- `litert explain`: `ExportedTranslator.explain`, what `textseq serve EXPORT` runs for a LiteRT
+  translator export (`--litert`, e.g. `--quantize dynamic`: int8 weights), with its threads;
 - `graph search` beside `search`: the search alone (ids in, tokens out) as the server runs it (one
   XLA computation for a beam search) and as a plain TensorFlow graph of the same `decode`, what
   `textseq translate` runs: the reference the speed-up is measured against.
@@ -52,6 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a translation run directory")
     parser.add_argument("--export", type=Path, help="its SavedModel export (textseq export RUN OUT); left out if not given")
+    parser.add_argument("--litert", type=Path, action="append", default=[],
+                        help="a LiteRT translator export of the run, served as textseq serve serves it (repeatable)")
     parser.add_argument("--sources", type=Path, help="a text file (or .gz) of sources, one a line")
     parser.add_argument("--count", type=int, default=200, help="how many sources to time")
     parser.add_argument("--calls", type=int, default=50, help="calls on the 13-word sentence")
@@ -81,6 +85,13 @@ def main() -> None:
             import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
         signature = tf.saved_model.load(str(args.export)).signatures["translate"]  # the recipe's decoding
         callers[f"saved_model beam {translator.recipe.decode.beam_size}"] = lambda text: signature(text=tf.constant([text]))
+    for export in args.litert:
+        from textseq.serve.exported import ExportedTranslator
+
+        served = ExportedTranslator(export)
+        for beam in args.beams:
+            callers[f"litert {served.device.meta['quantize']} explain beam {beam}"] = (
+                lambda text, o=served.options(beam_size=beam), s=served: s.explain(text, o))
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {len(texts)} sources", file=sys.stderr)
     # Warm-up on every source once: a one-text beam search compiles once per 16 source lengths.
@@ -88,9 +99,9 @@ def main() -> None:
     on_sentence = timed_together(callers, [SENTENCE] * args.calls)
     rows = {name: {**spread(over_sources[name]), "sentence_median_ms": spread(on_sentence[name])["median_ms"]}
             for name in callers}
-    print(f"{'caller':<24}{'median ms':>11}{'p99 ms':>9}{'13 words ms':>13}")
+    print(f"{'caller':<34}{'median ms':>11}{'p99 ms':>9}{'13 words ms':>13}")
     for name, row in rows.items():
-        print(f"{name:<24}{row['median_ms']:>11.2f}{row['p99_ms']:>9.2f}{row['sentence_median_ms']:>13.2f}")
+        print(f"{name:<34}{row['median_ms']:>11.2f}{row['p99_ms']:>9.2f}{row['sentence_median_ms']:>13.2f}")
     speedups = {f"beam {beam}": round(statistics.median(
         g / s for g, s in zip(over_sources[f"graph search beam {beam}"], over_sources[f"search beam {beam}"])), 2)
         for beam in args.beams}
