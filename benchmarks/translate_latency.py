@@ -86,7 +86,7 @@ def main() -> None:
         signature = tf.saved_model.load(str(args.export)).signatures["translate"]  # the recipe's decoding
         callers[f"saved_model beam {translator.recipe.decode.beam_size}"] = lambda text: signature(text=tf.constant([text]))
     for export in args.litert:
-        from textseq.serve.exported import ExportedTranslator
+        from textseq.exported import ExportedTranslator
 
         served = ExportedTranslator(export)
         for beam in args.beams:

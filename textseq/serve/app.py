@@ -35,7 +35,7 @@ from starlette.routing import Route
 from textseq import __version__
 from textseq.errors import UserError
 from textseq.inference import LanguageModel, Translator, load, prediction_record, translation_record
-from textseq.serve.exported import ExportedTranslator, litert_translator
+from textseq.exported import ExportedTranslator, litert_translator
 from textseq.serve.requests import (GENERATE, MAX_BODY_BYTES, MAX_TEXT_CHARACTERS, MAX_TEXT_TOKENS, PREDICT,
                                     SCORE, TRANSLATE, ApiError, parse_body)
 
@@ -119,7 +119,7 @@ class Api:
 
 
 def load_served(path: Path) -> LanguageModel | Translator | ExportedTranslator:
-    """The run in `path`, or the LiteRT translator export there (see `textseq.serve.exported`)."""
+    """The run in `path`, or the LiteRT translator export there (see `textseq.exported`)."""
     return ExportedTranslator(path) if litert_translator(path) else load(path)
 
 
