@@ -113,7 +113,7 @@ def test_serve_answers_from_a_litert_export_as_from_its_run(trained_run, float_e
         assert answer["attention"]["output_tokens"] == attention.output_tokens
         np.testing.assert_allclose(answer["attention"]["weights"], attention.weights, atol=1e-5)
         assert server.request("api/info")[1]["decoding"] == translator.options().describe()
-        needs_the_run = "serve the run directory the export was made from"
+        needs_the_run = "use the run directory the export was made from"
         for request in ({"text": "3rd of March", "prefix": "19"}, {"text": "3rd of March", "temperature": 0.5}):
             status, answer = server.post("api/translate", request)
             assert status == 400 and answer["error"].endswith(needs_the_run), answer
@@ -124,10 +124,24 @@ def test_serve_answers_from_a_litert_export_as_from_its_run(trained_run, float_e
             "ask for at most 10")
     finally:
         server.stop()
-    saved_model = tmp_path / "saved"
-    saved_model.mkdir()
-    (saved_model / "textseq.json").write_text(json.dumps({"format": "saved_model", "task": "translate"}))
+    saved_model = tmp_path / "saved"  # what textseq export writes by default, as far as the check reads it
+    (saved_model / "assets").mkdir(parents=True)
+    (saved_model / "saved_model.pb").write_bytes(b"")
+    (saved_model / "assets" / "textseq.json").write_text(json.dumps({"task": "translate"}))
     result = CliRunner().invoke(cli, ["serve", str(saved_model), "--port", "0"])
     assert result.exit_code == 2
-    assert "is a saved_model export of a translate run; textseq serve takes a run directory or a translation " \
-           "run's LiteRT export" in result.output
+    assert "is a saved_model export of a translate run; textseq serve and translate take a run directory or a " \
+           "translation run's LiteRT export" in result.output
+
+
+def test_translate_takes_a_litert_export_as_it_takes_its_run(trained_run, float_export):
+    args = ["3rd of March 1998", "--beam-size", "4", "--n-best", "2"]
+    from_export = CliRunner().invoke(cli, ["translate", str(float_export), *args])
+    from_run = CliRunner().invoke(cli, ["translate", str(trained_run), *args])
+    assert from_export.exit_code == 0 and from_run.exit_code == 0, from_export.output + from_run.output
+    lines = [line.split("\t") for line in from_export.stdout.splitlines() if line]
+    expected = [line.split("\t") for line in from_run.stdout.splitlines() if line]
+    assert [text for _, text in lines] == [text for _, text in expected]
+    np.testing.assert_allclose([float(score) for score, _ in lines], [float(score) for score, _ in expected], atol=1e-3)
+    refused = CliRunner().invoke(cli, ["translate", str(float_export), "3rd of March", "--prefix", "19"])
+    assert refused.exit_code == 2 and "for prefixes, use the run directory the export was made from" in refused.output

@@ -55,6 +55,11 @@ def start_tensorflow(run: Path | None = None) -> None:
         tf.config.list_physical_devices()
 
 
+def is_export_directory(path: Path) -> bool:
+    """Whether `path` looks like an export (`textseq.exported` checks which), without TensorFlow."""
+    return (path / "textseq.json").is_file() or (path / "saved_model.pb").is_file()
+
+
 def echo_json(obj: dict) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False, indent=None))
 
@@ -296,6 +301,9 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
     With --n-best N, each hypothesis is printed as "SCORE<TAB>TEXT" and sources are separated by
     an empty line.
 
+    RUN may also be a translation run's LiteRT export (textseq export RUN OUT --format litert),
+    which translates one sentence at a time by beam search (no --prefix or sampling).
+
     \b
     Examples:
       textseq translate runs/dates "3rd of March 1998"
@@ -313,10 +321,11 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
         sources = raw.splitlines()
     else:
         sources = [text]
-    start_tensorflow(run)
+    start_tensorflow(None if is_export_directory(run) else run)  # an export: textseq.exported checks it
+    from textseq.exported import ExportedTranslator, litert_translator
     from textseq.inference import Translator, translation_record
 
-    translator = Translator.from_run(run)
+    translator = ExportedTranslator(run) if litert_translator(run) else Translator.from_run(run)
     options = translator.options(n_best=n_best, **flags)
     with progress_bar("translating", show=input_file is not None) as progress:
         results = translator.n_best(sources, options, batch_size, progress=progress,
@@ -611,7 +620,7 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
       textseq export runs/multi30k-de-en-spm exports/de-en-int8 --format litert --quantize dynamic
       textseq serve exports/de-en-int8
     """
-    start_tensorflow(None if (run / "textseq.json").is_file() else run)  # an export: textseq.serve checks it
+    start_tensorflow(None if is_export_directory(run) else run)  # an export: textseq.exported checks it
     from textseq.serve import serve as serve_run
 
     serve_run(run, host, port, say=lambda message: click.echo(message, err=True), allowed_hosts=allowed_hosts,

@@ -1,5 +1,6 @@
-"""A LiteRT translator export served as a run is (`textseq serve EXPORT`): the `.tflite` model of
-`textseq export RUN OUT --format litert` through the app loop of `textseq.on_device`.
+"""A LiteRT translator export used as a run is (`textseq serve EXPORT`, `textseq translate EXPORT`):
+the `.tflite` model of `textseq export RUN OUT --format litert` through the app loop of
+`textseq.on_device`.
 
 Why a server would run the phone's model: at one text per request, each decoder step reads every
 weight of the step (the LSTM, the attention, the output table) from memory for five hypotheses, so
@@ -20,29 +21,34 @@ import dataclasses
 import json
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from textseq.errors import UserError
 from textseq.inference import Attention
+from textseq.litert import METADATA
 from textseq.on_device import DeviceTokenizer, DeviceTranslator
 from textseq.recipe import DecodingOptions
 from textseq.translating import Hypothesis
 
 THREADS = 2  # the interpreter's: 8% faster than one for a multi30k-de-en-spm sentence (benchmarks/README.md)
-NEEDS_THE_RUN = "serve the run directory the export was made from"
+NEEDS_THE_RUN = "use the run directory the export was made from"
 
 
 def litert_translator(path: Path) -> bool:
     """Whether `path` holds a LiteRT translator export; another export is refused, naming what it is."""
-    meta = path / "textseq.json"
-    if not meta.is_file():
+    from textseq.export import is_export
+    from textseq.litert import is_litert_export
+
+    if not is_export(path):
         return False
-    about = json.loads(meta.read_text(encoding="utf-8"))
-    if about.get("format") == "litert" and about.get("task") == "translate":
+    about = json.loads((path / METADATA if is_litert_export(path) else path / "assets" / METADATA).read_text("utf-8"))
+    kind = about.get("format", "saved_model")  # a SavedModel's metadata names no format
+    if kind == "litert" and about["task"] == "translate":
         return True
-    raise UserError(f"{path} is a {about.get('format')} export of a {about.get('task')} run; textseq serve takes a "
-                    "run directory or a translation run's LiteRT export (textseq export RUN OUT --format litert)")
+    raise UserError(f"{path} is a {kind} export of a {about['task']} run; textseq serve and translate take "
+                    "a run directory or a translation run's LiteRT export (textseq export RUN OUT --format litert)")
 
 
 class ExportedSide:
@@ -108,6 +114,18 @@ class ExportedTranslator:
             return hypotheses, Attention([], [], np.zeros((0, 0), np.float32))
         return hypotheses, Attention([self.source.spellings[i] for i in ids],
                                      [self.target.spellings[i] for i in best.ids], best.attention)
+
+    def n_best(self, texts: list[str], options: DecodingOptions | None = None, batch_size: int = 64,
+               progress: Callable[[int, int], None] | None = None,
+               prefixes: list[str] | None = None) -> list[list[Hypothesis]]:
+        """The `options.n_best` best hypotheses of every text, as `Translator.n_best` gives them; the
+        export searches one text at a time, and `progress(done, total)` is called every `batch_size`."""
+        found = []
+        for done, text in enumerate(texts, 1):
+            found.append(self.explain(text, options, prefixes[done - 1] if prefixes is not None else None)[0])
+            if progress and (done % batch_size == 0 or done == len(texts)):
+                progress(done, len(texts))
+        return found
 
     def score(self, pairs) -> list[dict]:
         raise UserError(f"scoring needs every token's probability, and a LiteRT export's step gives only its top "
