@@ -46,3 +46,15 @@ def test_the_command_and_the_api_take_a_prefix(trained_run, translator):
     answer = Api(translator, "dates").translate(parse_body(b'{"text": "3rd of March 1998", "prefix": "2077-"}', TRANSLATE))
     assert answer["translation"] == result.stdout.strip()
     assert answer["attention"]["output_tokens"][:5] == list("2077-")
+
+
+def test_a_hypothesis_that_is_its_prefix_or_shorter_than_it_is_shown_without_error(translator):
+    import tensorflow as tf
+
+    from textseq.translating import with_prefix
+
+    prefixes = ["19", "1998-03-03", "19 "]
+    forced = translator.texts.prefix(prefixes, translator.options())
+    decoded = tf.constant(["19", "19", "19 5"])  # all of the prefix, less than it, more
+    shown = with_prefix(decoded, tf.constant(prefixes), forced, translator.target).numpy()
+    assert [text.decode() for text in shown] == ["19", "19", "19 5"]

@@ -54,10 +54,17 @@ def with_prefix(decoded: tf.Tensor, prefixes: tf.Tensor, forced: tf.Tensor, toke
     shown = tokenizer.decode(forced)
     length = tf.strings.length(shown)
     begins = tf.equal(tf.strings.substr(decoded, tf.zeros_like(length), length), shown)
-    rest = tf.strings.substr(decoded, length, tf.strings.length(decoded))
+    rest = after(decoded, length)
     spaced = tf.strings.regex_full_match(prefixes, r"(?s).*\s") & tf.strings.regex_full_match(rest, r"(?s)\s.*")
-    rest = tf.where(spaced, tf.strings.substr(rest, tf.ones_like(length), tf.strings.length(rest)), rest)  # one space
+    rest = tf.where(spaced, after(rest, tf.ones_like(length)), rest)  # one space
     return tf.where(begins & (length > 0), tf.strings.join([prefixes, rest]), decoded)
+
+
+def after(texts: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
+    """What follows the first `positions` bytes of each text; empty where a text is not that long
+    (`tf.strings.substr` refuses a position past the end, and `tf.where` computes both branches)."""
+    lengths = tf.strings.length(texts)
+    return tf.strings.substr(texts, tf.minimum(positions, lengths), lengths)
 
 
 class TextTranslator:
