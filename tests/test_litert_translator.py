@@ -62,7 +62,7 @@ def float_export(trained_run, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_the_float_translator_translates_as_the_library_greedy_and_beam(trained_run, float_export, tmp_path):
     meta = json.loads((float_export / "textseq.json").read_text())
-    assert meta["signatures"] == ["encode_8", "encode_16", "encode_32", "encode_40", "step"]  # TINY: 40 at most
+    assert meta["signatures"] == ["encode_8", "encode_16", "encode_32", "encode_40", "step", "forced_step"]  # TINY: 40
     assert meta["source"]["level"] == "char"
     assert sorted(p.name for p in float_export.iterdir()) == ["textseq.json", "translator.tflite", "vocab.json"]
     assert_same_as_the_library(trained_run, on_device(float_export, TEXTS, [1, 5], tmp_path), TEXTS)
@@ -85,18 +85,23 @@ def test_an_int8_translator_stays_close_to_the_float_one(trained_run, tmp_path, 
     np.testing.assert_allclose([score for _, score in answers["5"]], [h.score for h in expected], atol=0.5)
 
 
-def test_the_float_translator_gives_the_librarys_n_best_and_attention(trained_run, float_export):
+@pytest.mark.parametrize("prefix", [None, "19", "X 2"])  # X is no target character: <unk>, shown as given
+def test_the_float_translator_gives_the_librarys_n_best_attention_and_prefixes(trained_run, float_export, prefix):
     from textseq.on_device import DeviceTranslator
 
     translator, device = Translator.from_run(trained_run), DeviceTranslator(float_export)
     options = translator.options(beam_size=4, n_best=3)
     for text in [t for t in TEXTS if t.strip()]:
-        expected, attention = translator.explain(text, options)
-        found = device.hypotheses(device.source_ids(text), 4, options.alpha, options.max_length, n_best=3)
-        assert [device.target.decode(h.ids) for h in found] == [h.text for h in expected], text
+        expected, attention = translator.explain(text, options, prefix)
+        forced = device.prefix_ids(prefix, options.max_length) if prefix else None
+        found = device.hypotheses(device.source_ids(text), 4, options.alpha, options.max_length, 3, forced)
+        assert [device.text(h.ids, prefix, forced) for h in found] == [h.text for h in expected], text
         np.testing.assert_allclose([h.score for h in found], [h.score for h in expected], rtol=1e-4, atol=1e-4)
         assert len(found[0].ids) == len(attention.output_tokens)
         np.testing.assert_allclose(found[0].attention, attention.weights, atol=1e-5)
+    if prefix:
+        assert device.translate(TEXTS[0], beam_size=4, prefix=prefix)[0] == translator.translate(
+            [TEXTS[0]], translator.options(beam_size=4), prefixes=[prefix])[0]
 
 
 def test_serve_answers_from_a_litert_export_as_from_its_run(trained_run, float_export, tmp_path):
@@ -113,10 +118,11 @@ def test_serve_answers_from_a_litert_export_as_from_its_run(trained_run, float_e
         assert answer["attention"]["output_tokens"] == attention.output_tokens
         np.testing.assert_allclose(answer["attention"]["weights"], attention.weights, atol=1e-5)
         assert server.request("api/info")[1]["decoding"] == translator.options().describe()
+        status, answer = server.post("api/translate", {"text": "3rd of March 1998", "prefix": "2077-"})
+        assert answer["translation"] == translator.translate(["3rd of March 1998"], prefixes=["2077-"])[0]
         needs_the_run = "use the run directory the export was made from"
-        for request in ({"text": "3rd of March", "prefix": "19"}, {"text": "3rd of March", "temperature": 0.5}):
-            status, answer = server.post("api/translate", request)
-            assert status == 400 and answer["error"].endswith(needs_the_run), answer
+        status, answer = server.post("api/translate", {"text": "3rd of March", "temperature": 0.5})
+        assert status == 400 and answer["error"].endswith(needs_the_run), answer
         status, answer = server.post("api/score", {"text": "3rd of March 1998", "target": "1998-03-03"})
         assert status == 400 and answer["error"].endswith(needs_the_run), answer
         assert server.post("api/translate", {"text": "a", "beam_size": 11})[1]["error"] == (
@@ -135,7 +141,7 @@ def test_serve_answers_from_a_litert_export_as_from_its_run(trained_run, float_e
 
 
 def test_translate_takes_a_litert_export_as_it_takes_its_run(trained_run, float_export):
-    args = ["3rd of March 1998", "--beam-size", "4", "--n-best", "2"]
+    args = ["3rd of March 1998", "--beam-size", "4", "--n-best", "2", "--prefix", "19"]
     from_export = CliRunner().invoke(cli, ["translate", str(float_export), *args])
     from_run = CliRunner().invoke(cli, ["translate", str(trained_run), *args])
     assert from_export.exit_code == 0 and from_run.exit_code == 0, from_export.output + from_run.output
@@ -143,5 +149,5 @@ def test_translate_takes_a_litert_export_as_it_takes_its_run(trained_run, float_
     expected = [line.split("\t") for line in from_run.stdout.splitlines() if line]
     assert [text for _, text in lines] == [text for _, text in expected]
     np.testing.assert_allclose([float(score) for score, _ in lines], [float(score) for score, _ in expected], atol=1e-3)
-    refused = CliRunner().invoke(cli, ["translate", str(float_export), "3rd of March", "--prefix", "19"])
-    assert refused.exit_code == 2 and "for prefixes, use the run directory the export was made from" in refused.output
+    refused = CliRunner().invoke(cli, ["translate", str(float_export), "3rd of March", "--top-k", "5"])
+    assert refused.exit_code == 2 and "to sample, use the run directory the export was made from" in refused.output

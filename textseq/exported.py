@@ -7,7 +7,7 @@ weight of the step (the LSTM, the attention, the output table) from memory for f
 memory bandwidth sets the time. int8 weights (`--quantize dynamic`) are a quarter of float32's
 bytes; LiteRT's kernels multiply them as they are, where TensorFlow's (and XLA's) would convert
 them to float32 first. The answers are the API's own: beam search, length penalty, n-best lists
-and attention weights (from exports that give them); scoring, forced prefixes and sampling need
+attention weights and forced prefixes (from exports that give them); scoring and sampling need
 the run and are refused with that advice.
 
 >>> translator = ExportedTranslator("exports/de-en-int8")  # doctest: +SKIP
@@ -101,14 +101,16 @@ class ExportedTranslator:
                 prefix: str | None = None) -> tuple[list[Hypothesis], Attention]:
         """The `options.n_best` hypotheses of `text` and the attention of the best one (empty when the
         export's step gives none)."""
-        if prefix is not None:
-            raise UserError(f"prefix: a LiteRT export's step gives only its top candidates, not the probability of "
-                            f"a forced token; for prefixes, {NEEDS_THE_RUN}")
         options = options or self.options()
         ids = self.device.source_ids(text)
+        forced = self.device.prefix_ids(prefix, options.max_length) if prefix is not None else None
+        if forced and self.device.forced_step is None:
+            raise UserError(f"prefix: this export was made before LiteRT translators could force a prefix; export "
+                            f"the run again, or {NEEDS_THE_RUN}")
         with self.lock:
-            found = self.device.hypotheses(ids, options.beam_size, options.alpha, options.max_length, options.n_best)
-        hypotheses = [Hypothesis(self.device.target.decode(h.ids), h.score) for h in found]
+            found = self.device.hypotheses(ids, options.beam_size, options.alpha, options.max_length, options.n_best,
+                                           forced)
+        hypotheses = [Hypothesis(self.device.text(h.ids, prefix, forced), h.score) for h in found]
         best = found[0]
         if best.attention is None:
             return hypotheses, Attention([], [], np.zeros((0, 0), np.float32))

@@ -1,6 +1,6 @@
 """LiteRT (TensorFlow Lite) export of a translation run: what a phone runs to translate offline.
 
-One `.tflite` file with two signatures:
+One `.tflite` file with these signatures:
 
 - `encode_N`, one per source length N of `source_lengths` (8, 16, 32, 64, ... up to
   `data.max_source_length`): source ids `[1, N]` (0-padded) -> `memory_outputs`, `memory_keys` (the
@@ -8,7 +8,9 @@ One `.tflite` file with two signatures:
   `states` `[1, n, units]`; the app takes the shortest that holds its source;
 - `step`: `token_id` `[hypotheses]`, their `states` and the memory repeated per hypothesis -> new
   `states`, each hypothesis' `top_k` next tokens (`top_ids`, `top_log_probs`) and its `attention`
-  weights over the source.
+  weights over the source;
+- `forced_step`: the same with a `forced_id` per hypothesis -> its `log_prob` instead of the top
+  tokens: the step of a forced prefix (an output that must start with given text).
 
 Beam search runs in the app, between `step` calls: `textseq.on_device` is its reference (numpy
 only), the same search as `textseq.decoding.beam_search`. In-graph beam search would need LiteRT's
@@ -76,12 +78,16 @@ class TranslatorSignatures(tf.Module):
                        "memory_length": ([], tf.int32)}
         self.encoders = {length: tf.function(self._encode, input_signature=[
             tf.TensorSpec([1, length], tf.int32, name="source_ids")]) for length in source_lengths}
-        self.step = tf.function(self._step, input_signature=[tf.TensorSpec([None], tf.int32, name="token_id")] + [
-            tf.TensorSpec([None, *shape], dtype, name=name) for name, (shape, dtype) in self.shapes.items()])
+        step_inputs = [tf.TensorSpec([None], tf.int32, name="token_id")] + [
+            tf.TensorSpec([None, *shape], dtype, name=name) for name, (shape, dtype) in self.shapes.items()]
+        self.step = tf.function(self._step, input_signature=step_inputs)
+        forced_id = tf.TensorSpec([None], tf.int32, name="forced_id")
+        self.forced_step = tf.function(self._forced_step, input_signature=[*step_inputs, forced_id])
 
     def functions(self) -> dict:
         """Each signature's name and function."""
-        return {**{f"encode_{length}": function for length, function in self.encoders.items()}, "step": self.step}
+        return {**{f"encode_{length}": function for length, function in self.encoders.items()}, "step": self.step,
+                "forced_step": self.forced_step}
 
     def _encode(self, source_ids):
         ids = known_ids(source_ids, self.model.encoder.vocab_size)
@@ -92,14 +98,24 @@ class TranslatorSignatures(tf.Module):
                 "states": stacked_states(states)}
 
     def _step(self, token_id, states, memory_outputs, memory_keys, memory_length):
+        log_probs, after = self._stepped(token_id, states, memory_outputs, memory_keys, memory_length)
+        top = tf.math.top_k(log_probs, self.k)
+        return {"top_ids": top.indices, "top_log_probs": top.values, **after}
+
+    def _forced_step(self, token_id, states, memory_outputs, memory_keys, memory_length, forced_id):
+        log_probs, after = self._stepped(token_id, states, memory_outputs, memory_keys, memory_length)
+        forced = known_ids(forced_id, self.model.decoder.vocab_size)
+        return {"log_prob": tf.gather(log_probs, forced, batch_dims=1), **after}
+
+    def _stepped(self, token_id, states, memory_outputs, memory_keys, memory_length):
+        """The step's log-probabilities `[hypotheses, vocab]`, and its new `states` and `attention`."""
         token_id = known_ids(token_id, self.model.decoder.vocab_size)
         layers = by_layer([states[:, i] for i in range(states.shape[1])], self.state_sizes)
         memory = {"outputs": memory_outputs, "projected_keys": memory_keys,
                   "mask": tf.range(tf.shape(memory_outputs)[1])[None, :] < memory_length[:, None]}
         logits, layers, weights = self.model.step(token_id, layers, memory)
-        top = tf.math.top_k(tf.nn.log_softmax(tf.cast(logits, tf.float32)), self.k)
-        return {"top_ids": top.indices, "top_log_probs": top.values,
-                "states": stacked_states(layers), "attention": tf.cast(weights, tf.float32)}
+        return tf.nn.log_softmax(tf.cast(logits, tf.float32)), {"states": stacked_states(layers),
+                                                                "attention": tf.cast(weights, tf.float32)}
 
 
 def signatures_for(loaded, quantize: str = "none") -> TranslatorSignatures:
@@ -109,7 +125,8 @@ def signatures_for(loaded, quantize: str = "none") -> TranslatorSignatures:
 
 
 def calibration(signatures: TranslatorSignatures, loaded, sources: int = CALIBRATION_SOURCES, seed: int = 0):
-    """What int8 calibrates on: `(signature, inputs)` of the encoding and greedy steps of seeded training sources."""
+    """What int8 calibrates on: `(signature, inputs)` of the encoding and greedy steps of seeded training
+    sources (each step also forced to the token it chose)."""
     pairs = load_pairs(loaded.recipe.data, "train")
     chosen = [source for source, _ in random.Random(seed).sample(pairs, min(sources, len(pairs)))]
     for ids in loaded.source.encode(tf.constant(chosen)).to_list():
@@ -124,14 +141,15 @@ def calibration(signatures: TranslatorSignatures, loaded, sources: int = CALIBRA
             inputs = {"token_id": token, **memory}
             yield "step", inputs
             out = signatures.step(**{name: tf.constant(value) for name, value in inputs.items()})
-            memory["states"] = out["states"].numpy()
             token = out["top_ids"].numpy()[:, 0].astype(np.int32)
+            yield "forced_step", {**inputs, "forced_id": token}
+            memory["states"] = out["states"].numpy()
             if token[0] == EOS:
                 break
 
 
 def convert(loaded, quantize: str, signatures: TranslatorSignatures) -> bytes:
-    """The `.tflite` bytes of the two signatures, quantized as asked.
+    """The `.tflite` bytes of the signatures, quantized as asked.
 
     Each function is frozen (weights as constants, as the language model's step is) and saved as a
     signature of a SavedModel that holds nothing else: the converter takes several signatures only
@@ -189,6 +207,9 @@ def write_litert_translator(loaded, out: Path, quantize: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_FILE).write_bytes(model)
     options = loaded.options()
+    step_inputs = {"token_id": {"shape": [-1], "dtype": "int32"},
+                   **{name: {"shape": [-1, *shape], "dtype": dtype.name}
+                      for name, (shape, dtype) in signatures.shapes.items()}}
     info = {
         "textseq_version": __version__, "tensorflow_version": tf.__version__, "format": "litert",
         "task": "translate", "model": MODEL_FILE, "signatures": list(signatures.functions()), "quantize": quantize,
@@ -197,13 +218,14 @@ def write_litert_translator(loaded, out: Path, quantize: str) -> None:
         **side_files(loaded, out),
         "inputs": {**{f"encode_{n}": {"source_ids": {"shape": [1, n], "dtype": "int32"}}
                       for n in signatures.source_lengths},
-                   "step": {"token_id": {"shape": [-1], "dtype": "int32"},
-                            **{name: {"shape": [-1, *shape], "dtype": dtype.name}
-                               for name, (shape, dtype) in signatures.shapes.items()}}},
+                   "step": step_inputs,
+                   "forced_step": {**step_inputs, "forced_id": {"shape": [-1], "dtype": "int32"}}},
         "usage": "textseq/on_device.py is the app loop: tokenize the source, run the shortest encode_N that holds "
                  "it once, then step with the "
                  "last token of every hypothesis (start_id first) and keep the best beam_size of their top_ids by "
-                 "total log-probability over ((5 + length) / 6) ** alpha, until each has produced end_id",
+                 "total log-probability over ((5 + length) / 6) ** alpha, until each has produced end_id; "
+                 "forced_step gives the log_prob of a given forced_id instead, for an output that must start "
+                 "with given text",
         "recipe": loaded.recipe.to_dict(),
     }
     (out / METADATA).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -90,33 +90,45 @@ class DeviceTranslator:
         interpreter = Interpreter(model_path=str(self.folder / self.meta["model"]), num_threads=num_threads, **options)
         self.encoders = {n: interpreter.get_signature_runner(f"encode_{n}") for n in self.meta["source_lengths"]}
         self.step_runner = interpreter.get_signature_runner("step")
+        signatures = interpreter.get_signature_list()
+        self.forced_step = interpreter.get_signature_runner("forced_step") if "forced_step" in signatures else None
         self.gives_attention = "attention" in self.step_runner.get_output_details()  # older exports give none
         self.source = DeviceTokenizer(self.folder, self.meta["source"])
         self.target = DeviceTokenizer(self.folder, self.meta["target"])
 
     def translate(self, text: str, beam_size: int | None = None, alpha: float | None = None,
-                  max_length: int | None = None) -> tuple[str, float]:
+                  max_length: int | None = None, prefix: str | None = None) -> tuple[str, float]:
         """The best translation of `text` and its score, decoded as the run's `decode:` section says
-        unless given here (`beam_size` 1 is greedy decoding)."""
+        unless given here (`beam_size` 1 is greedy decoding), starting with `prefix` when given."""
         decoding = self.meta["decoding"]
-        tokens, score = self.search(self.source_ids(text), beam_size or decoding["beam_size"],
-                                    decoding["alpha"] if alpha is None else alpha,
-                                    max_length or decoding["max_length"])
-        return self.target.decode(tokens), score
+        max_length = max_length or decoding["max_length"]
+        forced = self.prefix_ids(prefix, max_length) if prefix is not None else None
+        best = self.hypotheses(self.source_ids(text), beam_size or decoding["beam_size"],
+                               decoding["alpha"] if alpha is None else alpha, max_length, prefix_ids=forced)[0]
+        return self.text(best.ids, prefix, forced), best.score
+
+    def prefix_ids(self, prefix: str, max_length: int) -> list[int]:
+        """The target ids an output must start with, leaving it room to end."""
+        return self.target.encode(prefix)[:max(max_length - 1, 0)]
+
+    def text(self, ids: list[int], prefix: str | None = None, prefix_ids: list[int] | None = None) -> str:
+        """Output ids as text, starting with `prefix` as given when it was forced (`prefix_ids`)."""
+        decoded = self.target.decode(ids)
+        return starting_with(decoded, prefix, self.target.decode(prefix_ids)) if prefix_ids else decoded
 
     def source_ids(self, text: str) -> list[int]:
         """The ids of `text`, cut to the longest source the export encodes."""
         return self.source.encode(text)[:self.meta["source_lengths"][-1]]
 
-    def search(self, source_ids: list[int], beam_size: int, alpha: float, max_length: int) -> tuple[list[int], float]:
-        """Beam search over the `step` signature: the best hypothesis' ids and its score."""
-        best = self.hypotheses(source_ids, beam_size, alpha, max_length)[0]
-        return best.ids, best.score
-
     def hypotheses(self, source_ids: list[int], beam_size: int, alpha: float, max_length: int,
-                   n_best: int = 1) -> list[DeviceHypothesis]:
+                   n_best: int = 1, prefix_ids: list[int] | None = None) -> list[DeviceHypothesis]:
         """Beam search over the `step` signature: the `n_best` best hypotheses, best first, with the
-        attention weights of each of their tokens when the export's step gives them."""
+        attention weights of each of their tokens when the export's step gives them. With
+        `prefix_ids`, every hypothesis first produces those (`forced_step`), which count in its score."""
+        prefix_ids = prefix_ids or []
+        if prefix_ids and self.forced_step is None:
+            raise ValueError("this export has no forced_step signature (it was made before textseq gave one); "
+                             "export the run again to decode with a prefix")
         if beam_size > self.meta["top_k"]:
             raise ValueError(f"beam_size {beam_size}: this export's step gives {self.meta['top_k']} candidates per "
                              f"hypothesis; search with at most {self.meta['top_k']}")
@@ -140,8 +152,14 @@ class DeviceTranslator:
             reachable = np.where(finished, -np.inf, scores / length_penalty(np.array(max_length), alpha))
             if ended > reachable.max():
                 break
-            out = self.step_runner(token_id=previous, states=states, **memory)
-            ids, log_probs = out["top_ids"][:, :beam_size], out["top_log_probs"][:, :beam_size]
+            if i < len(prefix_ids):  # each hypothesis' one continuation is the prefix's token
+                out = self.forced_step(token_id=previous, states=states, forced_id=np.full(beam_size, prefix_ids[i],
+                                                                                           np.int32), **memory)
+                ids = np.full((beam_size, beam_size), prefix_ids[i])
+                log_probs = np.where(np.arange(beam_size) == 0, out["log_prob"][:, None], NEG)
+            else:
+                out = self.step_runner(token_id=previous, states=states, **memory)
+                ids, log_probs = out["top_ids"][:, :beam_size], out["top_log_probs"][:, :beam_size]
             # An ended hypothesis has one continuation, PAD, which costs nothing.
             ids = np.where(finished[:, None], pad, ids)
             log_probs = np.where(finished[:, None], np.where(np.arange(beam_size) == 0, 0.0, NEG), log_probs)
@@ -172,6 +190,21 @@ class DeviceTranslator:
         padded = np.zeros((1, length), np.int32)
         padded[0, :len(source_ids)] = source_ids
         return dict(self.encoders[length](source_ids=padded))
+
+
+def starting_with(decoded: str, prefix: str, shown: str) -> str:
+    """`decoded`, with the forced prefix as the vocabulary reads it back (`shown`: lower-cased,
+    `<unk>` for unknown words, ...) replaced by `prefix` as given, as the library's translations are.
+
+    >>> starting_with("<unk> dog runs .", "A dog", "<unk> dog")
+    'A dog runs .'
+    """
+    if not shown or not decoded.startswith(shown):
+        return decoded
+    rest = decoded[len(shown):]
+    if prefix[-1:].isspace() and rest[:1].isspace():
+        rest = rest[1:]  # one space between them
+    return prefix + rest
 
 
 def length_penalty(lengths: np.ndarray, alpha: float) -> np.ndarray:
