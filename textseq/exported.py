@@ -6,9 +6,9 @@ Why a server would run the phone's model: at one text per request, each decoder 
 weight of the step (the LSTM, the attention, the output table) from memory for five hypotheses, so
 memory bandwidth sets the time. int8 weights (`--quantize dynamic`) are a quarter of float32's
 bytes; LiteRT's kernels multiply them as they are, where TensorFlow's (and XLA's) would convert
-them to float32 first. The answers are the API's own: beam search, length penalty, n-best lists
-attention weights and forced prefixes (from exports that give them); scoring and sampling need
-the run and are refused with that advice.
+them to float32 first. The answers are the API's own: beam search, length penalty, n-best lists,
+attention weights and forced prefixes (exports made before these were in the export give neither
+of the last two); scoring and sampling need the run and are refused with that advice.
 
 >>> translator = ExportedTranslator("exports/de-en-int8")  # doctest: +SKIP
 >>> translator.explain("Ein Hund rennt .", translator.options(beam_size=5))[0][0].text  # doctest: +SKIP
@@ -27,7 +27,8 @@ import numpy as np
 
 from textseq.errors import UserError
 from textseq.inference import Attention
-from textseq.litert import METADATA
+from textseq.export import is_export
+from textseq.litert import METADATA, is_litert_export
 from textseq.on_device import DeviceTokenizer, DeviceTranslator
 from textseq.recipe import DecodingOptions
 from textseq.translating import Hypothesis
@@ -38,9 +39,6 @@ NEEDS_THE_RUN = "use the run directory the export was made from"
 
 def litert_translator(path: Path) -> bool:
     """Whether `path` holds a LiteRT translator export; another export is refused, naming what it is."""
-    from textseq.export import is_export
-    from textseq.litert import is_litert_export
-
     if not is_export(path):
         return False
     about = json.loads((path / METADATA if is_litert_export(path) else path / "assets" / METADATA).read_text("utf-8"))
