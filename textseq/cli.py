@@ -302,7 +302,7 @@ def translate(run: Path, text: str | None, input_file: Path | None, output_file:
     an empty line.
 
     RUN may also be a translation run's LiteRT export (textseq export RUN OUT --format litert),
-    which translates one sentence at a time by beam search (no --prefix or sampling).
+    which translates one sentence at a time by beam search (no sampling).
 
     \b
     Examples:
@@ -609,7 +609,7 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
 
     RUN may also be a translation run's LiteRT export (textseq export RUN OUT --format litert):
     with int8 weights (--quantize dynamic) it answers a sentence about twice as fast as the run,
-    with beam search only (no scoring, prefixes or sampling).
+    with beam search only (no scoring or sampling).
 
     \b
     Examples:
