@@ -144,12 +144,13 @@ class DeviceTranslator:
         tokens = np.zeros((beam_size, 0), np.int64)
         weights = np.zeros((beam_size, 0, len(source_ids)), np.float32)
         previous = np.full(beam_size, start, np.int32)
+        penalties = length_penalty(np.arange(max_length + 1), alpha)  # of every length, computed once
         for i in range(max_length):
             # Done when no open hypothesis can still rank above the n_best-th ended one (its
             # log-probability only falls; its length penalty grows at most to max_length's), as the
             # library's search.
-            ended = np.sort(np.where(finished, scores / length_penalty(lengths, alpha), -np.inf))[-n_best]
-            reachable = np.where(finished, -np.inf, scores / length_penalty(np.array(max_length), alpha))
+            ended = np.sort(np.where(finished, scores / penalties[lengths], -np.inf))[-n_best]
+            reachable = np.where(finished, -np.inf, scores / penalties[max_length])
             if ended > reachable.max():
                 break
             if i < len(prefix_ids):  # each hypothesis' one continuation is the prefix's token
@@ -165,7 +166,7 @@ class DeviceTranslator:
             log_probs = np.where(finished[:, None], np.where(np.arange(beam_size) == 0, 0.0, NEG), log_probs)
             candidates = scores[:, None] + log_probs
             candidate_lengths = np.where(finished, lengths, i + 1)
-            ranked = candidates / length_penalty(candidate_lengths, alpha)[:, None]
+            ranked = candidates / penalties[candidate_lengths][:, None]
             # The best beam_size of all; ties go to the earlier hypothesis, then the likelier token.
             best = np.argsort(-ranked.reshape(-1), kind="stable")[:beam_size]
             parents, ranks = best // beam_size, best % beam_size
@@ -179,7 +180,7 @@ class DeviceTranslator:
             states = out["states"][parents]
             finished = was_finished | (next_ids == end)
             previous = next_ids.astype(np.int32)
-        final = scores / length_penalty(lengths, alpha)
+        final = scores / penalties[lengths]
         order = np.argsort(-final, kind="stable")[:n_best]
         return [DeviceHypothesis([int(t) for t in tokens[k, :lengths[k]]], float(final[k]),
                                  weights[k, :lengths[k]] if self.gives_attention else None) for k in order]
