@@ -27,8 +27,7 @@ import numpy as np
 
 from textseq.errors import UserError
 from textseq.inference import Attention
-from textseq.export import is_export
-from textseq.litert import METADATA, is_litert_export
+from textseq.export import is_export, metadata_file
 from textseq.on_device import DeviceTokenizer, DeviceTranslator
 from textseq.recipe import DecodingOptions
 from textseq.translating import Hypothesis
@@ -41,7 +40,7 @@ def litert_translator(path: Path) -> bool:
     """Whether `path` holds a LiteRT translator export; another export is refused, naming what it is."""
     if not is_export(path):
         return False
-    about = json.loads((path / METADATA if is_litert_export(path) else path / "assets" / METADATA).read_text("utf-8"))
+    about = json.loads(metadata_file(path).read_text(encoding="utf-8"))
     kind = about.get("format", "saved_model")  # a SavedModel's metadata names no format
     if kind == "litert" and about["task"] == "translate":
         return True
