@@ -53,10 +53,7 @@ class ExportedSide:
 
     def __init__(self, tokenizer: DeviceTokenizer, side: dict):
         self.tokenizer, self.side = tokenizer, side
-        if tokenizer.pieces_model:
-            self.spellings = [tokenizer.pieces.id_to_piece(i) for i in range(tokenizer.pieces.get_piece_size())]
-        else:
-            self.spellings = tokenizer.tokens
+        self.spellings = tokenizer.spellings()
         self.vocab_size = len(self.spellings)
 
     def describe(self) -> dict:

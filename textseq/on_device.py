@@ -55,6 +55,12 @@ class DeviceTokenizer:
         ids = [self.index.get(token, self.unknown_id) for token in tokens]
         return [self.unknown_id if i in self.control_ids else i for i in ids]  # typed "<s>" is text
 
+    def spellings(self) -> list[str]:
+        """Every token as the vocabulary spells it, by id (SentencePiece: its pieces, with their marks)."""
+        if self.pieces_model:
+            return [self.pieces.id_to_piece(i) for i in range(self.pieces.get_piece_size())]
+        return self.tokens
+
     def decode(self, ids: list[int]) -> str:
         ids = ids[:ids.index(self.end_id)] if self.end_id in ids else ids
         if self.pieces_model:  # control pieces, <unk> too, are not text
@@ -241,7 +247,7 @@ class DeviceNextWords:
                                 num_threads=num_threads).get_signature_runner()
         self.tokenizer = DeviceTokenizer(self.folder, self.meta)
         if self.tokenizer.pieces_model:
-            pieces = [self.tokenizer.pieces.id_to_piece(i) for i in range(self.tokenizer.pieces.get_piece_size())]
+            pieces = self.tokenizer.spellings()
             controls = np.isin(np.arange(len(pieces)), self.meta["control_ids"])
             self.starts = np.array([p.startswith(WORD_START) for p in pieces]) & ~controls
             self.ends_word = self.starts | (np.arange(len(pieces)) == self.meta["end_id"])
