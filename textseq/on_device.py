@@ -140,56 +140,25 @@ class DeviceTranslator:
                              f"hypothesis; search with at most {self.meta['top_k']}")
         if not 1 <= n_best <= beam_size:
             raise ValueError(f"n_best {n_best}: ask for 1 to beam_size ({beam_size}) hypotheses")
-        memory = self.encoded(source_ids)
-        memory = {name: np.repeat(value, beam_size, axis=0) for name, value in memory.items()}
+        memory = {name: np.repeat(value, beam_size, axis=0) for name, value in self.encoded(source_ids).items()}
         states = memory.pop("states")
-        pad, start, end = self.meta["pad_id"], self.meta["start_id"], self.meta["target"]["end_id"]
-        scores = np.where(np.arange(beam_size) == 0, 0.0, NEG).astype(np.float32)  # one start, not beam_size
-        finished = np.zeros(beam_size, bool)
-        lengths = np.zeros(beam_size, np.int64)
-        tokens = np.zeros((beam_size, 0), np.int64)
-        weights = np.zeros((beam_size, 0, len(source_ids)), np.float32)
-        previous = np.full(beam_size, start, np.int32)
-        penalties = length_penalty(np.arange(max_length + 1), alpha)  # of every length, computed once
+        beams = Beams(beam_size, alpha, max_length, n_best, self.meta["pad_id"], self.meta["target"]["end_id"])
+        previous = np.full(beam_size, self.meta["start_id"], np.int32)
         for i in range(max_length):
-            # Done when no open hypothesis can still rank above the n_best-th ended one (its
-            # log-probability only falls; its length penalty grows at most to max_length's), as the
-            # library's search.
-            ended = np.sort(np.where(finished, scores / penalties[lengths], -np.inf))[-n_best]
-            reachable = np.where(finished, -np.inf, scores / penalties[max_length])
-            if ended > reachable.max():
+            if beams.done():
                 break
             if i < len(prefix_ids):  # each hypothesis' one continuation is the prefix's token
-                out = self.forced_step(token_id=previous, states=states, forced_id=np.full(beam_size, prefix_ids[i],
-                                                                                           np.int32), **memory)
-                ids = np.full((beam_size, beam_size), prefix_ids[i])
+                forced = np.full(beam_size, prefix_ids[i], np.int32)
+                out = self.forced_step(token_id=previous, states=states, forced_id=forced, **memory)
+                ids = np.broadcast_to(forced, (beam_size, beam_size))
                 log_probs = np.where(np.arange(beam_size) == 0, out["log_prob"][:, None], NEG)
             else:
                 out = self.step_runner(token_id=previous, states=states, **memory)
                 ids, log_probs = out["top_ids"][:, :beam_size], out["top_log_probs"][:, :beam_size]
-            # An ended hypothesis has one continuation, PAD, which costs nothing.
-            ids = np.where(finished[:, None], pad, ids)
-            log_probs = np.where(finished[:, None], np.where(np.arange(beam_size) == 0, 0.0, NEG), log_probs)
-            candidates = scores[:, None] + log_probs
-            candidate_lengths = np.where(finished, lengths, i + 1)
-            ranked = candidates / penalties[candidate_lengths][:, None]
-            # The best beam_size of all; ties go to the earlier hypothesis, then the likelier token.
-            best = np.argsort(-ranked.reshape(-1), kind="stable")[:beam_size]
-            parents, ranks = best // beam_size, best % beam_size
-            next_ids, scores = ids[parents, ranks], candidates[parents, ranks].astype(np.float32)
-            was_finished = finished[parents]
-            lengths = np.where(was_finished, lengths[parents], i + 1)
-            next_ids = np.where(was_finished, pad, next_ids)
-            tokens = np.concatenate([tokens[parents], next_ids[:, None]], axis=1)
-            if self.gives_attention:
-                weights = np.concatenate([weights[parents], out["attention"][parents, None, :len(source_ids)]], axis=1)
+            attention = out["attention"][:, :len(source_ids)] if self.gives_attention else None
+            parents, previous = beams.advance(ids, log_probs, attention)
             states = out["states"][parents]
-            finished = was_finished | (next_ids == end)
-            previous = next_ids.astype(np.int32)
-        final = scores / penalties[lengths]
-        order = np.argsort(-final, kind="stable")[:n_best]
-        return [DeviceHypothesis([int(t) for t in tokens[k, :lengths[k]]], float(final[k]),
-                                 weights[k, :lengths[k]] if self.gives_attention else None) for k in order]
+        return beams.best()
 
     def encoded(self, source_ids: list[int]) -> dict[str, np.ndarray]:
         """The outputs of the shortest `encode_N` that holds the source (0-padded to N)."""
@@ -197,6 +166,71 @@ class DeviceTranslator:
         padded = np.zeros((1, length), np.int32)
         padded[0, :len(source_ids)] = source_ids
         return dict(self.encoders[length](source_ids=padded))
+
+
+class Beams:
+    """The hypotheses of one beam search, as `DeviceTranslator.hypotheses` grows them a step at a
+    time: their scores and lengths, and per step each one's parent and token (and the attention that
+    chose it), from which `best` spells out the ended ones. Kept as backpointers rather than copied
+    token lists because at one sentence per call the loop's own numpy work is a tenth of its time.
+    """
+
+    def __init__(self, beam_size: int, alpha: float, max_length: int, n_best: int, pad_id: int, end_id: int):
+        self.size, self.n_best, self.pad_id, self.end_id = beam_size, n_best, pad_id, end_id
+        self.penalties = length_penalty(np.arange(max_length + 1), alpha)  # of every length, computed once
+        self.scores = np.where(np.arange(beam_size) == 0, 0.0, NEG).astype(np.float32)  # one start, not beam_size
+        self.pad_only = self.scores.copy()  # an ended hypothesis' one continuation, PAD, costs nothing
+        self.lengths = np.zeros(beam_size, np.int64)
+        self.finished, self.any_finished = np.zeros(beam_size, bool), False
+        self.history: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []  # parents, tokens, attention
+
+    def done(self) -> bool:
+        """Whether no open hypothesis can still rank above the n_best-th ended one (its
+        log-probability only falls; its length penalty grows at most to max_length's), as the
+        library's search stops."""
+        if not self.any_finished:
+            return False
+        ended = np.sort(np.where(self.finished, self.scores / self.penalties[self.lengths], -np.inf))[-self.n_best]
+        return bool(ended > np.where(self.finished, -np.inf, self.scores / self.penalties[-1]).max())
+
+    def advance(self, ids: np.ndarray, log_probs: np.ndarray,
+                attention: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Keeps the best `beam_size` of every hypothesis' candidates (`ids`, `log_probs`: [beam, beam],
+        likeliest first); returns each kept one's parent row and its token."""
+        length = len(self.history) + 1
+        if self.any_finished:
+            ids = np.where(self.finished[:, None], self.pad_id, ids)
+            log_probs = np.where(self.finished[:, None], self.pad_only, log_probs)
+            penalties = self.penalties[np.where(self.finished, self.lengths, length)][:, None]
+        else:
+            penalties = self.penalties[length]
+        candidates = self.scores[:, None] + log_probs
+        # The best beam_size of all; ties go to the earlier hypothesis, then the likelier token.
+        best = np.argsort(-(candidates / penalties).reshape(-1), kind="stable")[:self.size]
+        parents, ranks = np.divmod(best, self.size)
+        tokens, self.scores = ids[parents, ranks].astype(np.int32), candidates[parents, ranks]
+        was_finished = self.finished[parents]
+        self.lengths = np.where(was_finished, self.lengths[parents], length)
+        self.finished = was_finished | (tokens == self.end_id)
+        self.any_finished = bool(self.finished.any())
+        self.history.append((parents, tokens, attention))
+        return parents, tokens
+
+    def best(self) -> list[DeviceHypothesis]:
+        """The n_best hypotheses, best first."""
+        final = self.scores / self.penalties[self.lengths]
+        found = []
+        for k in np.argsort(-final, kind="stable")[:self.n_best]:
+            tokens, rows, row = [], [], k
+            for parents, step_tokens, attention in reversed(self.history):
+                tokens.append(int(step_tokens[row]))
+                if attention is not None:
+                    rows.append(attention[parents[row]])
+                row = parents[row]
+            length = int(self.lengths[k])
+            weights = np.stack(rows[::-1])[:length] if rows else None
+            found.append(DeviceHypothesis(tokens[::-1][:length], float(final[k]), weights))
+        return found
 
 
 def starting_with(decoded: str, prefix: str, shown: str) -> str:
