@@ -14,14 +14,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
-import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from textseq.errors import UserError
-from textseq.recipe.sections import Recipe
+from textseq.recipe.sections import Recipe, hints_of
 from textseq.recipe.values import Broken, Where, check_value, recipe_key
 
 log = logging.getLogger(__name__)
@@ -162,7 +161,7 @@ def _build(cls: type, raw: Any, path: tuple, where: Where) -> Any:
     if not isinstance(raw, dict):
         raise UserError(f"{where(path)}{dotted} must be a mapping of keys; got {raw!r}")
     fields = {recipe_key(f): f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = hints_of(cls)
     for key in raw:
         if key not in fields:
             name = ".".join(path + (str(key),))
@@ -211,7 +210,7 @@ def describe_defaults() -> str:
     """Every recipe key with its default and help line, for `--help` and the README."""
     rows = []
     for section in dataclasses.fields(Recipe):
-        hint = typing.get_type_hints(Recipe)[section.name]
+        hint = hints_of(Recipe)[section.name]
         if not dataclasses.is_dataclass(hint):
             rows.append(f"{section.name}: {section.default!r}  # {section.metadata['help']}")
             continue
