@@ -5,6 +5,8 @@
 ['calls', 'median_ms', 'p99_ms']
 >>> sorted(timed_together({"upper": str.upper, "lower": str.lower}, ["a", "b"], warm_up=1))
 ['lower', 'upper']
+>>> sorted(timed_apart({"text": {"upper": str.upper}, "bytes": {"len": len}}, ["a", "b", "c"], warm_up=1, run=2))
+['len', 'upper']
 >>> spread([1.0, 2.0, 3.0, 4.0])["p99_ms"]
 3.0
 """
@@ -36,6 +38,23 @@ def timed_together(calls: dict, inputs, warm_up: int = 5) -> dict[str, list[floa
             started = time.perf_counter()
             calls[name](x)
             times[name].append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def timed_apart(groups: dict[str, dict], inputs, warm_up: int = 5, run: int = 20) -> dict[str, list[float]]:
+    """`timed_together` for callers that would live in different processes (`groups`: a name for
+    each, and its calls): each group takes `run` inputs in a row before the next takes the same ones,
+    the order of the groups rotating, so that one model's weights do not push another's out of the
+    CPU's caches between its calls (a server holds one model) while a slow phase of the machine
+    still falls on all of them alike."""
+    inputs, names = list(inputs), list(groups)
+    for name in names:
+        timed_together(groups[name], inputs[:warm_up], warm_up=0)
+    times: dict[str, list[float]] = {}
+    for i, start in enumerate(range(0, len(inputs), run)):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            for call, values in timed_together(groups[name], inputs[start:start + run], warm_up=0).items():
+                times.setdefault(call, []).extend(values)
     return times
 
 

@@ -19,10 +19,13 @@ Callers, each given the sentences one at a time after warm-up:
 
 The sentences are the first --count lines of --sources (test2016's German by default: real lengths,
 not one sentence repeated), each timed once per caller and beam; the table gives the median and p99
-per call over them, and the median for the 13-word sentence below timed --calls times. Every
-sentence goes to every caller in turn (the order rotating), so the ratios hold on a machine whose
-speed swings. TensorFlow uses its default threads (every core). Prints a table, then one JSON
-object as the last line.
+per call over them, and the median for the 13-word sentence below timed --calls times. Each server
+(the run, the SavedModel, each LiteRT export) takes 20 sentences in a row, every sentence going to
+its callers in turn, then the next server takes the same 20, the order rotating: a server process
+holds one model, whose weights another model's calls would push out of the CPU's caches (~1 ms a
+sentence for the int8 translator), and a slow phase of the machine still falls on all of them.
+TensorFlow uses its default threads (every core). Prints a table, then one JSON object as the last
+line.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import spread, timed_together  # noqa: E402
+from timing import spread, timed_apart  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 SENTENCE = "Ein Mann in einem blauen Hemd steht auf einer Leiter und putzt ein Fenster."  # 13 words
@@ -70,7 +73,8 @@ def main() -> None:
     texts = read_sources(args.sources, args.count) if args.sources else [SENTENCE]
     translator = Translator.from_run(args.run)
     translator.texts.xla_for_one_text = True  # as textseq serve holds it
-    callers = {}
+    callers = {}  # of the run
+    servers = {"run": callers}
     for beam in args.beams:
         options = translator.options(beam_size=beam)
         graph = tf.function(lambda ids, o=options: decode(translator.model, ids, o),
@@ -84,21 +88,22 @@ def main() -> None:
         if "tensorflow_text" in meta.get("requires", []):
             import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
         signature = tf.saved_model.load(str(args.export)).signatures["translate"]  # the recipe's decoding
-        callers[f"saved_model beam {translator.recipe.decode.beam_size}"] = lambda text: signature(text=tf.constant([text]))
+        servers["saved_model"] = {f"saved_model beam {translator.recipe.decode.beam_size}":
+                                  lambda text: signature(text=tf.constant([text]))}
     for export in args.litert:
         from textseq.exported import ExportedTranslator
 
         served = ExportedTranslator(export)
-        for beam in args.beams:
-            callers[f"litert {served.device.meta['quantize']} explain beam {beam}"] = (
-                lambda text, o=served.options(beam_size=beam), s=served: s.explain(text, o))
+        servers[str(export)] = {f"litert {served.device.meta['quantize']} explain beam {beam}":
+                                lambda text, o=served.options(beam_size=beam), s=served: s.explain(text, o)
+                                for beam in args.beams}
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {len(texts)} sources", file=sys.stderr)
     # Warm-up on every source once: a one-text beam search compiles once per 16 source lengths.
-    over_sources = timed_together(callers, texts, warm_up=len(texts))
-    on_sentence = timed_together(callers, [SENTENCE] * args.calls)
+    over_sources = timed_apart(servers, texts, warm_up=len(texts))
+    on_sentence = timed_apart(servers, [SENTENCE] * args.calls)
     rows = {name: {**spread(over_sources[name]), "sentence_median_ms": spread(on_sentence[name])["median_ms"]}
-            for name in callers}
+            for name in over_sources}
     print(f"{'caller':<34}{'median ms':>11}{'p99 ms':>9}{'13 words ms':>13}")
     for name, row in rows.items():
         print(f"{name:<34}{row['median_ms']:>11.2f}{row['p99_ms']:>9.2f}{row['sentence_median_ms']:>13.2f}")
