@@ -608,7 +608,7 @@ def serve(run: Path, host: str, port: int, allowed_hosts: tuple[str, ...], idle_
     the CLI's --json; the request must say Content-Type: application/json), and GET /api/info.
 
     RUN may also be a translation run's LiteRT export (textseq export RUN OUT --format litert):
-    with int8 weights (--quantize dynamic) it answers a sentence 2-3 times as fast as the run,
+    with int8 weights (--quantize dynamic) it answers a sentence about 3 times as fast as the run,
     with beam search only (no scoring or sampling).
 
     \b
