@@ -134,6 +134,12 @@ def test_the_unrolled_encoder_equals_the_keras_layers():
         for layer, unrolled_layer in zip(states, unrolled_states):
             for state, unrolled_state in zip(layer, unrolled_layer):
                 np.testing.assert_allclose(unrolled_state.numpy(), state.numpy(), atol=1e-6)
+        # The input products of all steps are one per layer and direction, before the loop: XNNPACK
+        # packs each product's weights apart, so a product per step would cost memory per step.
+        graph = tf.function(lambda i: unrolled_encoder(encoder, i)).get_concrete_function(ids).graph
+        products = [op for op in graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2")]
+        directions = 2 if bidirectional else 1
+        assert len(products) == layers * directions * (1 + ids.shape[1])
 
 
 def test_the_export_says_how_to_use_it(exports, lm_run):
