@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from textseq.cli import cli
 from textseq.inference import LanguageModel
-from textseq.litert import unrolled_encoder
+from textseq.litert import looped_encoder
 from textseq.models.encoder import Encoder
 
 from conftest import ROOT, run_script_without_textseq
@@ -124,22 +124,24 @@ def test_ids_outside_the_vocabulary_read_as_unknown_in_every_quantization(steppe
         assert outside == [unknown] * 3, quantize
 
 
-def test_the_unrolled_encoder_equals_the_keras_layers():
+def test_the_looped_encoder_equals_the_keras_layers_and_does_not_grow_with_the_length():
     ids = tf.constant([[5, 6, 7, 0, 0], [4, 0, 0, 0, 0], [0, 0, 0, 0, 0], [9, 8, 7, 6, 5]])
     for cell, bidirectional, layers in (("lstm", True, 1), ("gru", False, 2)):
         encoder = Encoder(12, 4, 6, cell=cell, bidirectional=bidirectional, num_layers=layers)
         outputs, states = encoder(ids)
-        unrolled, unrolled_states = unrolled_encoder(encoder, ids)
-        np.testing.assert_allclose(unrolled.numpy(), outputs.numpy(), atol=1e-6)
-        for layer, unrolled_layer in zip(states, unrolled_states):
-            for state, unrolled_state in zip(layer, unrolled_layer):
-                np.testing.assert_allclose(unrolled_state.numpy(), state.numpy(), atol=1e-6)
-        # The input products of all steps are one per layer and direction, before the loop: XNNPACK
-        # packs each product's weights apart, so a product per step would cost memory per step.
-        graph = tf.function(lambda i: unrolled_encoder(encoder, i)).get_concrete_function(ids).graph
-        products = [op for op in graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2")]
-        directions = 2 if bidirectional else 1
-        assert len(products) == layers * directions * (1 + ids.shape[1])
+        for unrolled in (False, True):
+            looped, looped_states = looped_encoder(encoder, ids, unrolled)
+            np.testing.assert_allclose(looped.numpy(), outputs.numpy(), atol=1e-6)
+            for layer, looped_layer in zip(states, looped_states):
+                for state, looped_state in zip(layer, looped_layer):
+                    np.testing.assert_allclose(looped_state.numpy(), state.numpy(), atol=1e-6)
+        # Each product appears once however long the source: XNNPACK packs every product's weights
+        # apart, so an encoder whose ops grew with its length would hold its weights once per step.
+        graphs = [tf.function(lambda i: looped_encoder(encoder, i)).get_concrete_function(
+            tf.TensorSpec([1, length], tf.int32)).graph for length in (4, 40)]
+        assert len(graphs[0].get_operations()) == len(graphs[1].get_operations())
+        loops = [op for op in graphs[1].get_operations() if op.type in ("While", "StatelessWhile")]
+        assert len(loops) == layers * (2 if bidirectional else 1)
 
 
 def test_the_export_says_how_to_use_it(exports, lm_run):

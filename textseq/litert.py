@@ -34,6 +34,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla  # DYNAMIC_UPDATE_SLICE for LiteRT (no public op converts to it)
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from textseq import __version__
@@ -71,9 +72,10 @@ class NextWordStep(tf.Module):
     """
 
     def __init__(self, model: Seq2Seq, context: int, continuation: int, carry: bool, k: int = TOP_K,
-                 log_probs: bool = False):
+                 log_probs: bool = False, unrolled: bool = False):
         super().__init__(name="next_word_step")
         self.model, self.context, self.continuation, self.carry = model, context, continuation, carry
+        self.unrolled = unrolled  # the encoder's steps written out (`looped_encoder`)
         self.log_probs = log_probs  # every token's log-probability too: what completes pieces into words
         self.k = min(k, model.decoder.vocab_size)
         decoder = model.decoder
@@ -107,7 +109,7 @@ class NextWordStep(tf.Module):
         decoder_states = [states[:, i] for i in range(states.shape[1])]
 
         def encode():
-            outputs, encoder_states = unrolled_encoder(self.model.encoder, history)
+            outputs, encoder_states = looped_encoder(self.model.encoder, history, self.unrolled)
             flat = [state for layer in self.model.start_states(encoder_states) for state in layer]
             return (outputs, self.model.decoder.attention.project_keys(outputs),
                     tf.reduce_sum(tf.cast(tf.not_equal(history, PAD), tf.int32), axis=1), flat)
@@ -139,79 +141,107 @@ class NextWordStep(tf.Module):
         return out
 
 
-def unrolled_encoder(encoder, ids: tf.Tensor) -> tuple[tf.Tensor, list[list[tf.Tensor]]]:
-    """`encoder(ids)` with its recurrent loops unrolled over the fixed `ids.shape[1]` steps: what
-    LiteRT's builtin ops run (Keras' loops hold TensorList ops that they lack). Masked steps keep
-    the states and give zero outputs, as the layers do.
+def looped_encoder(encoder, ids: tf.Tensor, unrolled: bool = False) -> tuple[tf.Tensor, list[list[tf.Tensor]]]:
+    """`encoder(ids)` with each recurrent layer (and direction) a WHILE loop over the fixed
+    `ids.shape[1]` steps: what LiteRT's builtin ops run (Keras' loops hold TensorList ops that they
+    lack). Masked steps keep the states and give zero outputs, as the layers do. `unrolled` writes
+    the steps out instead: for full int8 quantization, whose calibrator crashes on these loops (and
+    whose model runs on LiteRT's own kernels, which keep one copy of each weight however often used).
 
-    >>> outputs, states = unrolled_encoder(model.encoder, tf.constant([[5, 6, 0, 0]]))  # doctest: +SKIP
+    >>> outputs, states = looped_encoder(model.encoder, tf.constant([[5, 6, 0, 0]]))  # doctest: +SKIP
     """
     mask = tf.not_equal(ids, PAD)
     x = encoder.embedding(ids)
+    layer = _unrolled if unrolled else _loop
     states = []
     for rnn in encoder.rnns:
         if encoder.bidirectional:
-            forward, forward_states = _unrolled(rnn.forward_layer.cell, x, mask, backwards=False)
-            backward, backward_states = _unrolled(rnn.backward_layer.cell, x, mask, backwards=True)
+            forward, forward_states = layer(rnn.forward_layer.cell, x, mask, backwards=False)
+            backward, backward_states = layer(rnn.backward_layer.cell, x, mask, backwards=True)
             x = tf.concat([forward, backward], axis=-1)
             states.append([tf.concat([f, b], axis=-1) for f, b in zip(forward_states, backward_states)])
         else:
-            x, layer_states = _unrolled(rnn.cell, x, mask, backwards=False)
+            x, layer_states = layer(rnn.cell, x, mask, backwards=False)
             states.append(layer_states)
     return x, states
 
 
-def _unrolled(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
-    batch = tf.shape(x)[0]
+def _loop(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
+    """One direction of a recurrent layer over `x` `[B, T, D]`: its outputs `[B, T, H]` and last states.
+
+    A loop, not the steps unrolled: XNNPACK packs the weights of every product node apart, so an
+    unrolled loop holds its recurrent weights once per step (the multi30k-de-en-spm int8 translator,
+    a 10 MB file, held 275 MB after its first sentence; 38 MB as loops). The outputs go into place
+    with DYNAMIC_UPDATE_SLICE, the one builtin that writes a row without touching the others.
+    """
+    batch, steps = tf.shape(x)[0], x.shape[1]
+    step, inputs = _cell_step(cell, x)
+    mask = tf.transpose(mask)[:, :, None]  # [T, B, 1]
     sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
-    states = [tf.zeros([batch, size], x.dtype) for size in sizes]
-    step = _hoisted_step(cell, x)
+
+    def body(i, outputs, *states):
+        t = steps - 1 - i if backwards else i
+        output, new_states = step(tf.gather(inputs, t), list(states))
+        real = tf.gather(mask, t)
+        output = tf.where(real, output, tf.zeros_like(output))
+        outputs = xla.dynamic_update_slice(outputs, output[None], tf.stack([t, 0, 0]))
+        return (i + 1, outputs, *[tf.where(real, new, old) for new, old in zip(new_states, states)])
+
+    start = [tf.zeros([batch, size], x.dtype) for size in sizes]
+    _, outputs, *states = tf.while_loop(lambda i, *_: i < steps, body,
+                                        [tf.constant(0), tf.zeros([steps, batch, sizes[0]], x.dtype), *start])
+    return tf.transpose(outputs, [1, 0, 2]), states
+
+
+def _unrolled(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
+    """`_loop` with its steps written out, each reading its row of the input projection."""
+    step, inputs = _cell_step(cell, x)
+    inputs = tf.unstack(inputs)  # one UNPACK, not a slice per step
+    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
+    states = [tf.zeros([tf.shape(x)[0], size], x.dtype) for size in sizes]
     outputs = [None] * x.shape[1]
     for t in (reversed(range(x.shape[1])) if backwards else range(x.shape[1])):
-        output, new_states = step(t, states)
+        output, new_states = step(inputs[t], states)
         real = mask[:, t, None]
         states = [tf.where(real, new, old) for new, old in zip(new_states, states)]
         outputs[t] = tf.where(real, output, tf.zeros_like(output))
     return tf.stack(outputs, axis=1), states
 
 
-def _hoisted_step(cell, x: tf.Tensor):
-    """`step(t, states) -> (output, states)`: Keras' LSTM or GRU cell at step t of `x`, with the input
-    projection `x W` of every step as one product before the loop (the loop keeps only the recurrent
-    ones). XNNPACK packs the weights of each product of an unrolled loop apart, so each costs its
-    weights' bytes in memory: two products a step made an encoder of 96 steps several times the
-    model's size. Other cells are called as they are."""
+def _cell_step(cell, x: tf.Tensor):
+    """`(step(inputs_t, states) -> (output, states), inputs)`: Keras' LSTM or GRU cell, with the
+    input projection `x W` of every step one product before the loop (`inputs`: its rows, time
+    major), the cell's own order of additions kept. Other cells get `x` and are called as they are."""
     lstm, gru = isinstance(cell, keras.layers.LSTMCell), isinstance(cell, keras.layers.GRUCell)
     if not (lstm or (gru and cell.reset_after)) or not cell.use_bias:
-        def called(t, states):
-            output, new_states = cell(x[:, t], states, training=False)
+        def called(inputs, states):
+            output, new_states = cell(inputs, states, training=False)
             return output, (new_states if isinstance(new_states, (list, tuple)) else [new_states])
-        return called
+        return called, tf.transpose(x, [1, 0, 2])
     projected = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), cell.kernel)
     if lstm:
         bias = cell.bias  # the LSTM cell adds it last: x W + h U, then the bias
     else:
         input_bias, bias = tf.unstack(cell.bias)  # GRU (reset_after): x W + b_x, and h U + b_h
         projected = projected + input_bias
-    # One UNPACK into the steps' rows: a slice per step kept XNNPACK from running the loop as fast.
-    projected = tf.unstack(tf.reshape(projected, [tf.shape(x)[0], x.shape[1], -1]), axis=1)
+    projected = tf.transpose(tf.reshape(projected, [tf.shape(x)[0], x.shape[1], -1]), [1, 0, 2])
 
-    def lstm_step(t, states):
+    def lstm_step(projected_t, states):
         h, c = states
-        z = tf.split(projected[t] + tf.matmul(h, cell.recurrent_kernel) + bias, 4, axis=1)
+        z = tf.split(projected_t + tf.matmul(h, cell.recurrent_kernel) + bias, 4, axis=1)
         c = cell.recurrent_activation(z[1]) * c + cell.recurrent_activation(z[0]) * cell.activation(z[2])
         h = cell.recurrent_activation(z[3]) * cell.activation(c)
         return h, [h, c]
 
-    def gru_step(t, states):
+    def gru_step(projected_t, states):
         (h,) = states
-        x_z, x_r, x_h = tf.split(projected[t], 3, axis=1)
+        x_z, x_r, x_h = tf.split(projected_t, 3, axis=1)
         h_z, h_r, h_h = tf.split(tf.matmul(h, cell.recurrent_kernel) + bias, 3, axis=1)
         z, r = cell.recurrent_activation(x_z + h_z), cell.recurrent_activation(x_r + h_r)
         h = z * h + (1 - z) * cell.activation(x_h + r * h_h)
         return h, [h]
 
-    return lstm_step if lstm else gru_step
+    return (lstm_step if lstm else gru_step), projected
 
 
 def known_ids(ids, vocab_size: int):
@@ -251,7 +281,7 @@ def step_for(loaded, quantize: str = "none") -> NextWordStep:
     """The step of a loaded language model, quantized as `plain_model` says."""
     data = loaded.recipe.data
     return NextWordStep(plain_model(loaded, quantize), data.context, data.continuation, data.carry_state,
-                        log_probs=loaded.target.unit == "piece")
+                        log_probs=loaded.target.unit == "piece", unrolled=quantize == "int8")
 
 
 class Int8Rows:

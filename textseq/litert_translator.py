@@ -18,8 +18,9 @@ WHILE with TensorList ops for the growing outputs, which its builtin kernels lac
 model's step avoids them for the same reason); a loop of `step` calls costs a few microseconds per
 token in the app and leaves beam size, length penalty and early stopping to it.
 
-The encoder's loops are unrolled (`unrolled_encoder`), so an encoder costs its length whatever the
-source's: hence one per length, as batches are bucketed by length in training.
+The encoder's layers are loops over the signature's length (`looped_encoder`), so an encoder costs
+its length whatever the source's: hence one per length, as batches are bucketed by length in
+training.
 Quantization is the language model's (`textseq.litert`): float16, dynamic range (int8 weights, the
 embedding tables as `Int8Rows`) or int8 weights and activations calibrated on training sources.
 Beside the model: the vocabularies (`*.vocab.json`, or the SentencePiece `*.model` files the app
@@ -44,7 +45,7 @@ from textseq import __version__
 from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
 from textseq.data.sources import load_pairs
 from textseq.litert import (CONVERTER_NOISE, METADATA, TRANSLATOR_FILE as MODEL_FILE, by_layer, known_ids,
-                            native_lines_dropped, plain_model, stacked_states, unrolled_encoder)
+                            native_lines_dropped, plain_model, stacked_states, looped_encoder)
 
 TOP_K = 10  # candidates per hypothesis and step: beam search keeps at most this many hypotheses
 CALIBRATION_SOURCES = 64  # training sources whose encoding and greedy steps calibrate int8 activations
@@ -66,9 +67,10 @@ class TranslatorSignatures(tf.Module):
     >>> memory = signatures.encoders[8](tf.constant([[5, 6, 7, 0, 0, 0, 0, 0]]))  # doctest: +SKIP
     """
 
-    def __init__(self, model, source_lengths: list[int], k: int = TOP_K):
+    def __init__(self, model, source_lengths: list[int], k: int = TOP_K, unrolled: bool = False):
         super().__init__(name="translator")
         self.model, self.source_lengths = model, source_lengths
+        self.unrolled = unrolled  # the encoder's steps written out (`looped_encoder`)
         self.k = min(k, model.decoder.vocab_size)
         self.state_sizes = model.decoder.state_sizes()
         keys = model.decoder.attention.project_keys(tf.zeros([1, 1, model.encoder.units]))
@@ -91,7 +93,7 @@ class TranslatorSignatures(tf.Module):
 
     def _encode(self, source_ids):
         ids = known_ids(source_ids, self.model.encoder.vocab_size)
-        outputs, encoder_states = unrolled_encoder(self.model.encoder, ids)
+        outputs, encoder_states = looped_encoder(self.model.encoder, ids, self.unrolled)
         states = self.model.start_states(encoder_states)
         return {"memory_outputs": outputs, "memory_keys": self.model.decoder.attention.project_keys(outputs),
                 "memory_length": tf.reduce_sum(tf.cast(tf.not_equal(ids, PAD), tf.int32), axis=1),
@@ -121,7 +123,7 @@ class TranslatorSignatures(tf.Module):
 def signatures_for(loaded, quantize: str = "none") -> TranslatorSignatures:
     """The signatures of a loaded `Translator`, quantized as `plain_model` says."""
     return TranslatorSignatures(plain_model(loaded, quantize), source_lengths(loaded.recipe.data.max_source_length),
-                                max(TOP_K, loaded.options().beam_size))
+                                max(TOP_K, loaded.options().beam_size), unrolled=quantize == "int8")
 
 
 def calibration(signatures: TranslatorSignatures, loaded, sources: int = CALIBRATION_SOURCES, seed: int = 0):
