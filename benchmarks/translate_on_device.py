@@ -6,7 +6,10 @@ sentence at a time over the test split's sources (median and p99, milliseconds, 
 greedy decoding and beam 5 (the LiteRT files through `textseq/on_device.py`, the app loop; the
 SavedModel through its `translate` signature, which decodes as the recipe's `decode:` says); and
 BLEU of those translations against the test references, tokenized as the recipe's
-`data.bleu_tokenize` says (13a, cased, for multi30k-de-en-spm).
+`data.bleu_tokenize` says (13a, cased, for multi30k-de-en-spm). For each LiteRT file also the memory
+an app gives it: the peak resident memory of a fresh process that loads it with the app loop and
+translates --memory-sentences sources with beam 5, less that process's before it loaded the model
+(the interpreter's delegate packs the weights for its kernels on the first call).
 
     python benchmarks/translate_on_device.py runs/multi30k-de-en-spm --out /tmp/on-device
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,6 +59,30 @@ def measure_litert(export: Path, sources: list[str], references: list[str], bleu
     return {**spread(times), "bleu": round(corpus_scores(list(outputs.values()), references, bleu_tokenize)["bleu"], 2)}
 
 
+MEMORY_PROBE = """
+import json, sys
+from pathlib import Path
+def resident(key):  # kB, from the kernel's account of this process
+    return int(next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key)).split()[1])
+from on_device import DeviceTranslator
+before = resident("VmRSS:")
+translator = DeviceTranslator(sys.argv[1], num_threads=1)
+for text in json.loads(sys.argv[2]):
+    translator.translate(text, beam_size=5)
+print(json.dumps({"held_mb": round((resident("VmHWM:") - before) / 1024, 1)}))
+"""
+
+
+def memory_held(export: Path, sources: list[str]) -> float:
+    """MB of resident memory a fresh process gains by loading `export` and translating `sources`
+    (numpy, LiteRT and sentencepiece imported before it counts, as an app has them)."""
+    app = Path(__file__).resolve().parent.parent / "textseq"  # on_device.py, as an app copies it
+    probe = "import ai_edge_litert.interpreter, numpy, sentencepiece\n" + MEMORY_PROBE
+    done = subprocess.run([sys.executable, "-c", probe, str(export), json.dumps(sources)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(app)}, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["held_mb"]
+
+
 def measure_saved_model(export: Path, sources: list[str], references: list[str], bleu_tokenize: str) -> dict:
     import tensorflow as tf
 
@@ -76,6 +104,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="where the exports go; finished ones are kept")
     parser.add_argument("--sentences", type=int, default=None, help="the first N test sources (default: all)")
     parser.add_argument("--quantize", default=",".join(QUANTIZATIONS), help="comma-separated LiteRT quantizations")
+    parser.add_argument("--memory-sentences", type=int, default=20, help="sources the memory probe translates")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -96,7 +125,8 @@ def main() -> None:
         path = args.out / f"litert-{quantize}"
         if not path.exists():
             export(args.run, path, format="litert", quantize=quantize)
-        row = {"bytes": model_size(path), "of_float_weights": round(model_size(path) / float_bytes, 3)}
+        row = {"bytes": model_size(path), "of_float_weights": round(model_size(path) / float_bytes, 3),
+               "held_mb": memory_held(path, sources[:args.memory_sentences])}
         for beam in (1, 5):
             row[f"beam{beam}"] = measure_litert(path, sources, references, recipe.data.bleu_tokenize, beam)
         results[f"litert {quantize}"] = row
@@ -110,14 +140,15 @@ def main() -> None:
     results["saved_model"] = row
     print(f"saved_model: {row}", flush=True)
 
-    print(f"\n{'export':18} {'MB':>7} {'x float':>8} {'beam 1 median/p99 ms':>21} {'BLEU':>6} "
+    print(f"\n{'export':18} {'MB':>7} {'x float':>8} {'held MB':>8} {'beam 1 median/p99 ms':>21} {'BLEU':>6} "
           f"{'beam 5 median/p99 ms':>21} {'BLEU':>6}")
     for name, r in results.items():
         cells = []
         for beam in ("beam1", "beam5"):
             m = r.get(beam)
             cells.append(f"{m['median_ms']:>10.2f} /{m['p99_ms']:>9.2f} {m['bleu']:6.2f}" if m else f"{'-':>21} {'-':>6}")
-        print(f"{name:18} {r['bytes'] / 1e6:7.2f} {r['of_float_weights']:8.3f} {cells[0]} {cells[1]}")
+        held = f"{r['held_mb']:8.1f}" if "held_mb" in r else f"{'-':>8}"
+        print(f"{name:18} {r['bytes'] / 1e6:7.2f} {r['of_float_weights']:8.3f} {held} {cells[0]} {cells[1]}")
     print(json.dumps({"machine": cpu_model(), "run": str(args.run), "sentences": len(sources),
                       "float32_weight_bytes": float_bytes, "results": results}))
 
