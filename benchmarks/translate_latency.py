@@ -94,7 +94,10 @@ def main() -> None:
         from textseq.exported import ExportedTranslator
 
         served = ExportedTranslator(export)
-        servers[str(export)] = {f"litert {served.device.meta['quantize']} explain beam {beam}":
+        label = f"litert {served.device.meta['quantize']}"
+        if any(name.startswith(f"{label} explain") for calls in servers.values() for name in calls):
+            label = f"{label} {export.name}"  # two exports of one quantization: tell them apart
+        servers[str(export)] = {f"{label} explain beam {beam}":
                                 lambda text, o=served.options(beam_size=beam), s=served: s.explain(text, o)
                                 for beam in args.beams}
 
