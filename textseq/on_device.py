@@ -171,8 +171,17 @@ class DeviceTranslator:
 class Beams:
     """The hypotheses of one beam search, as `DeviceTranslator.hypotheses` grows them a step at a
     time: their scores and lengths, and per step each one's parent and token (and the attention that
-    chose it), from which `best` spells out the ended ones. Kept as backpointers rather than copied
-    token lists because at one sentence per call the loop's own numpy work is a tenth of its time.
+    chose it), from which `best` spells out the ended ones. Backpointers rather than copied token
+    lists, and no masks for ended hypotheses until one has ended: at one sentence per call, the
+    loop's own numpy work is a fair share of a sentence's time.
+
+    >>> beams = Beams(beam_size=2, alpha=0.0, max_length=3, n_best=1, pad_id=0, end_id=3)
+    >>> beams.advance(np.array([[5, 6], [7, 8]]), np.array([[-0.1, -2.0], [-1.0, -3.0]], np.float32))[1].tolist()
+    [5, 6]
+    >>> beams.advance(np.array([[3, 9], [3, 9]]), np.array([[-0.2, -1.0], [-0.5, -2.0]], np.float32))[1].tolist()
+    [3, 9]
+    >>> beams.done(), beams.best()[0].ids
+    (True, [5, 3])
     """
 
     def __init__(self, beam_size: int, alpha: float, max_length: int, n_best: int, pad_id: int, end_id: int):
