@@ -13,7 +13,9 @@ captions' ends: a keyboard suggests words, never `</s>` or another control token
 word counts as missed). The SavedModel row: its size, the latency of one `next_words` call
 (batch 1, `k` 3, TensorFlow on one thread) on a caption so far, and the accuracy of the same model
 in TensorFlow over the same positions, read by windows as `textseq evaluate` reads them (what
-`next_words` computes, tests/test_export.py). Prints a table, then one JSON object.
+`next_words` computes, tests/test_export.py). Each LiteRT row also gives the memory a keyboard app
+gives the step (`app_memory.py`: a fresh process that loads it with `DeviceNextWords` and reads 20
+test captions). Prints a table, then one JSON object.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_memory import memory_held  # noqa: E402
 from timing import spread  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
@@ -65,7 +68,9 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "textseq", "train", str(RECIPE), "--out", str(args.run)], check=True)
     model = LanguageModel.from_run(args.run)
     data = model.recipe.data
-    stream = encode_text(load_text(data, "test"), model.target).numpy()
+    text = load_text(data, "test")
+    stream = encode_text(text, model.target).numpy()
+    captions = text.splitlines()
     parameters = int(sum(np.prod(w.shape) for w in model.model.weights))
     print(f"CPU: {cpu_model()}; {args.run}: {parameters:,} parameters, test stream {len(stream):,} tokens",
           file=sys.stderr)
@@ -73,15 +78,16 @@ def main() -> None:
     rows = {"saved_model": saved_model_row(model, stream, export(args.run, args.out / "saved_model", overwrite=True))}
     for quantize in QUANTIZATIONS:
         out = export(args.run, args.out / f"litert-{quantize}", overwrite=True, format="litert", quantize=quantize)
-        rows[f"litert {quantize}"] = litert_row(out, stream)
+        rows[f"litert {quantize}"] = {**litert_row(out, stream), "held_mb": memory_held("type", out, captions[:20])}
         print(f"  litert {quantize}: {rows[f'litert {quantize}']}", file=sys.stderr)
 
     float_top3 = rows["litert none"]["top3"]
     for quantize in QUANTIZATIONS[1:]:
         rows[f"litert {quantize}"]["top3_cost_points"] = round(100 * (float_top3 - rows[f"litert {quantize}"]["top3"]), 2)
-    print(f"\n{'model':<18}{'size':>12}{'median ms':>11}{'p99 ms':>9}{'top-1':>8}{'top-3':>8}")
+    print(f"\n{'model':<18}{'size':>12}{'held MB':>9}{'median ms':>11}{'p99 ms':>9}{'top-1':>8}{'top-3':>8}")
     for name, row in rows.items():
-        print(f"{name:<18}{row['bytes']:>12,}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}"
+        held = f"{row['held_mb']:>9.1f}" if "held_mb" in row else f"{'-':>9}"
+        print(f"{name:<18}{row['bytes']:>12,}{held}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}"
               f"{row['top1']:>8.4f}{row['top3']:>8.4f}")
     print(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "run": str(args.run), "parameters": parameters,
                       "test_tokens": len(stream), "test_words": int(word_positions(stream).sum()), "models": rows}))

@@ -7,9 +7,8 @@ greedy decoding and beam 5 (the LiteRT files through `textseq/on_device.py`, the
 SavedModel through its `translate` signature, which decodes as the recipe's `decode:` says); and
 BLEU of those translations against the test references, tokenized as the recipe's
 `data.bleu_tokenize` says (13a, cased, for multi30k-de-en-spm). For each LiteRT file also the memory
-an app gives it: the peak resident memory of a fresh process that loads it with the app loop and
-translates --memory-sentences sources with beam 5, less that process's before it loaded the model
-(the interpreter's delegate packs the weights for its kernels on the first call).
+an app gives it (`app_memory.py`: a fresh process that loads it with the app loop and translates
+--memory-sentences sources with beam 5).
 
     python benchmarks/translate_on_device.py runs/multi30k-de-en-spm --out /tmp/on-device
 
@@ -22,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_memory import memory_held  # noqa: E402
 from timing import spread, timed  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
@@ -57,30 +56,6 @@ def measure_litert(export: Path, sources: list[str], references: list[str], bleu
 
     times = timed(translate, range(len(sources)), warm_up=1)  # the interpreter's first call allocates
     return {**spread(times), "bleu": round(corpus_scores(list(outputs.values()), references, bleu_tokenize)["bleu"], 2)}
-
-
-MEMORY_PROBE = """
-import json, sys
-from pathlib import Path
-def resident(key):  # kB, from the kernel's account of this process
-    return int(next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key)).split()[1])
-from on_device import DeviceTranslator
-before = resident("VmRSS:")
-translator = DeviceTranslator(sys.argv[1], num_threads=1)
-for text in json.loads(sys.argv[2]):
-    translator.translate(text, beam_size=5)
-print(json.dumps({"held_mb": round((resident("VmHWM:") - before) / 1024, 1)}))
-"""
-
-
-def memory_held(export: Path, sources: list[str]) -> float:
-    """MB of resident memory a fresh process gains by loading `export` and translating `sources`
-    (numpy, LiteRT and sentencepiece imported before it counts, as an app has them)."""
-    app = Path(__file__).resolve().parent.parent / "textseq"  # on_device.py, as an app copies it
-    probe = "import ai_edge_litert.interpreter, numpy, sentencepiece\n" + MEMORY_PROBE
-    done = subprocess.run([sys.executable, "-c", probe, str(export), json.dumps(sources)], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(app)}, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])["held_mb"]
 
 
 def measure_saved_model(export: Path, sources: list[str], references: list[str], bleu_tokenize: str) -> dict:
@@ -126,7 +101,7 @@ def main() -> None:
         if not path.exists():
             export(args.run, path, format="litert", quantize=quantize)
         row = {"bytes": model_size(path), "of_float_weights": round(model_size(path) / float_bytes, 3),
-               "held_mb": memory_held(path, sources[:args.memory_sentences])}
+               "held_mb": memory_held("translate", path, sources[:args.memory_sentences])}
         for beam in (1, 5):
             row[f"beam{beam}"] = measure_litert(path, sources, references, recipe.data.bleu_tokenize, beam)
         results[f"litert {quantize}"] = row
