@@ -13,10 +13,11 @@ One `.tflite` file with these signatures:
   tokens: the step of a forced prefix (an output that must start with given text).
 
 Beam search runs in the app, between `step` calls: `textseq.on_device` is its reference (numpy
-only), the same search as `textseq.decoding.beam_search`. In-graph beam search would need LiteRT's
-WHILE with TensorList ops for the growing outputs, which its builtin kernels lack (the language
-model's step avoids them for the same reason); a loop of `step` calls costs a few microseconds per
-token in the app and leaves beam size, length penalty and early stopping to it.
+only), the same search as `textseq.decoding.beam_search`. In the graph it would be a WHILE loop
+writing the growing outputs with DYNAMIC_UPDATE_SLICE, as the encoders' loops write theirs (Keras'
+TensorList ops have no builtin kernels); a loop of `step` calls costs a few microseconds per token
+in the app and leaves beam size, length penalty, early stopping, n-best lists and forced prefixes
+to it.
 
 The encoder's layers are loops over the signature's length (`looped_encoder`), so an encoder costs
 its length whatever the source's: hence one per length, as batches are bucketed by length in
