@@ -174,10 +174,10 @@ def _loop(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
     a 10 MB file, held 275 MB after its first sentence; 38 MB as loops). The outputs go into place
     with DYNAMIC_UPDATE_SLICE, the one builtin that writes a row without touching the others.
     """
-    batch, steps = tf.shape(x)[0], x.shape[1]
+    steps = x.shape[1]
     step, inputs = _cell_step(cell, x)
     mask = tf.transpose(mask)[:, :, None]  # [T, B, 1]
-    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
+    start = _zero_states(cell, x)
 
     def body(i, outputs, *states):
         t = steps - 1 - i if backwards else i
@@ -187,9 +187,8 @@ def _loop(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
         outputs = xla.dynamic_update_slice(outputs, output[None], tf.stack([t, 0, 0]))
         return (i + 1, outputs, *[tf.where(real, new, old) for new, old in zip(new_states, states)])
 
-    start = [tf.zeros([batch, size], x.dtype) for size in sizes]
-    _, outputs, *states = tf.while_loop(lambda i, *_: i < steps, body,
-                                        [tf.constant(0), tf.zeros([steps, batch, sizes[0]], x.dtype), *start])
+    outputs = tf.zeros([steps, tf.shape(x)[0], start[0].shape[-1]], x.dtype)  # an output is the state h
+    _, outputs, *states = tf.while_loop(lambda i, *_: i < steps, body, [tf.constant(0), outputs, *start])
     return tf.transpose(outputs, [1, 0, 2]), states
 
 
@@ -197,8 +196,7 @@ def _unrolled(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
     """`_loop` with its steps written out, each reading its row of the input projection."""
     step, inputs = _cell_step(cell, x)
     inputs = tf.unstack(inputs)  # one UNPACK, not a slice per step
-    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
-    states = [tf.zeros([tf.shape(x)[0], size], x.dtype) for size in sizes]
+    states = _zero_states(cell, x)
     outputs = [None] * x.shape[1]
     for t in (reversed(range(x.shape[1])) if backwards else range(x.shape[1])):
         output, new_states = step(inputs[t], states)
@@ -206,6 +204,12 @@ def _unrolled(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
         states = [tf.where(real, new, old) for new, old in zip(new_states, states)]
         outputs[t] = tf.where(real, output, tf.zeros_like(output))
     return tf.stack(outputs, axis=1), states
+
+
+def _zero_states(cell, x: tf.Tensor) -> list[tf.Tensor]:
+    """The cell's states before the first step of `x` `[B, T, D]`: zeros, `[B, size]` each."""
+    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
+    return [tf.zeros([tf.shape(x)[0], size], x.dtype) for size in sizes]
 
 
 def _cell_step(cell, x: tf.Tensor):
