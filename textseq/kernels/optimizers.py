@@ -101,15 +101,11 @@ class FusedAdamStep:
     a dozen ops, each a pass over the weight with a temporary of its size: on the ~10M weights of the
     multi30k-de-en recipe 20-23 ms a step against 10-11 (benchmarks/README.md).
 
-    An embedding's `IndexedSlices` gradient is summed into its dense form first, so a row looked up
-    several times in a batch steps by Adam of its whole gradient, as on a dense gradient (and in
-    PyTorch). Keras' own step squares each repeat apart on slices: `v` gains `sum(g_i^2)` where Adam
-    has `(sum g_i)^2`. AMSGrad keeps Keras' step, on the summed gradient too.
+    Embeddings' `IndexedSlices` gradients and AMSGrad keep Keras' step.
     """
 
     def update_step(self, gradient, variable, learning_rate):
-        gradient = tf.convert_to_tensor(gradient)  # an IndexedSlices' repeated rows summed
-        if self.amsgrad or not isinstance(variable, tf.Variable):
+        if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or not isinstance(variable, tf.Variable):
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
