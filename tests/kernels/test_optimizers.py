@@ -81,8 +81,9 @@ def op_types(graph_def) -> set[str]:
     {"optimizer": "AdamW", "weight_decay": 0.01, "use_ema": True},
     {"optimizer": "Adam", "amsgrad": True}])
 def test_the_fused_adam_step_follows_keras_adam(options):
-    """Dense and embedding (IndexedSlices) gradients, clipped or not, with a decaying rate: the fused step
-    lands where Keras' own step lands after several steps, and it is TensorFlow's `ResourceApplyAdam`.
+    """Dense gradients, clipped or not, with a decaying rate: the fused step lands where Keras' own step
+    lands after several steps, and it is TensorFlow's `ResourceApplyAdam`. The embedding's IndexedSlices
+    keep Keras' step (its row 3 is looked up thrice: Adam of the summed rows would land elsewhere).
 
     The betas are binary fractions: the fused op computes `1 - beta` in float32, Keras in Python, and
     for 0.999 the two differ by 1.3e-5 of it (float32 holds 0.999 as 0.99900001)."""
