@@ -181,11 +181,9 @@ def _loop(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
 
     def body(i, outputs, *states):
         t = steps - 1 - i if backwards else i
-        output, new_states = step(tf.gather(inputs, t), list(states))
-        real = tf.gather(mask, t)
-        output = tf.where(real, output, tf.zeros_like(output))
+        output, states = _masked_step(step, tf.gather(inputs, t), tf.gather(mask, t), list(states))
         outputs = xla.dynamic_update_slice(outputs, output[None], tf.stack([t, 0, 0]))
-        return (i + 1, outputs, *[tf.where(real, new, old) for new, old in zip(new_states, states)])
+        return (i + 1, outputs, *states)
 
     outputs = tf.zeros([steps, tf.shape(x)[0], start[0].shape[-1]], x.dtype)  # an output is the state h
     _, outputs, *states = tf.while_loop(lambda i, *_: i < steps, body, [tf.constant(0), outputs, *start])
@@ -199,11 +197,16 @@ def _unrolled(cell, x: tf.Tensor, mask: tf.Tensor, backwards: bool):
     states = _zero_states(cell, x)
     outputs = [None] * x.shape[1]
     for t in (reversed(range(x.shape[1])) if backwards else range(x.shape[1])):
-        output, new_states = step(inputs[t], states)
-        real = mask[:, t, None]
-        states = [tf.where(real, new, old) for new, old in zip(new_states, states)]
-        outputs[t] = tf.where(real, output, tf.zeros_like(output))
+        outputs[t], states = _masked_step(step, inputs[t], mask[:, t, None], states)
     return tf.stack(outputs, axis=1), states
+
+
+def _masked_step(step, inputs_t: tf.Tensor, real: tf.Tensor, states: list[tf.Tensor]):
+    """`step` where `real` `[B, 1]` is true; elsewhere the states stay and the output is zero, as the
+    Keras layers give masked steps."""
+    output, new_states = step(inputs_t, states)
+    return (tf.where(real, output, tf.zeros_like(output)),
+            [tf.where(real, new, old) for new, old in zip(new_states, states)])
 
 
 def _zero_states(cell, x: tf.Tensor) -> list[tf.Tensor]:

@@ -46,7 +46,7 @@ from textseq import __version__
 from textseq.constants import BOS, EOS, PAD, RESERVED, UNK
 from textseq.data.sources import load_pairs
 from textseq.litert import (CONVERTER_NOISE, METADATA, TRANSLATOR_FILE as MODEL_FILE, by_layer, known_ids,
-                            native_lines_dropped, plain_model, stacked_states, looped_encoder)
+                            looped_encoder, native_lines_dropped, plain_model, stacked_states)
 
 TOP_K = 10  # candidates per hypothesis and step: beam search keeps at most this many hypotheses
 CALIBRATION_SOURCES = 64  # training sources whose encoding and greedy steps calibrate int8 activations
