@@ -125,10 +125,11 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     from textseq.callbacks import request_stop
     from textseq.training import train as train_run
 
-    stopped_by = {"label": "interrupted", "code": 130}
+    stopped_by = {"label": "interrupted", "code": 130, "signalled": False}
 
     def stop(number, frame):  # Ctrl-C, and SIGTERM (kill, a scheduler's stop) the same way
-        stopped_by.update(label="interrupted" if number == signal.SIGINT else "stopped by SIGTERM", code=128 + number)
+        stopped_by.update(label="interrupted" if number == signal.SIGINT else "stopped by SIGTERM", code=128 + number,
+                          signalled=True)
         request_stop()  # in case this KeyboardInterrupt lands where Python ignores it
         raise KeyboardInterrupt
 
@@ -136,7 +137,12 @@ def train(recipe: Path, overrides: tuple[str, ...], out: Path | None, overwrite:
     try:
         # A terminal gets progress bars; a log file (nohup, CI) one line per epoch, not their redraws.
         summary = train_run(parsed, out, overwrite=overwrite, verbose=1 if sys.stdout.isatty() else 2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as error:
+        # A KeyboardInterrupt raised inside a library's own error handling can come out as another
+        # error (numpy's retry of `__array__` while a checkpoint is written gave a TypeError): after
+        # a signal, any error is the stop it asked for. The checkpoints are written atomically.
+        if not (isinstance(error, KeyboardInterrupt) or stopped_by["signalled"]):
+            raise
         state = Run(out).checkpoints.state() or {}
         kept = f"keeps its last finished epoch ({state['epoch']})" if state.get("epoch") else "has no finished epoch yet"
         if parsed.train.steps:
