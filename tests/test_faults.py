@@ -421,9 +421,8 @@ def test_a_full_disk_stops_training_with_a_message_and_keeps_the_last_checkpoint
         in stderr
     assert not [p for p in out.rglob("*") if p.name.startswith("tmp-") or p.name.endswith(".tmp")]
     (small_disk / "filler").unlink()
-    resumed = subprocess.run([*train_command(recipe_file, out), "--set", f"train.epochs={state['epoch'] + 1}"],
-                             capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumed = invoke("train", recipe_file, "--out", out, "--set", f"train.epochs={state['epoch'] + 1}")
+    assert resumed.exit_code == 0, resumed.output
     assert f"resumed_from_epoch {state['epoch']}" in resumed.stderr
 
     # An export that meets the full disk: one message, nothing left behind, nothing half-written.
