@@ -344,9 +344,9 @@ def test_the_page_shows_what_textseq_predict_prints(lm_run, lm_server, browser, 
     box.send_keys("a man is")  # key by key: every keystroke schedules a request, stale ones are cancelled
     shown = shown_predictions(browser, "a man is")
 
-    cli = subprocess.run([sys.executable, "-m", "textseq", "predict", str(lm_run), "a man is", "--json"],
-                         capture_output=True, text=True, check=True)
-    printed = json.loads(cli.stdout)["predictions"]
+    predicted = CliRunner().invoke(cli, ["predict", str(lm_run), "a man is", "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    printed = json.loads(predicted.stdout)["predictions"]
     assert [token for token, _ in shown] == [p["token"] for p in printed]
     np.testing.assert_allclose([p for _, p in shown], [p["probability"] for p in printed], rtol=1e-5)
     screenshot = tmp_path / "serve-lm.png"
