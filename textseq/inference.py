@@ -121,7 +121,7 @@ class LoadedRun:
         if "tokenize" not in self._compiled:
             self._compiled["tokenize"] = tf.function(
                 lambda texts: (self.source.split(texts).flat_values, self.source.encode(texts).flat_values),
-                input_signature=[tf.TensorSpec([1], tf.string)])
+                input_signature=[tf.TensorSpec([1], tf.string)], autograph=False)
         pieces, ids = self._compiled["tokenize"](tf.constant([text]))
         return [piece.decode("utf-8") for piece in pieces.numpy()], ids.numpy()
 
@@ -130,7 +130,7 @@ class LoadedRun:
         for the typing path, where each keystroke waits on it."""
         if "token_ids" not in self._compiled:
             self._compiled["token_ids"] = tf.function(lambda texts: self.source.encode(texts).flat_values,
-                                                      input_signature=[tf.TensorSpec([1], tf.string)])
+                                                      input_signature=[tf.TensorSpec([1], tf.string)], autograph=False)
         return self._compiled["token_ids"](tf.constant([text])).numpy()
 
 
@@ -253,7 +253,7 @@ class LanguageModel(LoadedRun):
                 self._compiled["predict"] = tf.function(
                     lambda text, k: next_suggestions(self.model, self.recipe.data, self.target,
                                                      self.source.encode(text), k),
-                    input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])
+                    input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)], autograph=False)
             probabilities, tokens = self._compiled["predict"](tf.constant(texts, tf.string), tf.constant(k))
         return [[Prediction(token.decode("utf-8"), float(p)) for p, token in zip(row_p, row_t) if token or p > 0]
                 for row_p, row_t in zip(probabilities.numpy(), tokens.numpy())]
@@ -302,7 +302,8 @@ class LanguageModel(LoadedRun):
                 return self.target.join_lines(produced)
 
             self._compiled[key] = tf.function(continue_text, input_signature=[
-                tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([None], tf.float32)])
+                tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([None], tf.float32)],
+                autograph=False)
         uniforms = np.random.default_rng(seed).random(max(max_tokens, 1), dtype=np.float32)
         out = self._compiled[key](tf.constant([text]), tf.constant(max_tokens), tf.constant(uniforms))
         return out[0].numpy().decode("utf-8")

@@ -106,8 +106,10 @@ class Readings:
 
         return {
             "read": tf.function(read, input_signature=[tf.TensorSpec([1, None], tf.int32),
-                                                       tf.TensorSpec([1], tf.int32), k]),
+                                                       tf.TensorSpec([1], tf.int32), k], autograph=False),
             "read_on": tf.function(read_on_and_rank,
-                                   input_signature=[tf.TensorSpec([1, None], tf.int32), states, *memory, k]),
-            "rank": tf.function(rank, input_signature=[tf.TensorSpec([1, decoder.vocab_size], tf.float32), k]),
+                                   input_signature=[tf.TensorSpec([1, None], tf.int32), states, *memory, k],
+                                   autograph=False),
+            "rank": tf.function(rank, input_signature=[tf.TensorSpec([1, decoder.vocab_size], tf.float32), k],
+                                autograph=False),
         }

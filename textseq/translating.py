@@ -101,7 +101,7 @@ class TextTranslator:
             ids = tf.TensorSpec([None, None], tf.int32)
             self._compiled[key] = tf.function(lambda *given: decode(self.model, given[0], options, *given[1:]),
                                               input_signature=[ids, ids] if prefix is not None else [ids],
-                                              jit_compile=one_beam)
+                                              jit_compile=one_beam, autograph=False)
         given = [source_ids, *([prefix] if prefix is not None else [])]
         if not one_beam:
             return self._compiled[key](*given)

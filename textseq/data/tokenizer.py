@@ -247,7 +247,8 @@ def tokenizer_for(vocab: Vocabulary) -> TextTokenizer:
 def iter_tokens(texts: Iterable[str], level: str, lowercase: bool, batch_size: int = 4096):
     """Yields the token list of every text, split by `split_tokens` (for building a vocabulary); the
     texts may be a generator, read `batch_size` at a time."""
-    split = tf.function(lambda t: split_tokens(t, level, lowercase), input_signature=[tf.TensorSpec([None], tf.string)])
+    split = tf.function(lambda t: split_tokens(t, level, lowercase), input_signature=[tf.TensorSpec([None], tf.string)],
+                        autograph=False)
     texts = iter(texts)
     while chunk := list(itertools.islice(texts, batch_size)):
         for row in split(tf.constant(chunk, tf.string)).to_list():
