@@ -336,7 +336,7 @@ def calibration_steps(step: NextWordStep, call, loaded, lines: int = CALIBRATION
 
 def convert(loaded, quantize: str, step: NextWordStep) -> bytes:
     """The `.tflite` bytes of a language-model run's `step`, quantized as asked (one of `textseq.constants.QUANTIZATIONS`)."""
-    traced = tf.function(step.__call__, input_signature=step.signature())
+    traced = tf.function(step.__call__, input_signature=step.signature(), autograph=False)
     function = traced.get_concrete_function()
     # Weights as constants: the converter leaves variables read inside the window branch (an IF op)
     # as variables, which quantization then skips.

@@ -80,12 +80,12 @@ class TranslatorSignatures(tf.Module):
                        "memory_keys": ([None, int(keys.shape[-1])], tf.float32),
                        "memory_length": ([], tf.int32)}
         self.encoders = {length: tf.function(self._encode, input_signature=[
-            tf.TensorSpec([1, length], tf.int32, name="source_ids")]) for length in source_lengths}
+            tf.TensorSpec([1, length], tf.int32, name="source_ids")], autograph=False) for length in source_lengths}
         step_inputs = [tf.TensorSpec([None], tf.int32, name="token_id")] + [
             tf.TensorSpec([None, *shape], dtype, name=name) for name, (shape, dtype) in self.shapes.items()]
-        self.step = tf.function(self._step, input_signature=step_inputs)
+        self.step = tf.function(self._step, input_signature=step_inputs, autograph=False)
         forced_id = tf.TensorSpec([None], tf.int32, name="forced_id")
-        self.forced_step = tf.function(self._forced_step, input_signature=[*step_inputs, forced_id])
+        self.forced_step = tf.function(self._forced_step, input_signature=[*step_inputs, forced_id], autograph=False)
 
     def functions(self) -> dict:
         """Each signature's name and function."""
