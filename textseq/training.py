@@ -153,6 +153,10 @@ def input_pipelines(recipe: Recipe, data: TaskData, strategy: tf.distribute.Stra
     """The training and validation datasets as the strategy's replicas need them, and the steps of an
     epoch (of a segment with train.steps, whose training data is one plain stream per worker, read
     as `steps.feed_from` says)."""
+    # A seeded tf.data op pairs its seed with the process's global seed once one is set (an earlier
+    # training in this process, the caller): cleared, a stream's order is the recipe's alone, as in a
+    # fresh `textseq train`, where a resume replays it. build_model sets the recipe's seed after this.
+    tf.random.set_seed(None)
     config, static_shapes = recipe.train, isinstance(strategy, tf.distribute.TPUStrategy)
     validation_data = distribute_dataset(strategy, lambda context: data.dataset(
         "validation", config.batch_size, input_context=context, static_shapes=static_shapes))
