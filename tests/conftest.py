@@ -27,7 +27,7 @@ TINY = {
 # Modules whose module-scoped fixtures train, export or start servers for seconds: their tests share
 # one worker (pytest-xdist's loadgroup), so each fixture is built once. Spread over workers, a module
 # fixture is built on each, and again each time a worker comes back to the module from another one.
-SHARED_FIXTURES = {"test_export.py", "test_faults.py", "test_litert.py", "test_litert_translator.py",
+SHARED_FIXTURES = {"test_distribute.py", "test_export.py", "test_faults.py", "test_litert.py", "test_litert_translator.py",
                    "test_selection.py", "test_serve.py", "test_subword_runs.py"}
 
 

@@ -59,16 +59,28 @@ def test_mixed_bfloat16_trains_to_a_finite_loss_with_float32_logits(tmp_path):
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
 
 
-def train_mirrored(run, out) -> dict[str, float]:
-    """`run`'s recipe trained anew with `textseq train` under the mirrored strategy over two logical
-    CPUs (a process of its own: logical devices are set before TensorFlow starts); its last metrics."""
-    process = subprocess.run(
-        [sys.executable, "-m", "textseq", "train", str(run / "recipe.yaml"), "--out", str(out),
-         "--set", "train.strategy=mirrored", "--set", "train.devices=/cpu:0,/cpu:1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+MIRRORED = """
+import sys
+from textseq.cli import cli
+for recipe, out in zip(sys.argv[1::2], sys.argv[2::2]):
+    cli.main(["train", recipe, "--out", out, "--set", "train.strategy=mirrored", "--set", "train.devices=/cpu:0,/cpu:1"],
+             prog_name="textseq", standalone_mode=False)
+"""
+
+
+@pytest.fixture(scope="module")
+def mirrored(trained_run, lm_run, tmp_path_factory) -> dict[str, dict[str, float]]:
+    """The session's tiny translation run and language-model run, each trained anew with `textseq
+    train` under the mirrored strategy over two logical CPUs, one after the other in a process of
+    their own (logical devices are set before TensorFlow starts); their last metrics by name."""
+    root = tmp_path_factory.mktemp("mirrored")
+    runs = {"translation": trained_run, "language model": lm_run}
+    args = [str(item) for name, run in runs.items() for item in (run / "recipe.yaml", root / name)]
+    process = subprocess.run([sys.executable, "-c", MIRRORED, *args], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
-    assert "mirrored strategy, 2 replicas" in process.stderr
-    return last_metrics(out)
+    assert process.stderr.count(": mirrored strategy, 2 replicas") == 2, process.stderr[-3000:]  # one start line a run
+    return {name: last_metrics(root / name) for name in runs}
 
 
 def last_metrics(run) -> dict[str, float]:
@@ -76,25 +88,25 @@ def last_metrics(run) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_a_language_model_carries_each_replicas_own_states(lm_run, tmp_path):
+def test_a_language_model_carries_each_replicas_own_states(mirrored, lm_run):
     """Each replica keeps the states of its own rows: training and validation with carried states
     under two replicas give one device's losses (a mix-up of rows between replicas would not).
     One epoch crosses every window border of the LM's rows."""
-    mirrored, single = train_mirrored(lm_run, tmp_path / "mirrored"), last_metrics(lm_run)
+    single = last_metrics(lm_run)
     for key in ("loss", "val_loss"):
-        assert mirrored[key] == pytest.approx(single[key], rel=2e-3), (mirrored, single)
+        assert mirrored["language model"][key] == pytest.approx(single[key], rel=2e-3), (mirrored, single)
 
 
 @pytest.mark.slow
-def test_mirrored_over_two_logical_cpus_matches_one_device(trained_run, tmp_path):
-    mirrored, single = train_mirrored(trained_run, tmp_path / "mirrored"), last_metrics(trained_run)
+def test_mirrored_over_two_logical_cpus_matches_one_device(mirrored, trained_run):
+    single = last_metrics(trained_run)
     # Every piece of a global batch is padded to the same length, so the replicas' averaged losses
     # and gradients equal one device's up to the order of float32 sums. Measured here after the 2
     # epochs of the tiny run: 2.3806734 vs 2.3806732 (the LM above: 3.9090087 vs 3.9090078, its
     # validation loss 7e-5 apart). 0.2% leaves room for other CPUs' rounding while still catching a
     # wrong batch split or gradient scaling, which moves the loss by whole percents.
     for key in ("loss", "val_loss"):
-        assert mirrored[key] == pytest.approx(single[key], rel=2e-3), (mirrored, single)
+        assert mirrored["translation"][key] == pytest.approx(single[key], rel=2e-3), (mirrored, single)
 
 
 def test_multi_worker_without_tf_config_says_how_to_set_it(monkeypatch):

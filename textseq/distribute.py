@@ -50,14 +50,26 @@ def _strategy(config: TrainConfig) -> tf.distribute.Strategy:
         if config.tpu or tpu_visible():
             return tpu_strategy(config.tpu)
         if len(tf.config.list_logical_devices("GPU")) > 1:
-            return tf.distribute.MirroredStrategy()
+            return mirrored()
         return tf.distribute.get_strategy()
     if config.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy(devices)
+        return mirrored(devices)
     if config.strategy == "multi_worker":
         check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def mirrored(devices: list[str] | None = None) -> tf.distribute.MirroredStrategy:
+    """A MirroredStrategy whose collectives have keys of their own in this process.
+
+    Every MirroredStrategy numbers its collectives from the same keys, and TensorFlow keeps a key's
+    shapes for the life of the process: a second mirrored training in one process failed with "Shape
+    mismatch in the collective instance 100" (tensorflow#62790). TensorFlow's own tests move the
+    base the same way (`strategy_combinations`).
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
+    return tf.distribute.MirroredStrategy(devices)
 
 
 def split_cpu(devices: list[str]) -> None:
